@@ -1,0 +1,1 @@
+"""What is run: study specs, the runner, the store and the command line."""

@@ -1,0 +1,80 @@
+"""The ``loraplus-scaling`` command line (also ``python -m studies``).
+
+Every bad input ends in one line ``error: ...`` on stderr and exit code 2 (``--debug``
+shows the traceback); nothing on disk is touched before the inputs are validated.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: one line, exit 2
+        raise UsageError(message)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="linear", help="toy | linear | mlp | paper-mlp")
+    p.add_argument("--optimizer", default="adam", help="sgd | adam | adamw")
+    p.add_argument("--init", default=None, help="1 (B=0) | 2 (A=0) | zero | paper; default: the model's")
+    p.add_argument("--rank", type=int, default=None, help="LoRA rank r (default 1 for toy, else 4)")
+    p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: alpha = r)")
+    p.add_argument("--alpha-scaling", default="r", help="r (alpha/r) | sqrt-r (rsLoRA, alpha/sqrt(r))")
+    p.add_argument("--batch-size", type=int, default=None, help="samples per step (default: the model's)")
+    p.add_argument("--data", default="fixed", help="fixed (one batch) | fresh (new batch each step)")
+    p.add_argument("--depth", type=int, default=2, help="hidden LoRA layers of the mlp model")
+    p.add_argument("--dtype", default="float32", help="float32 | float64")
+    p.add_argument("--loss-reduction", default="mean", help="mean | sum over output coordinates")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="loraplus-scaling", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
+
+    cc = sub.add_parser("coord-check", help="measure feature updates across widths under LR schemes")
+    _add_model_args(cc)
+    cc.add_argument("--schemes", default="loraplus,lora-const,lora-sqrt,lora-inv",
+                    help="built-in names separated by ',' or custom 'gA=..,gB=..' separated by ';'")
+    cc.add_argument("--widths", type=_int_list, default=[128, 256, 512, 1024, 2048])
+    cc.add_argument("--steps", type=int, default=6)
+    cc.add_argument("--seeds", type=int, default=2, help="number of seeds (0..S-1)")
+    cc.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    cc.add_argument("--out", default="runs/coord-check")
+    cc.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        from studies import commands
+        return commands.COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (UsageError, ValueError, OSError) as err:
+        if debug:
+            traceback.print_exc()
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,71 @@
+"""Run a study: expand it into shards (one width x one seed), train each shard's runs as one
+population, and collect a tidy long table."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from studies.spec import CoordCheckSpec
+from toy_models.models import build_model
+from toy_models.population import Population, Trajectory
+
+RESULT_COLUMNS = ["model", "optimizer", "init", "scheme", "width", "seed", "step", "layer",
+                  "metric", "value", "eta_a", "eta_b"]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present; otherwise the named device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda[:N]") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for but CUDA is not available")
+    return dev
+
+
+def trajectory_frame(traj: Trajectory, run_labels: pd.DataFrame) -> pd.DataFrame:
+    """Tidy rows (run, step, layer, metric, value) for every finite measurement, joined with
+    ``run_labels`` (one row per run). Divergence adds a row metric="diverged", value 1 at the
+    step it happened (layer "all")."""
+    frames = []
+    for metric, values in traj.metrics.items():
+        v = values.numpy()  # (T + 1, R, L)
+        step, run, layer = np.nonzero(np.isfinite(v))
+        layer_names = np.array(traj.layer_names if metric not in ("loss", "test_loss") else ["all"])
+        layer_idx = layer if len(layer_names) > 1 else np.zeros_like(layer)
+        frames.append(pd.DataFrame({"run": run, "step": step, "layer": layer_names[layer_idx],
+                                    "metric": metric, "value": v[step, run, layer]}))
+    div = traj.diverged_step.numpy()
+    runs = np.nonzero(div >= 0)[0]
+    frames.append(pd.DataFrame({"run": runs, "step": div[runs], "layer": "all",
+                                "metric": "diverged", "value": 1.0}))
+    tidy = pd.concat(frames, ignore_index=True)
+    return run_labels.reset_index(names="run").merge(tidy, on="run").drop(columns="run")
+
+
+def run_coord_check_shard(spec: CoordCheckSpec, width: int, seed: int, device: torch.device) -> pd.DataFrame:
+    """Train every scheme of ``spec`` at one (width, seed) as one population."""
+    model = build_model(spec.model, spec.model_config(width), seed, device)
+    schemes = spec.scheme_objects
+    rates = [s.rates(width, spec.optimizer) for s in schemes]
+    pop = Population(model, [r[0] for r in rates], [r[1] for r in rates], spec.optimizer,
+                     weight_decay=spec.weight_decay)
+    traj = pop.run(spec.steps)
+    labels = pd.DataFrame({"model": spec.model, "optimizer": spec.optimizer, "init": model.cfg.init,
+                           "scheme": [s.name for s in schemes], "width": width, "seed": seed,
+                           "eta_a": [r[0] for r in rates], "eta_b": [r[1] for r in rates]})
+    return trajectory_frame(traj, labels)[RESULT_COLUMNS]
+
+
+def run_coord_check(spec: CoordCheckSpec, device: torch.device, progress: bool = True) -> pd.DataFrame:
+    """Every shard of a coordinate check, widest last so the progress bar is honest early."""
+    shards = [(w, s) for w in sorted(spec.widths) for s in spec.seeds]
+    frames = [run_coord_check_shard(spec, w, s, device)
+              for w, s in tqdm(shards, desc=f"coord-check {spec.model}", unit="shard",
+                               disable=not progress, leave=False)]
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,91 @@
+"""Study specifications: plain dataclasses validated on construction with one-line errors."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from scaling.rules import Scheme, parse_scheme
+from toy_models.init import INITS
+from toy_models.models import DTYPES, MODELS, ModelConfig
+from toy_models.optim import OPTIMIZERS
+
+
+class SpecError(ValueError):
+    """A bad input; its message is one line meant for the user."""
+
+
+def _positive_ints(name: str, values) -> tuple[int, ...]:
+    values = tuple(values)
+    if not values:
+        raise SpecError(f"{name}: give at least one value")
+    for v in values:
+        if not isinstance(v, int) or v <= 0:
+            raise SpecError(f"{name} must be positive integers, got {v!r}")
+    return values
+
+
+@dataclass(frozen=True)
+class CoordCheckSpec:
+    """A coordinate check: every scheme at every width and seed, measured every step.
+
+    One shard = one (width, seed): all schemes train together as one population.
+    """
+
+    model: str = "linear"
+    optimizer: str = "adam"
+    init: str | None = None
+    schemes: tuple[str, ...] = ("loraplus", "lora-const", "lora-sqrt", "lora-inv")
+    widths: tuple[int, ...] = (128, 256, 512, 1024, 2048)
+    steps: int = 6
+    seeds: tuple[int, ...] = (0, 1)
+    rank: int | None = None
+    alpha: float | None = None
+    alpha_scaling: str = "r"
+    batch_size: int | None = None
+    data: str = "fixed"
+    depth: int = 2
+    dtype: str = "float32"
+    loss_reduction: str = "mean"
+    weight_decay: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise SpecError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise SpecError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+        if self.init is not None and self.init not in INITS:
+            raise SpecError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
+        if self.dtype not in DTYPES:
+            raise SpecError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
+        object.__setattr__(self, "widths", _positive_ints("widths", self.widths))
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise SpecError(f"seeds must be non-negative integers, got {list(self.seeds)}")
+        if not isinstance(self.steps, int) or self.steps <= 0:
+            raise SpecError(f"steps must be a positive integer, got {self.steps!r}")
+        try:
+            parsed = [parse_scheme(s) for s in self.schemes]
+        except ValueError as err:
+            raise SpecError(str(err)) from None
+        if not parsed:
+            raise SpecError("schemes: give at least one scheme")
+        for w in self.widths:
+            try:
+                self.model_config(w).check()
+            except ValueError as err:
+                raise SpecError(str(err)) from None
+
+    @property
+    def scheme_objects(self) -> list[Scheme]:
+        return [parse_scheme(s) for s in self.schemes]
+
+    def model_config(self, width: int) -> ModelConfig:
+        rank = self.rank if self.rank is not None else (1 if self.model == "toy" else 4)
+        return ModelConfig(width=width, rank=rank, alpha=self.alpha, alpha_scaling=self.alpha_scaling,
+                           init=self.init, batch_size=self.batch_size, data=self.data,
+                           depth=self.depth, dtype=self.dtype, loss_reduction=self.loss_reduction)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["schemes"], d["widths"], d["seeds"] = list(self.schemes), list(self.widths), list(self.seeds)
+        return d

@@ -1,0 +1,176 @@
+"""Model configuration, the shared base class, and the registry of toy LoRA models.
+
+Every model owns its frozen base, its data and its LoRA initialisation for ONE width and
+ONE seed; the LoRA factors themselves are passed in stacked over runs:
+A_l is (R, r, n_in_l), B_l is (R, n_out_l, r). Randomness comes from generators seeded by
+(seed, width, stream), never from run order, so a run is reproducible on its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from toy_models.init import INITS, init_lora_factors
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_STREAMS = {"base": 0, "data": 1, "probe": 2, "test": 3, "lora": 4, "teacher": 5}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines a toy model at one width (learning rates are per run, not here).
+
+    width: n, the hidden width the theory takes to infinity.
+    rank, alpha: LoRA rank r and alpha (None: alpha = r). The update is scale * B A with
+      scale = alpha / r (``alpha_scaling="r"``) or alpha / sqrt(r) (``"sqrt-r"``, rsLoRA).
+    init: LoRA init, one of toy_models.init.INITS (None: the model's own default).
+    batch_size: samples per step (None: the model's default); data "fixed" reuses one batch,
+      "fresh" draws a new batch every step.
+    probe_size: measurement batch (a prefix of the fixed batch, or a separate fixed draw).
+    loss_reduction: per-run loss is 0.5 * mean over the batch of the "mean" or "sum" over
+      output coordinates of (f - y)^2. It matters for SGD exponents only.
+    depth, input_dim: MLP depth (hidden n x n LoRA layers) and input dimension d.
+    """
+
+    width: int
+    rank: int = 4
+    alpha: float | None = None
+    alpha_scaling: str = "r"
+    init: str | None = None
+    batch_size: int | None = None
+    data: str = "fixed"
+    probe_size: int = 64
+    loss_reduction: str = "mean"
+    depth: int = 2
+    input_dim: int | None = None
+    dtype: str = "float32"
+
+    @property
+    def lora_scale(self) -> float:
+        alpha = float(self.rank) if self.alpha is None else float(self.alpha)
+        return alpha / self.rank if self.alpha_scaling == "r" else alpha / self.rank ** 0.5
+
+    def check(self) -> None:
+        """Raise ValueError with a one-line message for an impossible configuration."""
+        if self.width <= 0:
+            raise ValueError(f"width must be positive, got {self.width}")
+        if self.rank <= 0:
+            raise ValueError(f"rank must be positive, got {self.rank}")
+        if self.rank > self.width:
+            raise ValueError(f"rank {self.rank} is larger than width {self.width}")
+        if self.alpha_scaling not in ("r", "sqrt-r"):
+            raise ValueError(f"alpha scaling must be 'r' or 'sqrt-r', got {self.alpha_scaling!r}")
+        if self.init is not None and self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
+        if self.batch_size is not None and self.batch_size <= 0:
+            raise ValueError(f"batch size must be positive, got {self.batch_size}")
+        if self.data not in ("fixed", "fresh"):
+            raise ValueError(f"data must be 'fixed' or 'fresh', got {self.data!r}")
+        if self.loss_reduction not in ("mean", "sum"):
+            raise ValueError(f"loss reduction must be 'mean' or 'sum', got {self.loss_reduction!r}")
+        if self.depth < 1:
+            raise ValueError(f"depth must be at least 1, got {self.depth}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+
+class LoraModel:
+    """Frozen base + data for one width and seed. Subclasses set the class defaults and
+    implement ``_build``, ``_sample`` and ``forward``."""
+
+    name = ""
+    default_init = "1"
+    default_batch = 32
+    default_input_dim: int | None = None
+
+    def __init__(self, cfg: ModelConfig, seed: int, device: str | torch.device = "cpu"):
+        cfg.check()
+        cfg = replace(cfg, init=cfg.init or self.default_init,
+                      batch_size=cfg.batch_size or self.default_batch,
+                      input_dim=cfg.input_dim or self.default_input_dim)
+        self.cfg, self.seed = cfg, seed
+        self.width, self.rank, self.scale = cfg.width, cfg.rank, cfg.lora_scale
+        self.device, self.dtype = torch.device(device), DTYPES[cfg.dtype]
+        self.layer_names: list[str] = []
+        self.layer_shapes: list[tuple[int, int]] = []  # (n_out, n_in) per LoRA layer
+        self._build(self.generator("base"))
+        self._fixed = self._sample(self.generator("data"), cfg.batch_size)
+        if cfg.data == "fixed":
+            self.probe_is_train_prefix = cfg.probe_size <= cfg.batch_size
+            n_probe = min(cfg.probe_size, cfg.batch_size)
+            self.probe = tuple(t[:n_probe] for t in self._fixed)
+        else:
+            self.probe_is_train_prefix = False
+            self.probe = self._sample(self.generator("probe"), cfg.probe_size)
+
+    # -- randomness ----------------------------------------------------------------------
+    def generator(self, stream: str, step: int = 0) -> torch.Generator:
+        """A CPU generator seeded by (seed, width, stream, step): independent of run order."""
+        entropy = [int(self.seed), int(self.width), _STREAMS[stream], int(step)]
+        state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
+        return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+    def to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """Draws happen in float64 on the CPU (identical on every device), then move."""
+        return t.to(device=self.device, dtype=self.dtype)
+
+    # -- data ----------------------------------------------------------------------------
+    def train_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training batch (x, y) for optimiser step ``step`` (1-based)."""
+        if self.cfg.data == "fixed":
+            return self._fixed
+        return self._sample(self.generator("data", step), self.cfg.batch_size)
+
+    def test_batch(self, size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._sample(self.generator("test"), size)
+
+    # -- LoRA ----------------------------------------------------------------------------
+    def lora_init(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Unbatched initial factors [(A (r, n_in), B (n_out, r))] for every LoRA layer."""
+        gen = self.generator("lora")
+        return [tuple(self.to_device(t) for t in
+                      init_lora_factors(self.cfg.init, n_out, n_in, self.rank, gen))
+                for n_out, n_in in self.layer_shapes]
+
+    def lora(self, z: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        """LoRA branch scale * B A z. z: (N, n_in) or (R, N, n_in) -> (R, N, n_out)."""
+        return self.scale * (z @ A.mT) @ B.mT
+
+    def loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-run loss (R,) from pred (R, N, d_out) and y (N, d_out)."""
+        sq = (pred - y) ** 2
+        per_sample = sq.mean(-1) if self.cfg.loss_reduction == "mean" else sq.sum(-1)
+        return 0.5 * per_sample.mean(-1)
+
+    # -- to implement --------------------------------------------------------------------
+    def _build(self, gen: torch.Generator) -> None:
+        raise NotImplementedError
+
+    def _sample(self, gen: torch.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, As: list[torch.Tensor], Bs: list[torch.Tensor]
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Return predictions (R, N, d_out) and each LoRA layer's input z, (N, n) or (R, N, n)."""
+        raise NotImplementedError
+
+
+MODELS: dict[str, type[LoraModel]] = {}
+
+
+def register(cls: type[LoraModel]) -> type[LoraModel]:
+    MODELS[cls.name] = cls
+    return cls
+
+
+def build_model(name: str, cfg: ModelConfig, seed: int, device: str | torch.device = "cpu") -> LoraModel:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    return MODELS[name](cfg, seed, device)
+
+
+# The model files register themselves on import.
+from toy_models import linear as _linear  # noqa: E402,F401
+from toy_models import mlp as _mlp  # noqa: E402,F401
