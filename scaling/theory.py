@@ -1,0 +1,259 @@
+"""Predicted width exponents of a LoRA layer's feature updates, with their derivations.
+
+The prediction is a small "gamma calculus": every quantity is Theta(n^gamma) and tracked by
+its exponent gamma alone, -inf meaning "exactly zero". Products add exponents, sums take
+the max (no cancellation assumed), and the optimiser step is followed step by step from
+the initialisation, so crossovers in t (a term that is zero or subleading at t = 1 and
+dominates later) come out of the recursion rather than being guessed. Exponents are the
+n -> infinity limit at a FIXED step t.
+
+Quantities (THEORY.md): Z_A = A z, Z_B = B Z_A for a LoRA layer with input z (coordinates
+Theta(1)); one step changes Z_B by delta1 = B dA z, delta2 = dB A z, delta3 = dB dA z.
+Rates eta_A = Theta(n^gA), eta_B = Theta(n^gB); rank r and alpha/r are Theta(1).
+
+Covered:
+- Adam / AdamW, Init[1] (B0 = 0, A0 ~ N(0, 1/n)) and Init[2] (A0 = 0, B0 = Theta(1)), and
+  both-zero: models ``linear`` and ``toy`` (one LoRA layer) and every hidden layer of ``mlp``
+  (assumptions listed in ``ASSUMPTIONS``). Adam's step is sign-like, so entries of dA are
+  Theta(eta_A) and dA z = Theta(eta_A n) (the update is aligned with the input; the paper's
+  Assumption 1), whatever the loss normalisation.
+- SGD (gradient descent) on the paper's toy model f(x) = (W* + b a^T) x with loss
+  0.5 * mean over the batch of (f - y)^2. With one output, "mean" and "sum" over output
+  coordinates coincide; a batch of N samples changes no exponent as long as n >> N. The error
+  U = f - y is Theta(n^max(0, gamma[b a^T x])).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+NEG_INF = -math.inf
+PREDICTED_METRICS = ("delta1", "delta2", "delta3", "z_a", "dz_b")
+CLASSES = ("unstable", "efficient", "A-side lazy", "B-side lazy", "both lazy", "frozen")
+SUPPORTED = {("adam", "toy"), ("adam", "linear"), ("adam", "mlp"), ("adamw", "toy"),
+             ("adamw", "linear"), ("adamw", "mlp"), ("sgd", "toy")}
+INIT_NAMES = {"1": "Init[1] (B0 = 0, A0 ~ N(0, 1/n))", "2": "Init[2] (A0 = 0, B0 = Theta(1))",
+              "zero": "both zero"}
+LATE_STEP = 6  # every recursion here has reached its pattern by then: used to classify
+
+ASSUMPTIONS = {
+    "adam": ["each LoRA layer's input z has Theta(1) coordinates (a stable base network)",
+             "Adam's update is sign-like: entries of dA, dB are Theta(eta) once their gradient is non-zero",
+             "dA z = Theta(eta_A n): the update of A is aligned with the input (needs n >> batch size)",
+             "rank r, alpha and the output-side gradient are Theta(1) and non-zero; no cancellations"],
+    "sgd": ["the paper's toy model f(x) = (W* + b a^T) x, x with Theta(1) coordinates, W* x = Theta(1)",
+            "loss 0.5 * mean over the batch of (f - y)^2 (one output: mean = sum over outputs)",
+            "||x||^2 = Theta(n) dominates the cross terms x_i^T x_j = Theta(sqrt n) (needs n >> batch size)",
+            "no cancellations between terms"],
+    "mlp": ["every hidden layer is a LoRA layer with the Adam derivation; deeper layers' inputs stay "
+            "Theta(1) only while the scheme is stable, so for unstable schemes only the first layer's "
+            "prediction is sharp"],
+}
+
+
+def fmt(g: float) -> str:
+    """An exponent as text: 'zero' for -inf, otherwise a short signed number."""
+    if g == NEG_INF:
+        return "zero"
+    if math.isinf(g):
+        return "+inf"
+    return f"{g:+.3g}".replace("+0", "0") if g != 0 else "0"
+
+
+@dataclass
+class Step:
+    """One line of a derivation: quantity ~ expression, its exponent, and why."""
+
+    quantity: str
+    expression: str
+    exponent: float
+    reason: str
+
+
+@dataclass
+class Prediction:
+    model: str
+    optimizer: str
+    init: str
+    gA: float
+    gB: float
+    step: int
+    exponents: dict[str, float]
+    classification: str
+    derivation: list[Step]
+    notes: list[str] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+
+    # -- rendering ----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = {k: (None if v == NEG_INF else v) for k, v in self.exponents.items()}
+        d.update(classification=self.classification, model=self.model, optimizer=self.optimizer,
+                 init=self.init, gA=self.gA, gB=self.gB, step=self.step, notes=self.notes,
+                 assumptions=self.assumptions,
+                 derivation=[{**asdict(s), "exponent": None if s.exponent == NEG_INF else s.exponent}
+                             for s in self.derivation])
+        return d
+
+    def header(self) -> str:
+        return (f"{self.optimizer} / {INIT_NAMES.get(self.init, self.init)} / model {self.model}: "
+                f"gA = {self.gA:g}, gB = {self.gB:g} (eta_B/eta_A = Theta(n^{self.gB - self.gA:g})), step {self.step}")
+
+    def to_text(self, explain: bool = False) -> str:
+        lines = [self.header()]
+        lines += [f"  gamma[{k}] = {fmt(v)}" for k, v in self.exponents.items()]
+        lines.append(f"  classification: {self.classification}")
+        lines += [f"  note: {n}" for n in self.notes]
+        if explain:
+            lines.append("derivation (exponent of each quantity; 'zero' = exactly zero):")
+            lines += [f"  {s.quantity:<16} = {s.expression:<34} gamma = {fmt(s.exponent):<6} {s.reason}"
+                      for s in self.derivation]
+            lines.append("assumptions:")
+            lines += [f"  - {a}" for a in self.assumptions]
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        lines = [f"**{self.header()}**", "", "| quantity | expression | exponent | reason |",
+                 "| --- | --- | --- | --- |"]
+        lines += [f"| {s.quantity} | `{s.expression}` | {fmt(s.exponent)} | {s.reason} |" for s in self.derivation]
+        lines += ["", "Predicted: " + ", ".join(f"gamma[{k}] = {fmt(v)}" for k, v in self.exponents.items())
+                  + f"; classification **{self.classification}**."]
+        lines += [f"- note: {n}" for n in self.notes]
+        lines += ["", "Assumptions:"] + [f"- {a}" for a in self.assumptions]
+        return "\n".join(lines)
+
+    def to_latex(self) -> str:
+        def tex(g):
+            return r"-\infty" if g == NEG_INF else f"{g:g}"
+        rows = [rf"\texttt{{{s.quantity.replace('_', chr(92) + '_')}}} & "
+                rf"\texttt{{{s.expression.replace('_', chr(92) + '_').replace('^', chr(92) + '^{}')}}} & "
+                rf"${tex(s.exponent)}$ & {s.reason.replace('_', chr(92) + '_')} \\" for s in self.derivation]
+        return "\n".join([r"\begin{tabular}{llll}", r"\hline",
+                          r"quantity & expression & $\gamma$ & reason \\", r"\hline", *rows,
+                          r"\hline", r"\end{tabular}",
+                          rf"% classification: {self.classification}"])
+
+
+# -- the recursions -------------------------------------------------------------------------
+def _plus(*gs: float) -> float:
+    """Exponent of a product: the sum, exactly zero if any factor is."""
+    return NEG_INF if any(g == NEG_INF for g in gs) else float(sum(gs))
+
+
+def _adam(init: str, gA: float, gB: float, steps: int):
+    """Adam on a LoRA layer. State: zA = gamma[Z_A], b = gamma[entries of B]."""
+    zA = {"1": 0.0, "2": NEG_INF, "zero": NEG_INF}[init]
+    b = {"1": NEG_INF, "2": 0.0, "zero": NEG_INF}[init]
+    history, derivation = [], []
+    derivation.append(Step("Z_A(0)", "A0 z", zA, "sum of n independent N(0,1/n) x Theta(1) terms" if zA == 0 else "A0 = 0"))
+    derivation.append(Step("B(0)", "entries of B0", b, "Init[2]: B0 entries Theta(1)" if b == 0 else "B0 = 0"))
+    for t in range(1, steps + 1):
+        # grad_A = B^T G z^T vanishes iff B = 0; grad_B = G Z_A^T vanishes iff Z_A = 0.
+        dAz = _plus(gA, 1) if b != NEG_INF else NEG_INF
+        dB = gB if zA != NEG_INF else NEG_INF
+        d1, d2, d3 = _plus(b, dAz), _plus(dB, zA), _plus(dB, dAz)
+        new_zA, new_b = max(zA, dAz), max(b, dB)
+        if t <= 2 or t == steps:
+            derivation += [
+                Step(f"dA z ({t})", "eta_A * sum_j |z_j|", dAz,
+                     "grad_A is zero while B = 0" if dAz == NEG_INF else "sign-like Adam step aligned with z: n terms of size eta_A"),
+                Step(f"dB ({t})", "eta_B * sign(G Z_A^T)", dB,
+                     "grad_B is zero while Z_A = 0" if dB == NEG_INF else "sign-like Adam step: entries eta_B"),
+                Step(f"delta1 ({t})", "B(t-1) dA z", d1, f"gamma[B(t-1)] + gamma[dA z] = {fmt(b)} + {fmt(dAz)}"),
+                Step(f"delta2 ({t})", "dB Z_A(t-1)", d2, f"gamma[dB] + gamma[Z_A(t-1)] = {fmt(dB)} + {fmt(zA)} (r terms)"),
+                Step(f"delta3 ({t})", "dB dA z", d3, f"gamma[dB] + gamma[dA z] = {fmt(dB)} + {fmt(dAz)}"),
+                Step(f"Z_A ({t})", "Z_A(t-1) + dA z", new_zA, f"max({fmt(zA)}, {fmt(dAz)}): updates accumulate"),
+                Step(f"B ({t})", "B(t-1) + dB", new_b, f"max({fmt(b)}, {fmt(dB)})"),
+            ]
+        zA, b = new_zA, new_b
+        history.append({"delta1": d1, "delta2": d2, "delta3": d3, "z_a": zA, "dz_b": max(d1, d2, d3)})
+    return history, derivation
+
+
+def _sgd_toy(init: str, gA: float, gB: float, steps: int):
+    """Gradient descent on f(x) = (W* + b a^T) x. State: ax = gamma[a^T x], b = gamma[b]."""
+    ax = {"1": 0.0, "2": NEG_INF, "zero": NEG_INF}[init]
+    b = {"1": NEG_INF, "2": 0.0, "zero": NEG_INF}[init]
+    history = []
+    derivation = [Step("a^T x (0)", "a0^T x", ax, "n terms of size 1/sqrt(n), independent" if ax == 0 else "a0 = 0"),
+                  Step("b (0)", "b0", b, "Init[2]: b0 = Theta(1)" if b == 0 else "b0 = 0")]
+    for t in range(1, steps + 1):
+        u = max(0.0, _plus(b, ax))  # U = W* x + b a^T x - y
+        db = _plus(gB, u, ax)       # grad_b = U a^T x
+        dax = _plus(gA, u, b, 1)    # da^T x = -eta_a U b ||x||^2, ||x||^2 = n
+        d1, d2, d3 = _plus(b, dax), _plus(db, ax), _plus(db, dax)
+        new_ax, new_b = max(ax, dax), max(b, db)
+        if t <= 2 or t == steps:
+            derivation += [
+                Step(f"U ({t})", "W* x + b a^T x - y", u, f"max(0, gamma[b] + gamma[a^T x]) = max(0, {fmt(b)} + {fmt(ax)})"),
+                Step(f"db ({t})", "-eta_b U a^T x", db, f"gB + gamma[U] + gamma[a^T x]"),
+                Step(f"da^T x ({t})", "-eta_a U b ||x||^2", dax, "gA + gamma[U] + gamma[b] + 1 (||x||^2 = n, aligned)"),
+                Step(f"delta1 ({t})", "-eta_a b^2 U ||x||^2", d1, f"gamma[b] + gamma[da^T x] = {fmt(b)} + {fmt(dax)}"),
+                Step(f"delta2 ({t})", "-eta_b (a^T x)^2 U", d2, f"gamma[db] + gamma[a^T x] = {fmt(db)} + {fmt(ax)}"),
+                Step(f"delta3 ({t})", "eta_a eta_b U^2 b (a^T x) ||x||^2", d3, f"gamma[db] + gamma[da^T x]"),
+                Step(f"a^T x ({t})", "a(t-1)^T x + da^T x", new_ax, f"max({fmt(ax)}, {fmt(dax)})"),
+                Step(f"b ({t})", "b(t-1) + db", new_b, f"max({fmt(b)}, {fmt(db)})"),
+            ]
+        ax, b = new_ax, new_b
+        history.append({"delta1": d1, "delta2": d2, "delta3": d3, "z_a": ax, "dz_b": max(d1, d2, d3),
+                        "output": max(0.0, _plus(b, ax))})
+    return history, derivation
+
+
+def classify(late: dict[str, float]) -> str:
+    """Class from the exponents at a late step: unstable / efficient / lazy sides / frozen."""
+    if all(late[k] == NEG_INF for k in ("delta1", "delta2", "delta3")):
+        return "frozen"
+    if late["z_a"] > 1e-12 or late["dz_b"] > 1e-12 or late.get("output", 0.0) > 1e-12:
+        return "unstable"
+    lazy_a, lazy_b = late["delta1"] < -1e-12, late["delta2"] < -1e-12
+    if not lazy_a and not lazy_b:
+        return "efficient"
+    if lazy_a and lazy_b:
+        return "both lazy"
+    return "A-side lazy" if lazy_a else "B-side lazy"
+
+
+def _history(model: str, optimizer: str, init: str, gA: float, gB: float, steps: int):
+    if (optimizer, model) not in SUPPORTED:
+        raise ValueError(f"no derivation for {optimizer} on model {model!r}: SGD exponents depend on the "
+                         "loss normalisation and readout, and are derived for the toy model only")
+    if init not in INIT_NAMES:
+        raise ValueError(f"no derivation for init {init!r}; choose from {', '.join(INIT_NAMES)}")
+    return (_sgd_toy if optimizer == "sgd" else _adam)(init, float(gA), float(gB), steps)
+
+
+def predict(model: str, optimizer: str, init: str, gA: float, gB: float, step: int) -> Prediction:
+    """Predicted exponents of delta1..3, z_a and dz_b after ``step`` (>= 1) optimiser steps."""
+    if step < 1:
+        raise ValueError(f"step must be at least 1, got {step}")
+    optimizer = "adam" if optimizer == "adamw" else optimizer  # decoupled decay: no exponent change
+    steps = max(step, LATE_STEP)
+    history, derivation = _history(model, optimizer, init, gA, gB, steps)
+    at = history[step - 1]
+    exps = {k: at[k] for k in PREDICTED_METRICS}
+    notes = []
+    for k in PREDICTED_METRICS:
+        late = history[-1][k]
+        if late != exps[k]:
+            notes.append(f"{k} is step-dependent: gamma = {fmt(exps[k])} at t = {step}, {fmt(late)} by t = {steps}")
+    if optimizer == "adam" and init == "1" and 1 + gA > 0:
+        notes.append("Z_A = Z_A(0) + sum of updates: the Theta(1) initial part competes with the growing "
+                     "updates, so at finite width the slopes of z_a and delta2 approach their limit from below")
+    if optimizer == "adam" and init == "2" and gB > 0 and history[-1]["delta1"] == 0 and history[-1]["delta2"] == 0:
+        notes.append("Init[2] has a rescaling family of efficient points gA = -1 - gB, gB >= 0 (A -> A/c, B -> cB); "
+                     "only gB = 0 keeps B's entries Theta(1)")
+    assumptions = ASSUMPTIONS["sgd" if optimizer == "sgd" else "adam"] + (ASSUMPTIONS["mlp"] if model == "mlp" else [])
+    return Prediction(model, optimizer, init, float(gA), float(gB), step, exps,
+                      classify(history[-1]), derivation, notes, assumptions)
+
+
+def phase_diagram(optimizer: str, init: str, model: str = "linear",
+                  gA_range=(-2.0, 1.0), gB_range=(-2.0, 1.0), resolution: float = 0.05):
+    """Classification over a (gA, gB) grid: (gA values, gB values, class index array (len gB, len gA))."""
+    gAs = np.round(np.arange(gA_range[0], gA_range[1] + 1e-9, resolution), 6)
+    gBs = np.round(np.arange(gB_range[0], gB_range[1] + 1e-9, resolution), 6)
+    grid = np.array([[CLASSES.index(predict(model, optimizer, init, a, b, LATE_STEP).classification)
+                      for a in gAs] for b in gBs])
+    return gAs, gBs, grid
