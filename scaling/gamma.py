@@ -1,21 +1,26 @@
 """Exponent fits: the slope gamma of log(value) against log(width).
 
-value(n) ~ n^gamma. Each seed gives its own least-squares slope over the widths it has; the
-point estimate is their mean (equal to the slope of the seed-averaged log curve when every
-seed has every width), and its 95% interval is a bootstrap over seeds
-(scipy.stats.bootstrap). Local slopes between neighbouring widths (of the seed-averaged
-log values) show whether the asymptotic regime was reached: a fit whose last two local
-slopes differ by more than ``settle_tol`` is flagged as not settled.
+value(n) ~ n^gamma. Measurements form a seeds x widths table of log values; the curve is
+its seed mean per width, the slope is the least-squares slope of that curve against
+log(width), and the local slopes are its differences between neighbouring widths. A 95%
+interval for the slope AND for every local slope comes from one bootstrap over seeds
+(scipy.stats.bootstrap, percentile; seeds are resampled as whole rows). With a single seed
+the slope's interval is the regression's t-interval and local slopes have none.
+
+Settled: the asymptotic regime is reached when the last local slope agrees with the
+fitted slope: their intervals, widened by ``settle_tol``, overlap. A curve still bending at
+the largest widths (a crossover) is flagged instead of being reported as a clean exponent.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-DEFAULT_SETTLE_TOL = 0.2
+DEFAULT_SETTLE_TOL = 0.1
 
 
 @dataclass
@@ -25,17 +30,25 @@ class PowerLawFit:
     ci_high: float
     r2: float
     local_slopes: list[float] = field(default_factory=list)
+    local_ci: list[tuple[float, float]] = field(default_factory=list)
     settled: bool = True
     n_widths: int = 0
     n_seeds: int = 0
 
 
-def _ols_slope(x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.polyfit(x, y, 1)[0])
+def _curve_stats(log_table: np.ndarray, log_w: np.ndarray) -> np.ndarray:
+    """(slope, local slopes...) of the seed-mean curve; log_table (..., seeds, widths)."""
+    with warnings.catch_warnings():  # a resample may miss every seed of a width: NaN, not noise
+        warnings.simplefilter("ignore", RuntimeWarning)
+        curve = np.nanmean(log_table, axis=-2)
+    centred = log_w - log_w.mean()
+    slope = (curve * centred).sum(-1) / (centred ** 2).sum()
+    local = np.diff(curve, axis=-1) / np.diff(log_w)
+    return np.concatenate([slope[..., None], local], axis=-1)
 
 
 def fit_power_law(widths, values, seeds=None, settle_tol: float = DEFAULT_SETTLE_TOL,
-                  confidence: float = 0.95, n_resamples: int = 2000, random_state: int = 0) -> PowerLawFit | None:
+                  confidence: float = 0.95, n_resamples: int = 1000, random_state: int = 0) -> PowerLawFit | None:
     """Fit value ~ width^slope from parallel arrays (one entry per (width, seed) measurement).
 
     Non-positive or non-finite values are dropped (log undefined). Returns None when fewer
@@ -46,52 +59,56 @@ def fit_power_law(widths, values, seeds=None, settle_tol: float = DEFAULT_SETTLE
     df = df[np.isfinite(df.v) & (df.v > 0)]
     if df.w.nunique() < 2:
         return None
-    df = df.assign(lw=np.log(df.w), lv=np.log(df.v))
-    mean_curve = df.groupby("lw").lv.mean()
-    lw, lv = mean_curve.index.to_numpy(), mean_curve.to_numpy()
-    per_seed = np.array([_ols_slope(g.lw.to_numpy(), g.lv.to_numpy())
-                         for _, g in df.groupby("s") if g.w.nunique() >= 2])
-    if per_seed.size == 0:
-        per_seed = np.array([_ols_slope(lw, lv)])
-    slope = float(per_seed.mean())
-    if per_seed.size >= 2 and np.ptp(per_seed) > 0:
-        res = stats.bootstrap((per_seed,), np.mean, confidence_level=confidence, method="percentile",
-                              n_resamples=n_resamples, rng=np.random.default_rng(random_state))
-        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    elif lw.size >= 3:  # one seed: the regression's own t-interval
-        reg = stats.linregress(lw, lv)
-        half = stats.t.ppf(0.5 + confidence / 2, lw.size - 2) * reg.stderr
+    table = df.assign(lv=np.log(df.v)).pivot_table(index="s", columns="w", values="lv", aggfunc="mean")
+    log_w = np.log(table.columns.to_numpy(float))
+    M = table.to_numpy()
+    est = _curve_stats(M, log_w)
+    slope, local = float(est[0]), est[1:]
+    n_seeds = M.shape[0]
+    lows = highs = None
+    if n_seeds >= 2:
+        def stat(idx, axis=-1):
+            return np.moveaxis(_curve_stats(M[idx.astype(int)], log_w), -1, 0)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = stats.bootstrap((np.arange(n_seeds, dtype=float),), stat, vectorized=True,
+                                  confidence_level=confidence, method="percentile",
+                                  n_resamples=n_resamples, rng=np.random.default_rng(random_state))
+        lows, highs = np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
+        lows, highs = np.where(np.isfinite(lows), lows, est), np.where(np.isfinite(highs), highs, est)
+        lo, hi = float(lows[0]), float(highs[0])
+    elif log_w.size >= 3:
+        reg = stats.linregress(log_w, M[0])
+        half = stats.t.ppf(0.5 + confidence / 2, log_w.size - 2) * reg.stderr
         lo, hi = slope - half, slope + half
     else:
         lo = hi = slope
-    fitted = np.polyval(np.polyfit(lw, lv, 1), lw)
-    ss_tot = float(((lv - lv.mean()) ** 2).sum())
-    r2 = 1.0 - float(((lv - fitted) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
-    local = list(np.diff(lv) / np.diff(lw))
-    settled = len(local) < 2 or abs(local[-1] - local[-2]) <= settle_tol
-    return PowerLawFit(slope, lo, hi, r2, [float(s) for s in local], settled,
-                       int(lw.size), int(df.s.nunique()))
+    lo, hi = min(lo, slope), max(hi, slope)
+    curve = np.nanmean(M, axis=0)
+    fitted = curve.mean() + slope * (log_w - log_w.mean())
+    ss_tot = float(((curve - curve.mean()) ** 2).sum())
+    r2 = 1.0 - float(((curve - fitted) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
+    if lows is not None:
+        local_ci = [(float(a), float(b)) for a, b in zip(lows[1:], highs[1:])]
+    else:
+        local_ci = [(float(s), float(s)) for s in local]
+    settled = True
+    if local.size >= 2:  # the last local slope must agree with the fit
+        last_lo, last_hi = local_ci[-1]
+        settled = bool(last_hi + settle_tol >= lo and last_lo - settle_tol <= hi)
+    return PowerLawFit(slope, lo, hi, r2, [float(s) for s in local], local_ci, settled,
+                       int(log_w.size), int(n_seeds))
 
 
 def fit_table(results: pd.DataFrame, by=("model", "optimizer", "init", "scheme", "metric", "layer", "step"),
               settle_tol: float = DEFAULT_SETTLE_TOL) -> pd.DataFrame:
-    """Fit every group of a tidy results table. Runs that diverged (a ``diverged`` row at or
-    before the group's step) are excluded and counted in ``n_diverged``."""
+    """Fit every group of a tidy results table (rows: width, seed, value). Values of runs that
+    diverged are absent from the table already, so they are excluded by construction."""
     by = [c for c in by if c in results.columns]
-    div = results[results.metric == "diverged"]
-    values = results[results.metric != "diverged"]
     rows = []
-    for key, g in values.groupby(by, sort=False):
-        row = dict(zip(by, key))
-        n_div = 0
-        if not div.empty and "scheme" in row:
-            d = div[(div.scheme == row["scheme"]) & (div.step <= row.get("step", np.inf))]
-            for c in ("model", "optimizer", "init"):
-                if c in row:
-                    d = d[d[c] == row[c]]
-            n_div = len(d)
+    for key, g in results[results.metric != "diverged"].groupby(by, sort=False):
         fit = fit_power_law(g.width, g.value, g.seed, settle_tol=settle_tol)
-        row.update(n_diverged=n_div, n_points=len(g))
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,)), n_points=len(g))
         if fit is not None:
             row.update(slope=fit.slope, ci_low=fit.ci_low, ci_high=fit.ci_high, r2=fit.r2,
                        settled=fit.settled, local_slopes=" ".join(f"{s:+.2f}" for s in fit.local_slopes))

@@ -59,6 +59,28 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--out", default="runs/coord-check")
     cc.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
+    va = sub.add_parser("validate", help="the main job: theory's exponents against measured ones")
+    va.add_argument("--quick", action="store_true", help="the quick suite (at most ~3 minutes on 2 CPU cores)")
+    va.add_argument("--out", default="runs/validate")
+    va.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    va.add_argument("--tolerance", type=float, default=0.15, help="allowed distance to the predicted exponent")
+    va.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    th = sub.add_parser("theory", help="predicted exponents, classification and derivation")
+    th.add_argument("--model", default="linear", help="toy | linear | mlp")
+    th.add_argument("--optimizer", default="adam", help="adam | adamw | sgd (toy model only)")
+    th.add_argument("--init", default="1", help="1 | 2 | zero")
+    th.add_argument("--gA", type=float, default=-1.0, help="eta_A ~ n^gA")
+    th.add_argument("--gB", type=float, default=0.0, help="eta_B ~ n^gB")
+    th.add_argument("--step", type=int, default=2, help="optimiser step t >= 1")
+    fmt = th.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--explain", action="store_true", help="the derivation step by step")
+    fmt.add_argument("--latex", action="store_true")
+    fmt.add_argument("--markdown", action="store_true")
+    th.add_argument("--phase-diagram", action="store_true", help="write the (gA, gB) phase diagram to --out")
+    th.add_argument("--out", default=None)
+    th.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 

@@ -58,3 +58,94 @@ def coord_check(args) -> int:
 
 
 COMMANDS = {"coord-check": coord_check}
+
+
+def validate(args) -> int:
+    """Run the fixed suite, fit, judge, write report/exponents/results/figures; exit 1 on a FAIL."""
+    import matplotlib.pyplot as plt
+
+    from figures.coord_check import plot_coord_check
+    from figures.phase import plot_phase_diagram
+    from scaling.rules import parse_scheme
+    from scaling.verdicts import compare
+    from studies.report import verdict_summary, write_report
+    from studies.store import git_revision, write_text
+    from studies.validate import FULL, QUICK, run_suite
+
+    if not 0 < args.tolerance < 10:
+        raise SpecError(f"--tolerance must be in (0, 10), got {args.tolerance}")
+    settings = QUICK if args.quick else FULL
+    device = resolve_device(args.device)
+    out = prepare_out_dir(args.out)
+    start = time.perf_counter()
+    results = run_suite(settings, device, progress=sys.stderr.isatty())
+    exponents = compare(results, settings.verdict_steps(), tol=args.tolerance)
+    figures = {}
+    (out / "figures").mkdir(exist_ok=True)
+    for (model, opt, init), r in results.groupby(["model", "optimizer", "init"], sort=False):
+        e = exponents[(exponents.model == model) & (exponents.optimizer == opt) & (exponents.init == init)]
+        for layer in list(dict.fromkeys(r.layer[r.layer != "all"]))[:1]:
+            fig = plot_coord_check(r, settings.steps, e, layer=layer,
+                                   title=f"{model}, {opt}, init {init}, layer {layer}")
+            name = f"figures/coord_{model}_{opt}_init{init}.png"
+            fig.savefig(out / name, dpi=110)
+            plt.close(fig)
+            figures[f"{model}/{opt}/{init}: coordinate check at step {settings.steps}"] = name
+    for opt, init in dict.fromkeys(zip(exponents.optimizer, exponents.init)):
+        e = exponents[(exponents.optimizer == opt) & (exponents.init == init)]
+        worst = (e.assign(rank=e.verdict.map({"PASS": 0, "INCONCLUSIVE": 1, "FAIL": 2}))
+                 .groupby("scheme")["rank"].max())
+        measured = pd.DataFrame([{"gA": parse_scheme(s).gA, "gB": parse_scheme(s).gB,
+                                  "verdict": ["PASS", "INCONCLUSIVE", "FAIL"][k]} for s, k in worst.items()])
+        model = "toy" if opt == "sgd" else "linear"
+        fig = plot_phase_diagram(opt, init, model, measured)
+        name = f"figures/phase_{opt}_init{init}.png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        figures[f"phase: {opt}, init {init}"] = name
+    wall = time.perf_counter() - start
+    meta = {"settings": "quick" if args.quick else "full", "device": str(device), "wall_time_s": wall,
+            "git_revision": git_revision()}
+    write_csv(results, out / "results.csv")
+    write_csv(exponents, out / "exponents.csv")
+    write_json(metadata({"suite": meta["settings"], "tolerance": args.tolerance,
+                         "widths": settings.widths, "seeds": settings.seeds, "steps": settings.steps},
+                        str(device), wall), out / "meta.json")
+    write_text(write_report(exponents, meta, figures, args.tolerance), out / "report.md")
+    summary = verdict_summary(exponents)
+    print(summary.to_string(index=False))
+    counts = exponents.verdict.value_counts()
+    print(f"{counts.get('PASS', 0)} PASS, {counts.get('FAIL', 0)} FAIL, {counts.get('INCONCLUSIVE', 0)} "
+          f"INCONCLUSIVE in {wall:.0f}s; report: {out / 'report.md'}")
+    return 1 if counts.get("FAIL", 0) else 0
+
+
+def theory(args) -> int:
+    """Print predicted exponents (and the derivation, or the phase diagram)."""
+    import json
+
+    from scaling.theory import predict
+    if args.phase_diagram:
+        import matplotlib.pyplot as plt
+
+        from figures.phase import plot_phase_diagram
+        if not args.out:
+            raise SpecError("--phase-diagram needs --out FILE (png or pdf)")
+        fig = plot_phase_diagram(args.optimizer, args.init, args.model)
+        fig.savefig(args.out, dpi=120)
+        plt.close(fig)
+        print(f"wrote {args.out}")
+        return 0
+    pred = predict(args.model, args.optimizer, args.init, args.gA, args.gB, args.step)
+    if args.json:
+        print(json.dumps(pred.to_dict(), indent=2))
+    elif args.latex:
+        print(pred.to_latex())
+    elif args.markdown:
+        print(pred.to_markdown())
+    else:
+        print(pred.to_text(explain=args.explain))
+    return 0
+
+
+COMMANDS.update({"validate": validate, "theory": theory})

@@ -1,0 +1,1 @@
+"""Plotting functions (matplotlib + seaborn) that read the tidy tables a study writes."""
