@@ -4,6 +4,7 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -43,6 +44,9 @@ def plot_coord_check(results: pd.DataFrame, step: int, exponents: pd.DataFrame |
                     label = f"{scheme}: {fitted} (th {fmt(e.predicted)})"
             ax.plot(curve.index, curve.values, "o-", color=colours[scheme], label=label, ms=3)
         ax.set(xscale="log", yscale="log", xlabel="width n", title=f"{metric} (step {step})")
+        widths = sorted(at.width.unique())
+        ax.set_xticks(widths, [str(w) for w in widths], fontsize=6, rotation=45)
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.legend(fontsize=6, loc="best")
     fig.suptitle(title or f"coordinate check, layer {layer}", fontsize=9)
     fig.tight_layout()
