@@ -44,7 +44,12 @@ def update_norms(A1, B1, A_init, B_init, scale: float) -> tuple[torch.Tensor, to
     U = torch.cat([B1, B_init], dim=-1)
     V = torch.cat([A1, -A_init], dim=-2)
     core = scale * torch.linalg.qr(U).R @ torch.linalg.qr(V.mT).R.mT
-    return torch.linalg.matrix_norm(core, "fro"), torch.linalg.matrix_norm(core, 2)
+    # A run whose factors overflowed must not stop the population: its norms are inf.
+    finite = torch.isfinite(core).flatten(-2).all(-1)
+    safe = torch.where(finite[..., None, None], core, torch.zeros_like(core))
+    inf = torch.full(finite.shape, float("inf"), dtype=core.dtype, device=core.device)
+    return (torch.where(finite, torch.linalg.matrix_norm(safe, "fro"), inf),
+            torch.where(finite, torch.linalg.matrix_norm(safe, 2), inf))
 
 
 def layer_metrics(z, A0, B0, A1, B1, gA, gB, A_init, B_init, scale: float) -> dict[str, torch.Tensor]:

@@ -55,6 +55,9 @@ class CoordCheckSpec:
             raise SpecError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
         if self.init is not None and self.init not in INITS:
             raise SpecError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
+        if self.model == "paper-mlp" and self.init not in (None, "paper"):
+            raise SpecError(f"paper-mlp has no base matrix between A and B, so init {self.init!r} starts "
+                            "at relu'(0) = 0 and never trains; use --init paper")
         if self.dtype not in DTYPES:
             raise SpecError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
         object.__setattr__(self, "widths", _positive_ints("widths", self.widths))

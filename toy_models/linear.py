@@ -26,22 +26,43 @@ class _LinearLora(LoraModel):
         self.w_star = self.to_device(w_star)
         self.w_teacher = self.to_device(w_star + u @ v.T)
         self.layer_names, self.layer_shapes = ["lora"], [(n_out, n)]
-        self._base_cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _sample(self, gen: torch.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.to_device(torch.randn(size, self.width, generator=gen, dtype=torch.float64))
         return x, x @ self.w_teacher.T
 
     def base(self, x: torch.Tensor) -> torch.Tensor:
-        """W* x, (N, n_out); cached for the fixed batch since W* is frozen."""
-        if self._base_cache is not None and self._base_cache[0] is x:
-            return self._base_cache[1]
-        out = x @ self.w_star.T
-        self._base_cache = (x, out)
-        return out
+        """W* x, (N, n_out); cached for the fixed batches since W* is frozen."""
+        return self.cached("base", lambda x: x @ self.w_star.T, x)
 
     def forward(self, x, As, Bs):
         return self.base(x) + self.lora(x, As[0], Bs[0]), [x]
+
+    def layer_inputs(self, x, As, Bs):
+        return [x]  # the input itself: no forward pass needed
+
+    def loss_and_grads(self, x, y, As, Bs, grads: bool = True):
+        """Hand-written pass (contract: ``LoraModel.autograd_loss_and_grads``).
+
+        With E = W* x + scale B A x - y (R, N, n_out) and k the loss weight:
+        dB = scale k E^T Z_A and dZ_A = scale k E B, dA = dZ_A^T x; W* x - y is cached.
+        Products are taken in the layouts MKL is fastest at (r-row outputs), and E lives
+        in a reused buffer: at this size every pass and every fresh page counts.
+        """
+        A, B = As[0], Bs[0]
+        R = A.shape[0]
+        s, k = self.scale, self.loss_weight(y)
+        sBT = B.mT * s                                              # (R, r, n_out)
+        zaT = torch.matmul(A, x.T)                                  # Z_A^T, (R, r, N)
+        resid0 = self.cached("resid0", lambda x, y: self.base(x) - y, x, y)  # (N, n_out)
+        E = torch.baddbmm(resid0, zaT.mT, sBT,
+                          out=self.workspace("E", (R, *resid0.shape), A))    # (R, N, n_out)
+        loss = torch.linalg.vector_norm(E, dim=(-2, -1)).square_().mul_(0.5 * k)
+        if not grads:
+            return loss, None, [x]
+        dBT = torch.bmm(zaT, E).mul_(s * k)                         # dB^T, (R, r, n_out)
+        dzaT = torch.bmm(sBT, E.mT).mul_(k)                         # dZ_A^T, (R, r, N)
+        return loss, [torch.matmul(dzaT, x), dBT.mT], [x]
 
 
 @register

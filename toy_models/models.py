@@ -7,6 +7,7 @@ A_l is (R, r, n_in_l), B_l is (R, n_out_l, r). Randomness comes from generators 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -60,6 +61,8 @@ class ModelConfig:
             raise ValueError(f"rank must be positive, got {self.rank}")
         if self.rank > self.width:
             raise ValueError(f"rank {self.rank} is larger than width {self.width}")
+        if self.alpha is not None and not (math.isfinite(self.alpha) and self.alpha > 0):
+            raise ValueError(f"alpha must be a finite positive number, got {self.alpha}")
         if self.alpha_scaling not in ("r", "sqrt-r"):
             raise ValueError(f"alpha scaling must be 'r' or 'sqrt-r', got {self.alpha_scaling!r}")
         if self.init is not None and self.init not in INITS:
@@ -128,11 +131,14 @@ class LoraModel:
 
     # -- LoRA ----------------------------------------------------------------------------
     def lora_init(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Unbatched initial factors [(A (r, n_in), B (n_out, r))] for every LoRA layer."""
-        gen = self.generator("lora")
-        return [tuple(self.to_device(t) for t in
-                      init_lora_factors(self.cfg.init, n_out, n_in, self.rank, gen))
-                for n_out, n_in in self.layer_shapes]
+        """Unbatched initial factors [(A (r, n_in), B (n_out, r))] for every LoRA layer
+        (fresh copies of one draw: the draw is deterministic and not free at large n)."""
+        if "_lora_init" not in self.__dict__:
+            gen = self.generator("lora")
+            self._lora_init = [tuple(self.to_device(t) for t in
+                                     init_lora_factors(self.cfg.init, n_out, n_in, self.rank, gen))
+                               for n_out, n_in in self.layer_shapes]
+        return [(a.clone(), b.clone()) for a, b in self._lora_init]
 
     def lora(self, z: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
         """LoRA branch scale * B A z. z: (N, n_in) or (R, N, n_in) -> (R, N, n_out)."""
@@ -143,6 +149,65 @@ class LoraModel:
         sq = (pred - y) ** 2
         per_sample = sq.mean(-1) if self.cfg.loss_reduction == "mean" else sq.sum(-1)
         return 0.5 * per_sample.mean(-1)
+
+    def loss_weight(self, y: torch.Tensor) -> float:
+        """k such that loss = 0.5 * k * sum of squared residuals; the gradient at the output
+        is then k * (pred - y). y: (N, d_out)."""
+        n_samples, d_out = y.shape
+        return 1.0 / (n_samples * d_out) if self.cfg.loss_reduction == "mean" else 1.0 / n_samples
+
+    # -- loss and gradients ----------------------------------------------------------------
+    def autograd_loss_and_grads(self, x, y, As, Bs, grads: bool = True):
+        """The reference path: ``forward`` + ``loss`` differentiated by autograd.
+
+        x (N, d_in), y (N, d_out); As[l] (R, r, n_in), Bs[l] (R, n_out, r). Returns the loss
+        (R,), the gradients [dA_1..dA_L, dB_1..dB_L] of loss.sum() (None if not ``grads``)
+        and each LoRA layer's input, (N, n_in) when shared by all runs or (R, N, n_in).
+        """
+        with torch.enable_grad():
+            As = [a.detach().requires_grad_(grads) for a in As]
+            Bs = [b.detach().requires_grad_(grads) for b in Bs]
+            pred, zs = self.forward(x, As, Bs)
+            loss = self.loss(pred, y)
+            g = list(torch.autograd.grad(loss.sum(), As + Bs)) if grads else None
+        return loss.detach(), g, [z.detach() for z in zs]
+
+    def loss_and_grads(self, x, y, As, Bs, grads: bool = True):
+        """Same contract as ``autograd_loss_and_grads``; models override it with a
+        hand-written pass that uses the rank-r structure (the autograd path stays the
+        reference the tests compare against)."""
+        return self.autograd_loss_and_grads(x, y, As, Bs, grads)
+
+    def layer_inputs(self, x, As, Bs) -> list[torch.Tensor]:
+        """Each LoRA layer's input for x at the given factors, (N, n_in) or (R, N, n_in)."""
+        with torch.no_grad():
+            return self.forward(x, As, Bs)[1]
+
+    @property
+    def has_fast_path(self) -> bool:
+        return type(self).loss_and_grads is not LoraModel.loss_and_grads
+
+    def cached(self, key: str, fn, *inputs: torch.Tensor) -> torch.Tensor:
+        """fn(*inputs), remembered for the last few input tuples (by identity): frozen-base
+        features of the fixed training, probe and test batches are computed once."""
+        cache = self.__dict__.setdefault("_cache", {}).setdefault(key, [])
+        for ins, out in cache:
+            if len(ins) == len(inputs) and all(a is b for a, b in zip(ins, inputs)):
+                return out
+        out = fn(*inputs)
+        cache.insert(0, (inputs, out))
+        del cache[4:]
+        return out
+
+    def workspace(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """A scratch tensor reused across calls (no fresh multi-MB allocation every step).
+        Only for intermediates: nothing returned to the caller may alias it."""
+        ws = self.__dict__.setdefault("_workspace", {})
+        size = math.prod(shape)
+        buf = ws.get(name)
+        if buf is None or buf.numel() < size or buf.dtype != like.dtype or buf.device != like.device:
+            buf = ws[name] = torch.empty(size, dtype=like.dtype, device=like.device)
+        return buf[:size].view(shape)  # a prefix: fewer runs (or samples) reuse the buffer
 
     # -- to implement --------------------------------------------------------------------
     def _build(self, gen: torch.Generator) -> None:
@@ -158,6 +223,19 @@ class LoraModel:
 
 
 MODELS: dict[str, type[LoraModel]] = {}
+
+
+def lora_down(z: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """Z_A = z A^T per run: z (N, n_in) shared or (R, N, n_in), A (R, r, n_in) -> (R, N, r)
+    (a transposed view when z is shared: A z^T is the faster product)."""
+    if z.dim() == 2:
+        return torch.matmul(A, z.T).mT
+    return z @ A.mT
+
+
+def lora_down_grad(dza: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """dA = dZ_A^T z per run: dza (R, N, r), z (N, n_in) or (R, N, n_in) -> (R, r, n_in)."""
+    return torch.matmul(dza.mT, z)
 
 
 def register(cls: type[LoraModel]) -> type[LoraModel]:

@@ -1,0 +1,1 @@
+"""Speed benchmarks (``python benchmarks/bench_engine.py``)."""
