@@ -41,6 +41,10 @@ def trajectory_frame(traj: Trajectory, run_labels: pd.DataFrame) -> pd.DataFrame
         frames.append(pd.DataFrame({"run": run, "step": step, "layer": layer_names[layer_idx],
                                     "metric": metric, "value": v[step, run, layer]}))
     div = traj.diverged_step.numpy()
+    # A run's update at the step it diverged is not a measurement of a healthy run.
+    tidy_steps = pd.concat(frames, ignore_index=True)
+    cut = np.where(div >= 0, div, np.iinfo(np.int64).max)[tidy_steps.run.to_numpy()]
+    frames = [tidy_steps[tidy_steps.step.to_numpy() < cut]]
     runs = np.nonzero(div >= 0)[0]
     frames.append(pd.DataFrame({"run": runs, "step": div[runs], "layer": "all",
                                 "metric": "diverged", "value": 1.0}))
