@@ -77,9 +77,14 @@ def parse_scheme(text: str) -> Scheme:
     return Scheme(text, **fields)
 
 
-def parse_schemes(text: str) -> list[Scheme]:
-    """Schemes separated by ';' (or ',' between built-in names)."""
-    parts = [p for p in (text.split(";") if ";" in text or "=" in text else text.split(",")) if p.strip()]
+def split_schemes(text: str) -> list[str]:
+    """Scheme strings separated by ';' (or ',' between built-in names), stripped."""
+    parts = [p.strip() for p in (text.split(";") if ";" in text or "=" in text else text.split(",")) if p.strip()]
     if not parts:
         raise ValueError("no scheme given")
-    return [parse_scheme(p) for p in parts]
+    return parts
+
+
+def parse_schemes(text: str) -> list[Scheme]:
+    """Schemes separated by ';' (or ',' between built-in names)."""
+    return [parse_scheme(p) for p in split_schemes(text)]

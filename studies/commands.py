@@ -6,6 +6,7 @@ import time
 
 import pandas as pd
 
+from scaling.rules import split_schemes
 from studies.runner import resolve_device, run_coord_check
 from studies.spec import CoordCheckSpec, SpecError
 from studies.store import metadata, prepare_out_dir, write_csv, write_json
@@ -16,10 +17,8 @@ SUMMARY_METRICS = ("delta1", "delta2", "delta3", "z_a", "dz_b")
 def _spec_from_args(args) -> CoordCheckSpec:
     if args.seeds <= 0:
         raise SpecError(f"--seeds must be a positive integer, got {args.seeds}")
-    schemes = [s for s in (args.schemes.split(";") if "=" in args.schemes else args.schemes.split(","))
-               if s.strip()]
     return CoordCheckSpec(model=args.model, optimizer=args.optimizer, init=args.init,
-                          schemes=tuple(s.strip() for s in schemes), widths=tuple(args.widths),
+                          schemes=tuple(split_schemes(args.schemes)), widths=tuple(args.widths),
                           steps=args.steps, seeds=tuple(range(args.seeds)), rank=args.rank,
                           alpha=args.alpha, alpha_scaling=args.alpha_scaling,
                           batch_size=args.batch_size, data=args.data, depth=args.depth,
@@ -95,7 +94,8 @@ def validate(args) -> int:
         e = exponents[(exponents.optimizer == opt) & (exponents.init == init)]
         worst = (e.assign(rank=e.verdict.map({"PASS": 0, "INCONCLUSIVE": 1, "FAIL": 2}))
                  .groupby("scheme")["rank"].max())
-        measured = pd.DataFrame([{"gA": parse_scheme(s).gA, "gB": parse_scheme(s).gB,
+        schemes = {s: parse_scheme(s) for s in worst.index}
+        measured = pd.DataFrame([{"gA": schemes[s].gA, "gB": schemes[s].gB,
                                   "verdict": ["PASS", "INCONCLUSIVE", "FAIL"][k]} for s, k in worst.items()])
         model = "toy" if opt == "sgd" else "linear"
         fig = plot_phase_diagram(opt, init, model, measured)
