@@ -7,9 +7,13 @@ interval for the slope AND for every local slope comes from one bootstrap over s
 (scipy.stats.bootstrap, percentile; seeds are resampled as whole rows). With a single seed
 the slope's interval is the regression's t-interval and local slopes have none.
 
-Settled: the asymptotic regime is reached when the last local slope agrees with the
-fitted slope: their intervals, widened by ``settle_tol``, overlap. A curve still bending at
-the largest widths (a crossover) is flagged instead of being reported as a clean exponent.
+Settled: the asymptotic regime counts as reached when (1) the last local slope agrees with
+the fitted slope (their intervals, widened by ``settle_tol``, overlap) and (2) the local
+slopes show no trend: their drift, the least-squares change of the local slope across the
+measured range of log widths (a curvature), is not both significant (its interval excludes
+0) and larger than ``settle_tol``. (2) catches slow crossovers such as c0 + c1 n^g, whose
+local slopes climb steadily towards g without any single one standing out. A curve still
+bending is flagged instead of being reported as a clean exponent.
 """
 from __future__ import annotations
 
@@ -32,19 +36,31 @@ class PowerLawFit:
     local_slopes: list[float] = field(default_factory=list)
     local_ci: list[tuple[float, float]] = field(default_factory=list)
     settled: bool = True
+    drift: float = 0.0
+    drift_ci: tuple[float, float] = (0.0, 0.0)
     n_widths: int = 0
     n_seeds: int = 0
 
 
 def _curve_stats(log_table: np.ndarray, log_w: np.ndarray) -> np.ndarray:
-    """(slope, local slopes...) of the seed-mean curve; log_table (..., seeds, widths)."""
+    """(slope, drift, local slopes...) of the seed-mean curve; log_table (..., seeds, widths).
+
+    drift: the least-squares slope of the local slopes against the midpoints of their
+    log-width intervals, times the span of those midpoints (0 with fewer than 3 widths).
+    """
     with warnings.catch_warnings():  # a resample may miss every seed of a width: NaN, not noise
         warnings.simplefilter("ignore", RuntimeWarning)
         curve = np.nanmean(log_table, axis=-2)
     centred = log_w - log_w.mean()
     slope = (curve * centred).sum(-1) / (centred ** 2).sum()
     local = np.diff(curve, axis=-1) / np.diff(log_w)
-    return np.concatenate([slope[..., None], local], axis=-1)
+    mid = (log_w[1:] + log_w[:-1]) / 2
+    if mid.size >= 2:
+        mc = mid - mid.mean()
+        drift = (local * mc).sum(-1) / (mc ** 2).sum() * (mid[-1] - mid[0])
+    else:
+        drift = np.zeros_like(slope)
+    return np.concatenate([slope[..., None], drift[..., None], local], axis=-1)
 
 
 def fit_power_law(widths, values, seeds=None, settle_tol: float = DEFAULT_SETTLE_TOL,
@@ -63,7 +79,7 @@ def fit_power_law(widths, values, seeds=None, settle_tol: float = DEFAULT_SETTLE
     log_w = np.log(table.columns.to_numpy(float))
     M = table.to_numpy()
     est = _curve_stats(M, log_w)
-    slope, local = float(est[0]), est[1:]
+    slope, drift, local = float(est[0]), float(est[1]), est[2:]
     n_seeds = M.shape[0]
     lows = highs = None
     if n_seeds >= 2:
@@ -89,14 +105,18 @@ def fit_power_law(widths, values, seeds=None, settle_tol: float = DEFAULT_SETTLE
     ss_tot = float(((curve - curve.mean()) ** 2).sum())
     r2 = 1.0 - float(((curve - fitted) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
     if lows is not None:
-        local_ci = [(float(a), float(b)) for a, b in zip(lows[1:], highs[1:])]
-    else:
+        local_ci = [(float(a), float(b)) for a, b in zip(lows[2:], highs[2:])]
+        drift_ci = (min(float(lows[1]), drift), max(float(highs[1]), drift))
+    else:  # one seed: no interval, the point estimate stands for it
         local_ci = [(float(s), float(s)) for s in local]
+        drift_ci = (drift, drift)
     settled = True
     if local.size >= 2:  # the last local slope must agree with the fit
         last_lo, last_hi = local_ci[-1]
         settled = bool(last_hi + settle_tol >= lo and last_lo - settle_tol <= hi)
-    return PowerLawFit(slope, lo, hi, r2, [float(s) for s in local], local_ci, settled,
+    trending = (drift_ci[0] > 0 or drift_ci[1] < 0) and abs(drift) > settle_tol
+    settled = settled and not trending
+    return PowerLawFit(slope, lo, hi, r2, [float(s) for s in local], local_ci, settled, drift, drift_ci,
                        int(log_w.size), int(n_seeds))
 
 

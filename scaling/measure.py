@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-METRICS = ("delta1", "delta2", "delta3", "dz_b", "z_a", "dw_fro", "dw_op", "share_a", "share_b")
+METRICS = ("delta1", "delta2", "delta3", "dz_b", "z_a", "dz_a", "dw_fro", "dw_op", "share_a", "share_b")
 
 
 def rms(v: torch.Tensor) -> torch.Tensor:
@@ -57,7 +57,9 @@ def layer_metrics(z, A0, B0, A1, B1, gA, gB, A_init, B_init, scale: float) -> di
 
     gA, gB: the gradients the step was computed from. share_a / share_b are the first-order
     loss decreases -<gA, dA> and -<gB, dB> as fractions of their sum (the "equivalent
-    contribution" argument: efficient training has both Theta(1)).
+    contribution" argument: efficient training has both Theta(1)). z_a is Z_A after the step,
+    dz_a the part of it that training added, (A1 - A_init) z: Z_A = A_init z + dz_a, so z_a's
+    slope is a crossover between the two parts' exponents while dz_a shows the updates' own.
     """
     d1, d2, d3, dzb = decompose(z, A0, B0, A1, B1, scale)
     drop_a = -(gA * (A1 - A0)).sum(dim=(-2, -1))
@@ -66,6 +68,6 @@ def layer_metrics(z, A0, B0, A1, B1, gA, gB, A_init, B_init, scale: float) -> di
     fro, op = update_norms(A1, B1, A_init, B_init, scale)
     return {
         "delta1": rms(d1), "delta2": rms(d2), "delta3": rms(d3), "dz_b": rms(dzb),
-        "z_a": rms(z @ A1.mT), "dw_fro": fro, "dw_op": op,
+        "z_a": rms(z @ A1.mT), "dz_a": rms(z @ (A1 - A_init).mT), "dw_fro": fro, "dw_op": op,
         "share_a": drop_a / total, "share_b": drop_b / total,
     }

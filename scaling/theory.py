@@ -21,6 +21,25 @@ Covered:
   0.5 * mean over the batch of (f - y)^2. With one output, "mean" and "sum" over output
   coordinates coincide; a batch of N samples changes no exponent as long as n >> N. The error
   U = f - y is Theta(n^max(0, gamma[b a^T x])).
+
+Past the blow-up (unstable schemes only): "no cancellation" is justified while the state
+that produces the gradient is Theta(1). Once a feature or the output has grown like a
+positive power of n (the blow-up step), the output overshoots its target, the error flips
+sign and later updates undo earlier ones. From the step after the blow-up on, the recursion's
+exponents are therefore claimed only as an UPPER BOUND for Adam (its steps are bounded,
+|m_hat / sqrt(v_hat)| = O(1) per entry, so no quantity can grow faster than with every update
+aligned), and not at all for SGD (the error feeds back into the gradient: the run diverges and
+no finite exponent is predicted). ``Prediction.claim`` says which applies.
+
+Overshoot (Adam, Init[2], layers with an n-dimensional output: ``linear`` and ``mlp``): the
+error that reaches A is B0^T E. For an error direction independent of the random B0 that is
+Theta(sqrt n), while B0^T B0 = Theta(n), so the value of Z_A that A alone should reach is only
+Theta(n^-1/2). A first step dA z = Theta(n^(1 + gA)) larger than that (1 + gA > -1/2: every
+scheme of interest) overshoots it by a power of n; from step 2 on the gradient is dominated by
+the overshoot itself, its sign flips and updates cancel, so past step 1 the exponents are
+upper bounds here too. (Measured: with the teacher's output directions set to span(B0), the
+optimum is Theta(1) and z_a is flat in n at every step; with an independent teacher it falls
+with n from step 2 on.) The one-output ``toy`` model has a scalar b0: no such suppression.
 """
 from __future__ import annotations
 
@@ -30,13 +49,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 NEG_INF = -math.inf
-PREDICTED_METRICS = ("delta1", "delta2", "delta3", "z_a", "dz_b")
+PREDICTED_METRICS = ("delta1", "delta2", "delta3", "z_a", "dz_a", "dz_b")
 CLASSES = ("unstable", "efficient", "A-side lazy", "B-side lazy", "both lazy", "frozen")
 SUPPORTED = {("adam", "toy"), ("adam", "linear"), ("adam", "mlp"), ("adamw", "toy"),
              ("adamw", "linear"), ("adamw", "mlp"), ("sgd", "toy")}
 INIT_NAMES = {"1": "Init[1] (B0 = 0, A0 ~ N(0, 1/n))", "2": "Init[2] (A0 = 0, B0 = Theta(1))",
               "zero": "both zero"}
 LATE_STEP = 6  # every recursion here has reached its pattern by then: used to classify
+CLAIMS = ("exact", "upper bound", "none")
+N_DIM_OUTPUT = ("linear", "mlp")  # models whose LoRA layers have n outputs (see "Overshoot")
 
 ASSUMPTIONS = {
     "adam": ["each LoRA layer's input z has Theta(1) coordinates (a stable base network)",
@@ -85,12 +106,15 @@ class Prediction:
     derivation: list[Step]
     notes: list[str] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)
+    claim: str = "exact"            # one of CLAIMS: how the exponents are to be read
+    blowup_step: int | None = None  # first step after which a feature has exploded
 
     # -- rendering ----------------------------------------------------------------------
     def to_dict(self) -> dict:
         d = {k: (None if v == NEG_INF else v) for k, v in self.exponents.items()}
         d.update(classification=self.classification, model=self.model, optimizer=self.optimizer,
-                 init=self.init, gA=self.gA, gB=self.gB, step=self.step, notes=self.notes,
+                 init=self.init, gA=self.gA, gB=self.gB, step=self.step, claim=self.claim,
+                 blowup_step=self.blowup_step, notes=self.notes,
                  assumptions=self.assumptions,
                  derivation=[{**asdict(s), "exponent": None if s.exponent == NEG_INF else s.exponent}
                              for s in self.derivation])
@@ -102,8 +126,11 @@ class Prediction:
 
     def to_text(self, explain: bool = False) -> str:
         lines = [self.header()]
-        lines += [f"  gamma[{k}] = {fmt(v)}" for k, v in self.exponents.items()]
+        rel = {"exact": "=", "upper bound": "<=", "none": "(not predicted; no-cancellation value)"}[self.claim]
+        lines += [f"  gamma[{k}] {rel} {fmt(v)}" for k, v in self.exponents.items()]
         lines.append(f"  classification: {self.classification}")
+        if self.claim != "exact":
+            lines.append(f"  claim: {self.claim} (step {self.step} is past the blow-up at step {self.blowup_step})")
         lines += [f"  note: {n}" for n in self.notes]
         if explain:
             lines.append("derivation (exponent of each quantity; 'zero' = exactly zero):")
@@ -118,7 +145,7 @@ class Prediction:
                  "| --- | --- | --- | --- |"]
         lines += [f"| {s.quantity} | `{s.expression}` | {fmt(s.exponent)} | {s.reason} |" for s in self.derivation]
         lines += ["", "Predicted: " + ", ".join(f"gamma[{k}] = {fmt(v)}" for k, v in self.exponents.items())
-                  + f"; classification **{self.classification}**."]
+                  + f"; classification **{self.classification}**; claim: {self.claim}."]
         lines += [f"- note: {n}" for n in self.notes]
         lines += ["", "Assumptions:"] + [f"- {a}" for a in self.assumptions]
         return "\n".join(lines)
@@ -132,7 +159,7 @@ class Prediction:
         return "\n".join([r"\begin{tabular}{llll}", r"\hline",
                           r"quantity & expression & $\gamma$ & reason \\", r"\hline", *rows,
                           r"\hline", r"\end{tabular}",
-                          rf"% classification: {self.classification}"])
+                          rf"% classification: {self.classification}; claim: {self.claim}"])
 
 
 # -- the recursions -------------------------------------------------------------------------
@@ -145,7 +172,7 @@ def _adam(init: str, gA: float, gB: float, steps: int):
     """Adam on a LoRA layer. State: zA = gamma[Z_A], b = gamma[entries of B]."""
     zA = {"1": 0.0, "2": NEG_INF, "zero": NEG_INF}[init]
     b = {"1": NEG_INF, "2": 0.0, "zero": NEG_INF}[init]
-    history, derivation = [], []
+    history, derivation, cum = [], [], NEG_INF  # cum: gamma[Z_A(t) - Z_A(0)]
     derivation.append(Step("Z_A(0)", "A0 z", zA, "sum of n independent N(0,1/n) x Theta(1) terms" if zA == 0 else "A0 = 0"))
     derivation.append(Step("B(0)", "entries of B0", b, "Init[2]: B0 entries Theta(1)" if b == 0 else "B0 = 0"))
     for t in range(1, steps + 1):
@@ -166,8 +193,8 @@ def _adam(init: str, gA: float, gB: float, steps: int):
                 Step(f"Z_A ({t})", "Z_A(t-1) + dA z", new_zA, f"max({fmt(zA)}, {fmt(dAz)}): updates accumulate"),
                 Step(f"B ({t})", "B(t-1) + dB", new_b, f"max({fmt(b)}, {fmt(dB)})"),
             ]
-        zA, b = new_zA, new_b
-        history.append({"delta1": d1, "delta2": d2, "delta3": d3, "z_a": zA, "dz_b": max(d1, d2, d3)})
+        zA, b, cum = new_zA, new_b, max(cum, dAz)
+        history.append({"delta1": d1, "delta2": d2, "delta3": d3, "z_a": zA, "dz_a": cum, "dz_b": max(d1, d2, d3)})
     return history, derivation
 
 
@@ -175,7 +202,7 @@ def _sgd_toy(init: str, gA: float, gB: float, steps: int):
     """Gradient descent on f(x) = (W* + b a^T) x. State: ax = gamma[a^T x], b = gamma[b]."""
     ax = {"1": 0.0, "2": NEG_INF, "zero": NEG_INF}[init]
     b = {"1": NEG_INF, "2": 0.0, "zero": NEG_INF}[init]
-    history = []
+    history, cum = [], NEG_INF  # cum: gamma[a(t)^T x - a(0)^T x]
     derivation = [Step("a^T x (0)", "a0^T x", ax, "n terms of size 1/sqrt(n), independent" if ax == 0 else "a0 = 0"),
                   Step("b (0)", "b0", b, "Init[2]: b0 = Theta(1)" if b == 0 else "b0 = 0")]
     for t in range(1, steps + 1):
@@ -195,8 +222,8 @@ def _sgd_toy(init: str, gA: float, gB: float, steps: int):
                 Step(f"a^T x ({t})", "a(t-1)^T x + da^T x", new_ax, f"max({fmt(ax)}, {fmt(dax)})"),
                 Step(f"b ({t})", "b(t-1) + db", new_b, f"max({fmt(b)}, {fmt(db)})"),
             ]
-        ax, b = new_ax, new_b
-        history.append({"delta1": d1, "delta2": d2, "delta3": d3, "z_a": ax, "dz_b": max(d1, d2, d3),
+        ax, b, cum = new_ax, new_b, max(cum, dax)
+        history.append({"delta1": d1, "delta2": d2, "delta3": d3, "z_a": ax, "dz_a": cum, "dz_b": max(d1, d2, d3),
                         "output": max(0.0, _plus(b, ax))})
     return history, derivation
 
@@ -244,9 +271,36 @@ def predict(model: str, optimizer: str, init: str, gA: float, gB: float, step: i
     if optimizer == "adam" and init == "2" and gB > 0 and history[-1]["delta1"] == 0 and history[-1]["delta2"] == 0:
         notes.append("Init[2] has a rescaling family of efficient points gA = -1 - gB, gB >= 0 (A -> A/c, B -> cB); "
                      "only gB = 0 keeps B's entries Theta(1)")
+    blowup = blowup_step(history)
+    claim = "exact"
+    if optimizer == "adam" and init == "2" and model in N_DIM_OUTPUT and 1 + gA > -0.5 and step > 1:
+        claim = "upper bound"
+        derivation.append(Step(f"claim ({step})", "past the overshoot", exps["dz_b"],
+                               "Init[2], n-dim output: B0^T E = Theta(sqrt n) makes A's target Z_A Theta(n^-1/2); "
+                               f"the first step (gamma {fmt(1 + gA)}) overshoots it, later steps cancel: upper bounds"))
+        notes.append("Init[2] with an n-dimensional output: the first A-step overshoots A's Theta(n^-1/2) target, "
+                     "so past step 1 the exponents are upper bounds")
+    if blowup is not None and step > blowup and claim == "exact":
+        claim = "none" if optimizer == "sgd" else "upper bound"
+        derivation.append(Step(f"claim ({step})", "past the blow-up", NEG_INF if claim == "none" else exps["dz_b"],
+                               f"a feature exploded at step {blowup}: the output overshoots and later updates "
+                               + ("cancel earlier ones; Adam's bounded steps make these exponents upper bounds"
+                                  if claim == "upper bound" else "feed back through the error: SGD diverges, "
+                                  "no finite exponent is predicted")))
+        notes.append(f"past the blow-up at step {blowup}: exponents are "
+                     + ("upper bounds (cancellation allowed)" if claim == "upper bound" else "not predicted (divergence)"))
     assumptions = ASSUMPTIONS["sgd" if optimizer == "sgd" else "adam"] + (ASSUMPTIONS["mlp"] if model == "mlp" else [])
     return Prediction(model, optimizer, init, float(gA), float(gB), step, exps,
-                      classify(history[-1]), derivation, notes, assumptions)
+                      classify(history[-1]), derivation, notes, assumptions, claim, blowup)
+
+
+def blowup_step(history: list[dict[str, float]]) -> int | None:
+    """First step (1-based) after which Z_A, the output or the cumulative change of Z_B has
+    a positive exponent; None if the recursion never explodes."""
+    for t, h in enumerate(history, start=1):
+        if max(h["z_a"], h["dz_b"], h.get("output", NEG_INF)) > 1e-12:
+            return t
+    return None
 
 
 def phase_diagram(optimizer: str, init: str, model: str = "linear",

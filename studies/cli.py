@@ -41,6 +41,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=2, help="hidden LoRA layers of the mlp model")
     p.add_argument("--dtype", default="float32", help="float32 | float64")
     p.add_argument("--loss-reduction", default="mean", help="mean | sum over output coordinates")
+    p.add_argument("--teacher", default="independent",
+                   help="toy/linear teacher directions: independent | b0-aligned (inside span(B0))")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ def _spec_from_args(args) -> CoordCheckSpec:
                           steps=args.steps, seeds=tuple(range(args.seeds)), rank=args.rank,
                           alpha=args.alpha, alpha_scaling=args.alpha_scaling,
                           batch_size=args.batch_size, data=args.data, depth=args.depth,
-                          dtype=args.dtype, loss_reduction=args.loss_reduction)
+                          dtype=args.dtype, loss_reduction=args.loss_reduction, teacher=args.teacher)
 
 
 def slope_summary(results: pd.DataFrame, step: int) -> pd.DataFrame:
@@ -69,7 +69,7 @@ def validate(args) -> int:
     from scaling.verdicts import compare
     from studies.report import verdict_summary, write_report
     from studies.store import git_revision, write_text
-    from studies.validate import FULL, QUICK, run_suite
+    from studies.validate import FULL, QUICK, overshoot_table, run_overshoot_control, run_suite
 
     if not 0 < args.tolerance < 10:
         raise SpecError(f"--tolerance must be in (0, 10), got {args.tolerance}")
@@ -79,6 +79,8 @@ def validate(args) -> int:
     start = time.perf_counter()
     results = run_suite(settings, device, progress=sys.stderr.isatty())
     exponents = compare(results, settings.verdict_steps(), tol=args.tolerance)
+    control = run_overshoot_control(settings, device)
+    overshoot = overshoot_table(results, control, settings.verdict_steps())
     figures = {}
     (out / "figures").mkdir(exist_ok=True)
     for (model, opt, init), r in results.groupby(["model", "optimizer", "init"], sort=False):
@@ -108,10 +110,11 @@ def validate(args) -> int:
             "git_revision": git_revision()}
     write_csv(results, out / "results.csv")
     write_csv(exponents, out / "exponents.csv")
+    write_csv(control, out / "control_results.csv")
     write_json(metadata({"suite": meta["settings"], "tolerance": args.tolerance,
                          "widths": settings.widths, "seeds": settings.seeds, "steps": settings.steps},
                         str(device), wall), out / "meta.json")
-    write_text(write_report(exponents, meta, figures, args.tolerance), out / "report.md")
+    write_text(write_report(exponents, meta, figures, args.tolerance, overshoot), out / "report.md")
     summary = verdict_summary(exponents)
     print(summary.to_string(index=False))
     counts = exponents.verdict.value_counts()

@@ -45,6 +45,7 @@ class CoordCheckSpec:
     depth: int = 2
     dtype: str = "float32"
     loss_reduction: str = "mean"
+    teacher: str = "independent"
     weight_decay: float | None = None
     extra: dict = field(default_factory=dict)
 
@@ -58,6 +59,8 @@ class CoordCheckSpec:
         if self.model == "paper-mlp" and self.init not in (None, "paper"):
             raise SpecError(f"paper-mlp has no base matrix between A and B, so init {self.init!r} starts "
                             "at relu'(0) = 0 and never trains; use --init paper")
+        if self.teacher != "independent" and self.model not in ("toy", "linear"):
+            raise SpecError(f"--teacher applies to the toy and linear models only, not {self.model!r}")
         if self.dtype not in DTYPES:
             raise SpecError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
         object.__setattr__(self, "widths", _positive_ints("widths", self.widths))
@@ -86,7 +89,8 @@ class CoordCheckSpec:
         rank = self.rank if self.rank is not None else (1 if self.model == "toy" else 4)
         return ModelConfig(width=width, rank=rank, alpha=self.alpha, alpha_scaling=self.alpha_scaling,
                            init=self.init, batch_size=self.batch_size, data=self.data,
-                           depth=self.depth, dtype=self.dtype, loss_reduction=self.loss_reduction)
+                           depth=self.depth, dtype=self.dtype, loss_reduction=self.loss_reduction,
+                           teacher=self.teacher)
 
     def to_dict(self) -> dict:
         d = asdict(self)

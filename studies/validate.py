@@ -36,11 +36,11 @@ class SuiteSettings:
 # so it gets many more seeds.
 QUICK = SuiteSettings(widths={"toy": (256, 512, 1024, 2048, 4096, 8192), "linear": (128, 256, 512, 1024, 2048),
                               "mlp": (128, 256, 512, 1024, 2048)},
-                     seeds={"toy": 16, "linear": 3, "mlp": 3}, steps=6)
+                     seeds={"toy": 16, "linear": 8, "mlp": 8}, steps=6)
 FULL = SuiteSettings(widths={"toy": (256, 512, 1024, 2048, 4096, 8192, 16384),
                              "linear": (128, 256, 512, 1024, 2048, 4096, 8192),
                              "mlp": (128, 256, 512, 1024, 2048, 4096, 8192)},
-                    seeds={"toy": 32, "linear": 4, "mlp": 4}, steps=8)
+                    seeds={"toy": 32, "linear": 8, "mlp": 8}, steps=8)
 
 
 def suite_specs(settings: SuiteSettings) -> list[CoordCheckSpec]:
@@ -48,6 +48,33 @@ def suite_specs(settings: SuiteSettings) -> list[CoordCheckSpec]:
                            widths=settings.widths[model], steps=settings.steps,
                            seeds=tuple(range(settings.seeds[model])))
             for model, opt, init in CONFIGS]
+
+
+def run_overshoot_control(settings: SuiteSettings, device: torch.device) -> pd.DataFrame:
+    """The control for the Init[2] overshoot (scaling.theory): linear, Adam, Init[2], LoRA+,
+    with the teacher's output directions inside span(B0), where A's own target is Theta(1)."""
+    spec = CoordCheckSpec(model="linear", optimizer="adam", init="2", schemes=("loraplus",),
+                          widths=settings.widths["linear"], steps=settings.steps,
+                          seeds=tuple(range(settings.seeds["linear"])), teacher="b0-aligned")
+    return run_coord_check(spec, device, progress=False).assign(teacher="b0-aligned")
+
+
+def overshoot_table(suite: pd.DataFrame, control: pd.DataFrame, steps) -> pd.DataFrame:
+    """Slopes of z_a and delta1 (linear, Adam, Init[2], LoRA+) under both teachers: one row
+    per (teacher, metric, step) with slope and 95% interval."""
+    from scaling.gamma import fit_power_law
+    base = suite[(suite.model == "linear") & (suite.init == "2") & (suite.scheme == "loraplus")]
+    rows = []
+    for teacher, frame in (("independent", base), ("b0-aligned", control)):
+        for metric in ("z_a", "delta1"):
+            for step in steps:
+                m = frame[(frame.metric == metric) & (frame.step == step)]
+                fit = fit_power_law(m.width, m.value, m.seed)
+                if fit is not None:
+                    rows.append({"teacher": teacher, "metric": metric, "step": step, "slope": fit.slope,
+                                 "ci_low": fit.ci_low, "ci_high": fit.ci_high,
+                                 "local_slopes": " ".join(f"{s:+.2f}" for s in fit.local_slopes)})
+    return pd.DataFrame(rows)
 
 
 def run_suite(settings: SuiteSettings, device: torch.device, progress: bool = True) -> pd.DataFrame:

@@ -116,3 +116,30 @@ def test_fewer_than_two_widths_gives_none():
     assert fit_power_law([128, 256], [1.0, -1.0]) is None
     two = fit_power_law([128, 256], [1.0, 0.5])
     assert two is not None and two.slope == pytest.approx(-1.0) and two.settled
+
+
+def test_settled_false_for_a_slow_crossover_the_last_slope_misses():
+    """value = 1 + 0.1 n^0.5 (a Theta(1) part overtaken by a growing one, as Z_A(0) + updates):
+    the local slopes climb evenly, so no single one stands out from the fit, but their drift does."""
+    widths = 2.0 ** np.arange(7, 12)  # 128 .. 2048
+    rng = np.random.default_rng(3)
+    n_seeds = 8
+    w = np.tile(widths, n_seeds)
+    s = np.repeat(np.arange(n_seeds), len(widths))
+    v = (1 + 0.1 * w ** 0.5) * np.exp(0.02 * rng.standard_normal(w.size))
+    fit = fit_power_law(w, v, s)
+    assert np.all(np.diff(fit.local_slopes) > 0)
+    assert fit.drift > 0.1 and fit.drift_ci[0] > 0
+    assert not fit.settled
+
+
+def test_drift_is_zero_for_a_power_law_and_noise_does_not_unsettle_it():
+    widths = 2.0 ** np.arange(7, 12)
+    unsettled = 0
+    for rep in range(40):
+        w, v, s = synthetic(0.5, 8, 0.1, np.random.default_rng(500 + rep), widths=widths)
+        fit = fit_power_law(w, v, s)
+        unsettled += not fit.settled
+    exact = fit_power_law(*synthetic(0.5, 2, 0.0, np.random.default_rng(0), widths=widths))
+    assert exact.drift == pytest.approx(0.0, abs=1e-10)
+    assert unsettled <= 6, unsettled  # a false alarm needs a significant AND > 0.1 drift

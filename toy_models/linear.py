@@ -5,11 +5,14 @@
 - ``linear``: a square n x n LoRA layer.
 Inputs x ~ N(0, I_n) (coordinates Theta(1)); W* ~ N(0, 1/n) so W* x = Theta(1); the teacher
 is W* + U V^T with U ~ N(0, 1), V ~ N(0, 1/n) of the LoRA rank, so targets are Theta(1).
+With ``teacher="b0-aligned"`` U is Init[2]'s B0 itself (same distribution, but inside the span
+that training A alone can reach).
 """
 from __future__ import annotations
 
 import torch
 
+from toy_models.init import init_lora_factors
 from toy_models.models import LoraModel, register
 
 
@@ -23,6 +26,8 @@ class _LinearLora(LoraModel):
         tgen = self.generator("teacher")
         u = torch.randn(n_out, self.rank, generator=tgen, dtype=torch.float64)
         v = torch.randn(n, self.rank, generator=tgen, dtype=torch.float64) / n ** 0.5
+        if self.cfg.teacher == "b0-aligned":  # the B draw of Init[2], whatever init is trained
+            u = init_lora_factors("2", n_out, n, self.rank, self.generator("lora"))[1]
         self.w_star = self.to_device(w_star)
         self.w_teacher = self.to_device(w_star + u @ v.T)
         self.layer_names, self.layer_shapes = ["lora"], [(n_out, n)]

@@ -16,6 +16,7 @@ import torch
 from toy_models.init import INITS, init_lora_factors
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+TEACHERS = ("independent", "b0-aligned")
 _STREAMS = {"base": 0, "data": 1, "probe": 2, "test": 3, "lora": 4, "teacher": 5}
 
 
@@ -33,6 +34,10 @@ class ModelConfig:
     loss_reduction: per-run loss is 0.5 * mean over the batch of the "mean" or "sum" over
       output coordinates of (f - y)^2. It matters for SGD exponents only.
     depth, input_dim: MLP depth (hidden n x n LoRA layers) and input dimension d.
+    teacher: linear models only. "independent": the teacher's low-rank output directions U are
+      drawn independently of the LoRA init; "b0-aligned": U = B0 (Init[2]'s random B), so the
+      target lies in the span A alone can reach, a control for the Init[2] overshoot
+      (scaling.theory, "Overshoot").
     """
 
     width: int
@@ -47,6 +52,7 @@ class ModelConfig:
     depth: int = 2
     input_dim: int | None = None
     dtype: str = "float32"
+    teacher: str = "independent"
 
     @property
     def lora_scale(self) -> float:
@@ -75,6 +81,8 @@ class ModelConfig:
             raise ValueError(f"loss reduction must be 'mean' or 'sum', got {self.loss_reduction!r}")
         if self.depth < 1:
             raise ValueError(f"depth must be at least 1, got {self.depth}")
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 

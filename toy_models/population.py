@@ -188,6 +188,7 @@ class Population:
                 if measure and t == 0:
                     for l, (z, A) in enumerate(zip(zp, As)):
                         record("z_a", rms(z @ A.mT), l)
+                        record("dz_a", torch.zeros_like(loss), l)
                 if not all_ok:  # drop the diverged runs: frozen at zero, never computed again
                     keep = ok.nonzero().squeeze(1)
                     opt.keep(keep)

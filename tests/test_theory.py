@@ -1,0 +1,102 @@
+"""scaling.theory: predicted exponents against THEORY.md, claims past blow-up and overshoot."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from scaling.theory import NEG_INF, phase_diagram, predict
+
+# THEORY.md, Adam / Init[1]: gamma[delta1] = gB + 1 + gA, gamma[delta2] = gB + max(0, 1 + gA),
+# gamma[delta3] = gB + 1 + gA, gamma[Z_A] = max(0, 1 + gA). Step 3: the first step whose delta2
+# sees a Z_A that updates have already changed (B0 = 0 leaves A untouched at step 1).
+TABLE_ADAM_INIT1 = {(-1.0, 0.0): (0.0, 0.0, 0.0, 0.0), (-1.0, -1.0): (-1.0, -1.0, -1.0, 0.0),
+                    (-0.5, -0.5): (0.0, 0.0, 0.0, 0.5), (0.0, 0.0): (1.0, 1.0, 1.0, 1.0)}
+
+
+@pytest.mark.parametrize("gA,gB", list(TABLE_ADAM_INIT1))
+@pytest.mark.parametrize("model", ["linear", "toy", "mlp"])
+def test_adam_init1_matches_the_theory_table(model, gA, gB):
+    d1, d2, d3, za = TABLE_ADAM_INIT1[(gA, gB)]
+    p = predict(model, "adam", "1", gA, gB, step=3)
+    assert (p.exponents["delta1"], p.exponents["delta2"], p.exponents["delta3"], p.exponents["z_a"]) == (d1, d2, d3, za)
+    assert p.exponents["dz_b"] == max(d1, d2, d3)
+
+
+def test_adam_init1_first_step_has_exact_zeros():
+    p = predict("linear", "adam", "1", -1, 0, step=1)
+    assert p.exponents["delta1"] == NEG_INF and p.exponents["delta3"] == NEG_INF  # B0 = 0: dA = 0
+    assert p.exponents["delta2"] == 0.0 and p.exponents["dz_a"] == NEG_INF
+
+
+@pytest.mark.parametrize("init,gA,gB,cls", [("1", -1, 0, "efficient"), ("1", -1, -1, "both lazy"),
+                                            ("1", -0.5, -0.5, "unstable"), ("1", 0, 0, "unstable"),
+                                            ("1", -2, 0, "A-side lazy"), ("2", -1, -1, "B-side lazy"),
+                                            ("zero", -1, 0, "frozen")])
+def test_classification(init, gA, gB, cls):
+    """Under Init[1] B is Theta(eta_B) after step 1, so delta1 = gB + 1 + gA: lowering gB alone
+    makes both sides lazy; Init[2] (B0 = Theta(1)) separates them."""
+    assert predict("linear", "adam", init, gA, gB, 2).classification == cls
+
+
+def test_sgd_toy_props_1_and_2():
+    """Prop. 2: (gA, gB) = (-1, 0) efficient under both inits; Prop. 1: no shared rate is."""
+    for init in ("1", "2"):
+        assert predict("toy", "sgd", init, -1, 0, 4).classification == "efficient"
+        for c in (-1.5, -1.0, -0.75, -0.5, -0.25, 0.0):
+            assert predict("toy", "sgd", init, c, c, 6).classification != "efficient"
+
+
+def test_unstable_scheme_is_exact_up_to_the_blowup_then_an_upper_bound():
+    early = predict("linear", "adam", "1", 0, 0, 2)   # Z_A explodes at step 2 (B0 = 0 at step 1)
+    late = predict("linear", "adam", "1", 0, 0, 3)
+    assert early.blowup_step == 2 and early.claim == "exact"
+    assert late.claim == "upper bound" and late.exponents["z_a"] == 1.0
+    assert "upper bound" in late.to_text() or "<=" in late.to_text()
+    sgd = predict("toy", "sgd", "2", 0, 0, 2)        # output explodes at step 1 under Init[2]
+    assert sgd.blowup_step == 1 and sgd.claim == "none"
+
+
+def test_stable_schemes_stay_exact():
+    for gA, gB in ((-1, 0), (-1, -1), (-2, 0)):
+        p = predict("linear", "adam", "1", gA, gB, 8)
+        assert p.blowup_step is None and p.claim == "exact"
+
+
+def test_init2_overshoot_only_for_n_dimensional_outputs_and_large_first_steps():
+    assert predict("linear", "adam", "2", -1, 0, 1).claim == "exact"
+    assert predict("linear", "adam", "2", -1, 0, 2).claim == "upper bound"
+    assert predict("mlp", "adam", "2", -1, 0, 6).claim == "upper bound"
+    assert predict("toy", "adam", "2", -1, 0, 6).claim == "exact"          # scalar b0
+    assert predict("linear", "adam", "2", -2, 0, 6).claim == "exact"       # first step n^-1 < n^-1/2
+    assert predict("linear", "adam", "1", -1, 0, 6).claim == "exact"       # Init[1]: B0 = 0
+
+
+def test_dz_a_is_the_cumulative_update_exponent():
+    p = predict("linear", "adam", "1", -0.5, -0.5, 3)
+    assert p.exponents["dz_a"] == 0.5 and p.exponents["z_a"] == 0.5
+    q = predict("linear", "adam", "1", -2, 0, 3)
+    assert q.exponents["dz_a"] == -1.0 and q.exponents["z_a"] == 0.0  # Z_A(0) dominates
+
+
+def test_renderings_and_json_keys():
+    p = predict("linear", "adam", "1", -1, 0, 2)
+    d = json.loads(json.dumps(p.to_dict()))
+    assert {"delta1", "delta2", "delta3", "z_a", "dz_b", "classification", "claim"} <= set(d)
+    assert "\\begin{tabular}" in p.to_latex() and "| quantity |" in p.to_markdown()
+    assert "derivation" in p.to_text(explain=True)
+
+
+def test_unsupported_combinations_raise():
+    with pytest.raises(ValueError, match="SGD"):
+        predict("linear", "sgd", "1", -1, 0, 2)
+    with pytest.raises(ValueError, match="step"):
+        predict("linear", "adam", "1", -1, 0, 0)
+
+
+def test_phase_diagram_marks_the_loraplus_point_efficient():
+    gAs, gBs, grid = phase_diagram("adam", "1", resolution=0.5)
+    i, j = list(gBs).index(0.0), list(gAs).index(-1.0)
+    assert grid[i, j] == 1  # CLASSES.index("efficient")
+    assert not math.isnan(grid.sum())

@@ -1,0 +1,94 @@
+"""scaling.verdicts: PASS / FAIL / INCONCLUSIVE on fits, claims, crossovers and real runs."""
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import pytest
+import torch
+
+from scaling.gamma import PowerLawFit
+from scaling.theory import NEG_INF, predict
+from scaling.verdicts import compare, crossover, verdict
+from studies.runner import run_coord_check
+from studies.spec import CoordCheckSpec
+
+
+def fit(slope, lo, hi, settled=True):
+    return PowerLawFit(slope, lo, hi, r2=1.0, settled=settled)
+
+
+def test_exact_claim_pass_and_fail():
+    assert verdict(fit(-0.1, -0.2, 0.0), 0.0, False, 0.15)[0] == "PASS"
+    assert verdict(fit(-0.5, -0.6, -0.4), 0.0, False, 0.15)[0] == "FAIL"
+    assert verdict(fit(0.3, 0.2, 0.4), 0.0, False, 0.15)[0] == "FAIL"
+    assert verdict(fit(0.3, 0.2, 0.4), 0.0, False, 0.25)[0] == "PASS"  # the tolerance is an option
+
+
+def test_unsettled_and_missing_fits_are_inconclusive():
+    assert verdict(fit(0.0, -0.1, 0.1, settled=False), 0.0, False, 0.15)[0] == "INCONCLUSIVE"
+    assert verdict(None, 0.0, False, 0.15)[0] == "INCONCLUSIVE"
+
+
+def test_exact_zero_prediction():
+    assert verdict(None, NEG_INF, True, 0.15)[0] == "PASS"
+    assert verdict(fit(0.0, -0.1, 0.1), NEG_INF, False, 0.15)[0] == "FAIL"
+    assert verdict(None, 0.0, True, 0.15)[0] == "FAIL"  # predicted a power law, measured zeros
+
+
+def test_upper_bound_claim_is_one_sided():
+    assert verdict(fit(-0.6, -0.7, -0.5), 0.0, False, 0.15, "upper bound")[0] == "PASS"
+    assert verdict(fit(0.1, 0.05, 0.2), 0.0, False, 0.15, "upper bound")[0] == "PASS"
+    v, why = verdict(fit(0.4, 0.3, 0.5), 0.0, False, 0.15, "upper bound")
+    assert v == "FAIL" and "above the bound" in why
+
+
+def test_no_claim_is_always_inconclusive():
+    assert verdict(fit(5.0, 4.0, 6.0), 81.0, False, 0.15, "none")[0] == "INCONCLUSIVE"
+
+
+def _widest(values: dict[tuple[str, int], float]) -> pd.DataFrame:
+    return pd.DataFrame([{"metric": m, "step": t, "value": v} for (m, t), v in values.items()])
+
+
+def test_crossover_of_z_a_when_the_updates_are_still_smaller_than_z_a0():
+    exps = predict("linear", "adam", "1", -0.5, -0.5, 2).exponents  # z_a = dz_a = +0.5 at step 2
+    small = _widest({("z_a", 0): 1.0, ("dz_a", 2): 0.3})
+    large = _widest({("z_a", 0): 1.0, ("dz_a", 2): 3.0})
+    assert "crossover" in crossover("z_a", 2, exps, None, small)
+    assert crossover("z_a", 2, exps, None, large) is None
+    stable = predict("linear", "adam", "1", -1, 0, 2).exponents    # Z_A(0) is never overtaken
+    assert crossover("z_a", 2, stable, None, small) is None
+
+
+def test_crossover_of_dz_b_when_the_leading_delta_is_still_small():
+    exps = predict("toy", "sgd", "1", 0, 0, 2).exponents           # delta1 (+1) should win over delta2 (0)
+    assert exps["delta1"] > exps["delta2"]
+    behind = _widest({("delta1", 2): 0.01, ("delta2", 2): 0.1, ("delta3", 2): 0.001})
+    ahead = _widest({("delta1", 2): 1.0, ("delta2", 2): 0.1, ("delta3", 2): 0.001})
+    assert "crossover" in crossover("dz_b", 2, exps, None, behind)
+    assert crossover("dz_b", 2, exps, None, ahead) is None
+
+
+@pytest.fixture(scope="module")
+def lora_plus_run():
+    spec = CoordCheckSpec(model="linear", optimizer="adam", init="1", schemes=("loraplus",),
+                          widths=(128, 256, 512, 1024), steps=3, seeds=(0, 1, 2))
+    return run_coord_check(spec, torch.device("cpu"), progress=False)
+
+
+def test_real_measurements_pass_the_real_prediction(lora_plus_run):
+    e = compare(lora_plus_run, steps=(2,))
+    row = e[(e.metric == "delta1") & (e.step == 2)].iloc[0]
+    assert row.verdict == "PASS" and row.predicted == 0.0 and abs(row.slope) < 0.15
+
+
+def test_a_wrong_prediction_against_real_measurements_fails(lora_plus_run):
+    def wrong(model, optimizer, init, gA, gB, step):
+        p = predict(model, optimizer, init, gA, gB, step)
+        return dataclasses.replace(p, exponents={k: 1.0 for k in p.exponents})
+    e = compare(lora_plus_run, steps=(2,), predictor=wrong)
+    delta1 = e[(e.metric == "delta1") & (e.step == 2)].iloc[0]
+    assert delta1.verdict == "FAIL" and delta1.predicted == 1.0
+    assert {"model", "optimizer", "init", "scheme", "metric", "layer", "step", "slope", "ci_low", "ci_high",
+            "predicted", "verdict"} <= set(e.columns)
