@@ -1,0 +1,169 @@
+"""Measure the delta decomposition on a real model while it fine-tunes.
+
+``FeatureLearningMonitor(model, every=10)`` finds every LoRA layer with a linear structure
+(PEFT's Linear and GPT-2 Conv1D LoRA layers, ``scaling.lora_layers.LoRALinear``). On the steps
+it measures, a forward pre-hook keeps (a sample of) each layer's input and a copy of its A and
+B; after the optimiser step, ``monitor.step()`` reads the new A and B and computes, with
+``scaling.measure.layer_metrics``, delta1 (B dA z, A's side), delta2 (dB A z, B's side),
+delta3, dz_b, z_a, dz_a, ||dW|| (since the monitor was created) and the A/B shares of the
+first-order loss decrease (when gradients are still there). LoRA embeddings and convolutions
+have no n-wide input sum; they are listed in ``skipped``.
+
+Plain loop: ``loss.backward(); optimizer.step(); monitor.step(); optimizer.zero_grad()``.
+HF Trainer: ``callbacks=[monitor.callback()]`` (it runs at ``on_optimizer_step``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from scaling.measure import layer_metrics
+
+LAZY_FACTOR = 10.0  # a side is lazy when its delta is this many times below the other's
+
+
+def _lora_factors(layer: nn.Module):
+    """(A (r, n_in), B (n_out, r), scale, name of the adapter) of a LoRA layer, or None when
+    the layer is not a linear LoRA layer."""
+    from scaling.lora_layers import LoRALinear
+    if isinstance(layer, LoRALinear):
+        return layer.lora_A, layer.lora_B, layer.scale, "lora"
+    lora_a, lora_b = getattr(layer, "lora_A", None), getattr(layer, "lora_B", None)
+    if not isinstance(lora_a, nn.ModuleDict) or not isinstance(lora_b, nn.ModuleDict):
+        return None
+    adapters = [a for a in (getattr(layer, "active_adapters", None) or list(lora_a.keys())) if a in lora_a]
+    if not adapters or not isinstance(lora_a[adapters[0]], nn.Linear):
+        return None
+    name = adapters[0]
+    return lora_a[name].weight, lora_b[name].weight, float(layer.scaling[name]), name
+
+
+def find_lora_layers(model: nn.Module) -> tuple[dict[str, nn.Module], list[str]]:
+    """({name: linear LoRA layer}, [names of LoRA layers the monitor cannot measure])."""
+    from scaling.lora_layers import LoRALinear
+    found, skipped = {}, []
+    for name, module in model.named_modules():
+        is_lora = isinstance(module, LoRALinear) or (isinstance(getattr(module, "lora_A", None), nn.ModuleDict)
+                                                     and hasattr(module, "scaling"))
+        if not is_lora:
+            continue
+        if _lora_factors(module) is None:
+            skipped.append(name)
+        else:
+            found[name] = module
+    return found, skipped
+
+
+class FeatureLearningMonitor:
+    """Per-layer feature-update measurement every ``every`` optimiser steps.
+
+    max_inputs: rows of a layer's input (tokens) kept per measured step; the deltas are
+    coordinate RMS over those rows, so a few hundred tokens are plenty.
+    """
+
+    def __init__(self, model: nn.Module, every: int = 10, max_inputs: int = 256):
+        if every < 1:
+            raise ValueError(f"every must be at least 1, got {every}")
+        self.model, self.every, self.max_inputs = model, int(every), int(max_inputs)
+        self.layers, self.skipped = find_lora_layers(model)
+        if not self.layers:
+            raise ValueError("no linear LoRA layer found in the model (PEFT LoRA or scaling.lora_layers)")
+        self.steps_seen = 0
+        self.records: list[dict] = []
+        self._init = {n: tuple(t.detach().clone() for t in _lora_factors(m)[:2]) for n, m in self.layers.items()}
+        self._cache: dict[str, tuple] = {}
+        self._handles = [m.register_forward_pre_hook(self._hook(n)) for n, m in self.layers.items()]
+
+    # -- hooks ---------------------------------------------------------------------------
+    @property
+    def armed(self) -> bool:
+        """Whether the coming optimiser step is measured."""
+        return self.steps_seen % self.every == 0
+
+    def _hook(self, name: str):
+        def keep_input(module, args):
+            if not self.armed or name in self._cache or not args:
+                return
+            A, B, scale = _lora_factors(module)[:3]
+            x = args[0].detach()  # (..., n_in) for Linear and Conv1D (fan_in_fan_out) alike
+            z = x.reshape(-1, x.shape[-1])[: self.max_inputs]
+            self._cache[name] = (z.clone(), A.detach().clone(), B.detach().clone(), scale)
+        return keep_input
+
+    # -- measurement ---------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self) -> None:
+        """Call once after each ``optimizer.step()``: measures if this step was armed."""
+        if self.armed and self._cache:
+            for name, (z, A0, B0, scale) in self._cache.items():
+                A, B = _lora_factors(self.layers[name])[:2]
+                gA = A.grad if A.grad is not None else torch.zeros_like(A)
+                gB = B.grad if B.grad is not None else torch.zeros_like(B)
+                Ai, Bi = self._init[name]
+                f = torch.float64
+                values = layer_metrics(z.to(f), A0[None].to(f), B0[None].to(f), A.detach()[None].to(f),
+                                       B.detach()[None].to(f), gA[None].to(f), gB[None].to(f),
+                                       Ai[None].to(f), Bi[None].to(f), scale)
+                has_grads = A.grad is not None and B.grad is not None
+                for metric, value in values.items():
+                    if metric.startswith("share") and not has_grads:
+                        continue
+                    self.records.append({"step": self.steps_seen + 1, "layer": name, "metric": metric,
+                                         "value": float(value[0])})
+        self._cache.clear()
+        self.steps_seen += 1
+
+    def frame(self) -> pd.DataFrame:
+        """Tidy table: step (1-based optimiser step), layer, metric, value."""
+        return pd.DataFrame(self.records, columns=["step", "layer", "metric", "value"])
+
+    def summary(self, skip_first: int = 1) -> pd.DataFrame:
+        """Per layer (and 'overall'): median delta1 (A side) and delta2 (B side) over the
+        measured steps after the first ``skip_first`` optimiser steps, which side is lazy,
+        and the factor to multiply the B/A learning-rate ratio by to balance them.
+
+        With Adam each side's delta is proportional to its learning rate (sign-like steps),
+        so delta1 = delta2 needs eta_B / eta_A times delta1 / delta2. Under Init[1] B starts
+        at 0 and delta1 is exactly 0 at step 1; hence ``skip_first``.
+        """
+        f = self.frame()
+        f = f[(f.step > skip_first) & f.metric.isin(["delta1", "delta2"])]
+        if f.empty:
+            return pd.DataFrame(columns=["layer", "delta1", "delta2", "lazy", "ratio_multiplier"])
+        per_layer = f.pivot_table(index="layer", columns="metric", values="value", aggfunc="median")
+        rows = [self._verdict(layer, r.delta1, r.delta2) for layer, r in per_layer.iterrows()]
+        logs = np.log(per_layer[["delta1", "delta2"]].clip(lower=1e-300))
+        overall = np.exp(logs.mean())
+        rows.append(self._verdict("overall", overall.delta1, overall.delta2))
+        return pd.DataFrame(rows)
+
+    @staticmethod
+    def _verdict(layer: str, d1: float, d2: float) -> dict:
+        if not (d1 > 0 and d2 > 0):
+            lazy = "A side frozen" if not d1 > 0 else "B side frozen"
+            return {"layer": layer, "delta1": d1, "delta2": d2, "lazy": lazy, "ratio_multiplier": math.nan}
+        ratio = d1 / d2
+        lazy = "B side" if ratio > LAZY_FACTOR else "A side" if ratio < 1 / LAZY_FACTOR else "balanced"
+        return {"layer": layer, "delta1": d1, "delta2": d2, "lazy": lazy, "ratio_multiplier": ratio}
+
+    def close(self) -> None:
+        """Remove the hooks."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def callback(self):
+        """A transformers.TrainerCallback that calls ``step()`` after every optimiser step."""
+        from transformers import TrainerCallback
+
+        monitor = self
+
+        class FeatureLearningCallback(TrainerCallback):
+            def on_optimizer_step(self, args, state, control, **kwargs):
+                monitor.step()
+
+        return FeatureLearningCallback()
