@@ -31,15 +31,18 @@ exponents are therefore claimed only as an UPPER BOUND for Adam (its steps are b
 aligned), and not at all for SGD (the error feeds back into the gradient: the run diverges and
 no finite exponent is predicted). ``Prediction.claim`` says which applies.
 
-Overshoot (Adam, Init[2], layers with an n-dimensional output: ``linear`` and ``mlp``): the
-error that reaches A is B0^T E. For an error direction independent of the random B0 that is
-Theta(sqrt n), while B0^T B0 = Theta(n), so the value of Z_A that A alone should reach is only
-Theta(n^-1/2). A first step dA z = Theta(n^(1 + gA)) larger than that (1 + gA > -1/2: every
-scheme of interest) overshoots it by a power of n; from step 2 on the gradient is dominated by
-the overshoot itself, its sign flips and updates cancel, so past step 1 the exponents are
-upper bounds here too. (Measured: with the teacher's output directions set to span(B0), the
-optimum is Theta(1) and z_a is flat in n at every step; with an independent teacher it falls
-with n from step 2 on.) The one-output ``toy`` model has a scalar b0: no such suppression.
+Overshoot (Adam, Init[2], a LoRA layer whose n outputs the loss sees directly: ``linear``):
+the error that reaches A is B0^T E. For an error direction independent of the random B0 that
+is Theta(sqrt n), while B0^T B0 = Theta(n), so the value of Z_A that A alone should reach is
+only Theta(n^-1/2). A first step dA z = Theta(n^(1 + gA)) larger than that (1 + gA > -1/2:
+every scheme of interest) overshoots it by a power of n; from step 2 on the gradient is
+dominated by the overshoot itself, its sign flips and updates cancel, so past step 1 the
+exponents are upper bounds here too. (Measured: with the teacher's output directions set to
+span(B0), the optimum is Theta(1) and z_a is flat in n at every step; with an independent
+teacher it falls with n from step 2 on.) Not in ``toy`` (a scalar b0) and not in ``mlp``:
+there the hidden layers reach the loss through a mean-field readout w (entries 1/n), the
+output moves by w^T B0 dZ_A = Theta(n^-1/2) dZ_A, so A's target is Theta(n^1/2), far beyond
+Theta(1) steps: nothing to overshoot, the exponents stay exact.
 """
 from __future__ import annotations
 
@@ -57,7 +60,7 @@ INIT_NAMES = {"1": "Init[1] (B0 = 0, A0 ~ N(0, 1/n))", "2": "Init[2] (A0 = 0, B0
               "zero": "both zero"}
 LATE_STEP = 6  # every recursion here has reached its pattern by then: used to classify
 CLAIMS = ("exact", "upper bound", "none")
-N_DIM_OUTPUT = ("linear", "mlp")  # models whose LoRA layers have n outputs (see "Overshoot")
+OVERSHOOT_MODELS = ("linear",)  # Init[2]'s first A-step overshoots A's target (see "Overshoot")
 
 ASSUMPTIONS = {
     "adam": ["each LoRA layer's input z has Theta(1) coordinates (a stable base network)",
@@ -273,12 +276,12 @@ def predict(model: str, optimizer: str, init: str, gA: float, gB: float, step: i
                      "only gB = 0 keeps B's entries Theta(1)")
     blowup = blowup_step(history)
     claim = "exact"
-    if optimizer == "adam" and init == "2" and model in N_DIM_OUTPUT and 1 + gA > -0.5 and step > 1:
+    if optimizer == "adam" and init == "2" and model in OVERSHOOT_MODELS and 1 + gA > -0.5 and step > 1:
         claim = "upper bound"
         derivation.append(Step(f"claim ({step})", "past the overshoot", exps["dz_b"],
-                               "Init[2], n-dim output: B0^T E = Theta(sqrt n) makes A's target Z_A Theta(n^-1/2); "
+                               "Init[2], loss on the n outputs: B0^T E = Theta(sqrt n) makes A's target Z_A Theta(n^-1/2); "
                                f"the first step (gamma {fmt(1 + gA)}) overshoots it, later steps cancel: upper bounds"))
-        notes.append("Init[2] with an n-dimensional output: the first A-step overshoots A's Theta(n^-1/2) target, "
+        notes.append("Init[2] with the loss on the layer's n outputs: the first A-step overshoots A's Theta(n^-1/2) target, "
                      "so past step 1 the exponents are upper bounds")
     if blowup is not None and step > blowup and claim == "exact":
         claim = "none" if optimizer == "sgd" else "upper bound"

@@ -9,8 +9,8 @@ EXPLANATIONS = [
     "Unstable schemes (lora-const, lora-sqrt), past the blow-up step: the output overshoots its "
     "target and later updates undo earlier ones, so the no-cancellation exponents become upper bounds "
     "for Adam (cells marked <=) and SGD has no finite exponent (cells marked n/p; the runs diverge).",
-    "Init[2] in layers with n outputs (linear, mlp): the error reaching A is B0^T E = Theta(sqrt n) for a "
-    "target independent of the random B0, so A's own target Z_A is Theta(n^-1/2) and the first Adam step "
+    "Init[2] in the linear model (the loss sees the layer's n outputs): the error reaching A is B0^T E = "
+    "Theta(sqrt n) for a target independent of the random B0, so A's own target Z_A is Theta(n^-1/2) and the first Adam step "
     "overshoots it; from step 2 on the exponents are upper bounds. The mechanism was checked directly: "
     "with the teacher's output directions set to span(B0), z_a is flat in n at every step.",
     "Sums whose dominant term has not yet taken over (z_a = Z_A(0) + dz_a; dz_b = delta1 + delta2 + "

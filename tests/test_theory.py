@@ -64,10 +64,10 @@ def test_stable_schemes_stay_exact():
         assert p.blowup_step is None and p.claim == "exact"
 
 
-def test_init2_overshoot_only_for_n_dimensional_outputs_and_large_first_steps():
+def test_init2_overshoot_only_where_the_loss_sees_the_n_outputs_and_first_steps_are_large():
     assert predict("linear", "adam", "2", -1, 0, 1).claim == "exact"
     assert predict("linear", "adam", "2", -1, 0, 2).claim == "upper bound"
-    assert predict("mlp", "adam", "2", -1, 0, 6).claim == "upper bound"
+    assert predict("mlp", "adam", "2", -1, 0, 6).claim == "exact"           # readout: A's target is large
     assert predict("toy", "adam", "2", -1, 0, 6).claim == "exact"          # scalar b0
     assert predict("linear", "adam", "2", -2, 0, 6).claim == "exact"       # first step n^-1 < n^-1/2
     assert predict("linear", "adam", "1", -1, 0, 6).claim == "exact"       # Init[1]: B0 = 0
