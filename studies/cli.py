@@ -45,6 +45,14 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="toy/linear teacher directions: independent | b0-aligned (inside span(B0))")
 
 
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW:HIGH, got {text!r}") from None
+    return lo, hi
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="loraplus-scaling", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -60,6 +68,29 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     cc.add_argument("--out", default="runs/coord-check")
     cc.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    lg = sub.add_parser("lr-grid", help="loss over a grid of (eta_A, eta_B) at each width; optima and lambda*(n)")
+    lg.add_argument("--model", default="paper-mlp", help="paper-mlp | mlp | linear | toy")
+    lg.add_argument("--widths", type=_int_list, default=[100])
+    lg.add_argument("--eta-a-range", type=_range, default=(2e-4, 10.0), help="LOW:HIGH (log grid)")
+    lg.add_argument("--eta-b-range", type=_range, default=(2e-4, 10.0), help="LOW:HIGH (log grid)")
+    lg.add_argument("--per-decade", type=int, default=9, help="grid points per decade")
+    lg.add_argument("--steps", type=int, default=200)
+    lg.add_argument("--eval-at", type=_int_list, default=[10, 200], help="steps at which losses are tabulated")
+    lg.add_argument("--seeds", type=int, default=3, help="number of seeds (0..S-1)")
+    lg.add_argument("--optimizer", default="sgd", help="sgd | adam | adamw")
+    lg.add_argument("--init", default=None, help="1 | 2 | zero | paper; default: the model's")
+    lg.add_argument("--rank", type=int, default=None)
+    lg.add_argument("--batch-size", type=int, default=None)
+    lg.add_argument("--data", default="fixed", help="fixed | fresh")
+    lg.add_argument("--test-size", type=int, default=100, help="test samples (0: no test loss)")
+    lg.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    lg.add_argument("--out", default="runs/lr-grid")
+    lg.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    fg = sub.add_parser("figures", help="redraw the figures and report of a stored run")
+    fg.add_argument("--from", dest="source", required=True, help="a directory written by lr-grid")
+    fg.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     va = sub.add_parser("validate", help="the main job: theory's exponents against measured ones")
     va.add_argument("--quick", action="store_true", help="the quick suite (at most ~3 minutes on 2 CPU cores)")

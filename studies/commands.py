@@ -151,4 +151,54 @@ def theory(args) -> int:
     return 0
 
 
-COMMANDS.update({"validate": validate, "theory": theory})
+def lr_grid(args) -> int:
+    """Train the grid at every width, then write grid/curves/optima tables, figures, report."""
+    from studies.lr_grid import LrGridSpec, curve_frame, run_lr_grid
+    from studies.lr_grid_report import write_outputs
+
+    if args.seeds <= 0:
+        raise SpecError(f"--seeds must be a positive integer, got {args.seeds}")
+    spec = LrGridSpec(model=args.model, widths=tuple(args.widths), eta_a_range=tuple(args.eta_a_range),
+                      eta_b_range=tuple(args.eta_b_range), per_decade=args.per_decade, steps=args.steps,
+                      eval_at=tuple(args.eval_at), seeds=tuple(range(args.seeds)), optimizer=args.optimizer,
+                      init=args.init, rank=args.rank, batch_size=args.batch_size, data=args.data,
+                      test_size=args.test_size)
+    device = resolve_device(args.device)
+    out = prepare_out_dir(args.out)
+    start = time.perf_counter()
+    grid, curves = run_lr_grid(spec, device, progress=sys.stderr.isatty())
+    wall = time.perf_counter() - start
+    curve_table = curve_frame(spec, curves, grid)
+    meta = metadata(spec.to_dict(), str(device), wall, init=str(grid.init.iloc[0]), pairs=len(spec.pairs()[0]))
+    write_outputs(out, grid, curve_table, meta)
+    n_div = int(grid[grid.step == max(spec.eval_at)].groupby(["width", "eta_a", "eta_b", "seed"]).diverged.any().sum())
+    print(f"lr-grid {spec.model} / {spec.optimizer}: {len(spec.pairs()[0])} pairs x {len(spec.seeds)} seeds x "
+          f"{len(spec.widths)} widths, {spec.steps} steps in {wall:.1f}s; {n_div} runs diverged")
+    print((out / "report.md").read_text().split("## Figures")[0])
+    return 0
+
+
+def figures(args) -> int:
+    """Redraw a stored run's figures and report from its tables."""
+    import json
+    from pathlib import Path
+
+    from studies.lr_grid_report import render
+
+    src = Path(args.source)
+    needed = [src / "grid.csv", src / "curves.csv", src / "meta.json"]
+    missing = [p.name for p in needed if not p.is_file()]
+    if missing:
+        raise SpecError(f"--from {src}: not an lr-grid run (missing {', '.join(missing)})")
+    try:
+        meta = json.loads((src / "meta.json").read_text())
+        grid = pd.read_csv(src / "grid.csv")
+        curves = pd.read_csv(src / "curves.csv")
+    except (json.JSONDecodeError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise SpecError(f"--from {src}: unreadable tables ({err})") from None
+    figs = render(prepare_out_dir(src), grid, curves, meta)
+    print(f"wrote {len(figs)} figures and {src / 'report.md'}")
+    return 0
+
+
+COMMANDS.update({"validate": validate, "theory": theory, "lr-grid": lr_grid, "figures": figures})

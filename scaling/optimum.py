@@ -1,0 +1,111 @@
+"""Where is the best (eta_A, eta_B)? Robust optima of a learning-rate grid, and lambda*(n).
+
+A raw argmin over a log grid jumps between neighbouring cells when the landscape is flat
+and noisy. Instead, for one (width, step, split):
+  1. average log-loss over seeds per pair (a diverged run counts as +inf);
+  2. the near-optimal set: pairs whose seed-mean loss is within ``rel_tol`` (1%) of the best,
+     the set the paper's Fig. 2 marks;
+  3. the optimum is the set's centroid in log space: log eta_A*, log eta_B* and
+     log lambda* = log eta_B* - log eta_A* are the means over the set.
+A bootstrap over seeds (seeds resampled as whole rows, every pair together) gives intervals
+for each and, jointly over widths, for the log-log slope of lambda*(n) against n (the theory
+predicts 1: eta_B / eta_A = Theta(n)).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+DEFAULT_REL_TOL = 0.01
+
+
+def near_optimal(mean_log_loss: np.ndarray, rel_tol: float = DEFAULT_REL_TOL) -> np.ndarray:
+    """Boolean mask of pairs within ``rel_tol`` of the best loss; (..., pairs) -> same shape."""
+    best = np.min(mean_log_loss, axis=-1, keepdims=True)
+    return mean_log_loss <= best + np.log1p(rel_tol)
+
+
+def _centroids(log_loss: np.ndarray, log_a: np.ndarray, log_b: np.ndarray, rel_tol: float) -> np.ndarray:
+    """log_loss (..., seeds, pairs) -> (..., 4): centroid log eta_A, log eta_B, log lambda and
+    the size of the near-optimal set (NaN where every pair diverged)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = log_loss.mean(axis=-2)                                    # (..., pairs)
+    finite = np.isfinite(mean).any(axis=-1)
+    mask = near_optimal(np.where(np.isfinite(mean), mean, np.inf), rel_tol) & np.isfinite(mean)
+    count = mask.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ca = (mask * log_a).sum(-1) / count
+        cb = (mask * log_b).sum(-1) / count
+    out = np.stack([ca, cb, cb - ca, count.astype(float)], axis=-1)
+    out[~finite] = np.nan
+    return out
+
+
+def optimum_table(losses: np.ndarray, eta_a: np.ndarray, eta_b: np.ndarray, widths,
+                  rel_tol: float = DEFAULT_REL_TOL, confidence: float = 0.95, n_resamples: int = 1000,
+                  random_state: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Optima per width and the fitted slope of lambda*(n).
+
+    losses: (widths, seeds, pairs) final losses (NaN/inf = diverged); eta_a, eta_b: (pairs,).
+    Returns (one row per width: eta_a_star, eta_b_star, lambda_star with low/high interval
+    bounds and n_near), and {slope, ci_low, ci_high, n_widths} of log lambda* against log n
+    (slope None with fewer than 2 widths).
+    """
+    L = np.log(np.where(np.isfinite(losses) & (losses > 0), losses, np.inf))
+    la, lb = np.log(np.asarray(eta_a, float)), np.log(np.asarray(eta_b, float))
+    lw = np.log(np.asarray(widths, float))
+    est = _centroids(L, la, lb, rel_tol)                                  # (W, 4)
+    n_seeds = L.shape[1]
+
+    def slope_of(log_lambda):                                             # (..., W) -> (...)
+        c = lw - lw.mean()
+        return ((log_lambda - log_lambda.mean(-1, keepdims=True)) * c).sum(-1) / (c ** 2).sum()
+
+    def statistic(idx, axis=-1):
+        cent = _centroids(L[:, idx.astype(int)], la, lb, rel_tol)         # (W, B?, 4) or (W, 4)
+        cent = np.moveaxis(cent, 0, -2)                                   # (..., W, 4)
+        out = [cent[..., 0], cent[..., 1], cent[..., 2]]
+        flat = np.concatenate(out, axis=-1)                               # (..., 3W)
+        if len(lw) >= 2:
+            flat = np.concatenate([flat, slope_of(cent[..., 2])[..., None]], axis=-1)
+        return np.moveaxis(flat, -1, 0)
+
+    point = statistic(np.arange(n_seeds))
+    lo = hi = point
+    if n_seeds >= 2:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = stats.bootstrap((np.arange(n_seeds, dtype=float),), statistic, vectorized=True,
+                                  confidence_level=confidence, method="percentile",
+                                  n_resamples=n_resamples, rng=np.random.default_rng(random_state))
+        lo, hi = np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
+        lo, hi = np.fmin(lo, point), np.fmax(hi, point)
+    W = len(lw)
+    rows = []
+    for i, w in enumerate(widths):
+        row = {"width": int(w), "n_near": int(est[i, 3]) if np.isfinite(est[i, 3]) else 0}
+        for k, name in enumerate(("eta_a_star", "eta_b_star", "lambda_star")):
+            j = k * W + i
+            row[name] = float(np.exp(point[j]))
+            row[f"{name}_low"], row[f"{name}_high"] = float(np.exp(lo[j])), float(np.exp(hi[j]))
+        rows.append(row)
+    fit = {"slope": None, "ci_low": None, "ci_high": None, "n_widths": W, "n_seeds": n_seeds}
+    if W >= 2:
+        fit.update(slope=float(point[-1]), ci_low=float(lo[-1]), ci_high=float(hi[-1]))
+    return pd.DataFrame(rows), fit
+
+
+def equal_rate_gap(losses: np.ndarray, eta_a: np.ndarray, eta_b: np.ndarray) -> np.ndarray:
+    """Per width: best seed-mean loss over equal-rate pairs / best over all pairs (>= 1).
+    losses (widths, seeds, pairs). Pairs count as equal-rate when eta_a == eta_b up to 1e-9."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.exp(np.log(np.where(np.isfinite(losses) & (losses > 0), losses, np.inf)).mean(axis=1))
+    equal = np.isclose(np.asarray(eta_a), np.asarray(eta_b), rtol=1e-9)
+    if not equal.any():
+        raise ValueError("the grid has no equal-rate pairs: give eta_A and eta_B the same range and density")
+    return np.min(mean[:, equal], axis=-1) / np.min(mean, axis=-1)

@@ -1,0 +1,185 @@
+"""Learning-rate grids: train and test loss for every (eta_A, eta_B) pair, at several widths.
+
+One population per (width, seed): every pair of the grid is a run, trained together (blocks
+of runs when the (runs x samples x n) activations would not fit the memory budget). The tidy
+table has one row per (width, eta_a, eta_b, seed, step, split); the optima and lambda*(n)
+come from ``scaling.optimum``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from studies.spec import SpecError, _positive_ints
+from toy_models.init import INITS
+from toy_models.models import MODELS, ModelConfig, build_model
+from toy_models.optim import OPTIMIZERS
+from toy_models.population import Population
+
+GRID_COLUMNS = ["model", "optimizer", "init", "width", "eta_a", "eta_b", "seed", "step", "split", "loss",
+                "diverged", "diverged_step"]
+MEMORY_BUDGET_BYTES = 2 * 2 ** 30  # per block of runs, for the (runs x samples x n) activations
+
+
+def log_grid(low: float, high: float, per_decade: int) -> np.ndarray:
+    """low, low * 10^(1/per_decade), ... up to high (inclusive up to rounding)."""
+    k = np.arange(int(math.floor(math.log10(high / low) * per_decade + 1e-9)) + 1)
+    return low * 10.0 ** (k / per_decade)
+
+
+@dataclass(frozen=True)
+class LrGridSpec:
+    """A grid of (eta_A, eta_B) at each width. Defaults: the paper's Fig. 2 (paper-mlp,
+    n = 100, full-batch gradient descent, 3 seeds, t = 10 and 200)."""
+
+    model: str = "paper-mlp"
+    widths: tuple[int, ...] = (100,)
+    eta_a_range: tuple[float, float] = (2e-4, 10.0)
+    eta_b_range: tuple[float, float] = (2e-4, 10.0)
+    per_decade: int = 9
+    steps: int = 200
+    eval_at: tuple[int, ...] = (10, 200)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    optimizer: str = "sgd"
+    init: str | None = None
+    rank: int | None = None
+    batch_size: int | None = None
+    data: str = "fixed"
+    test_size: int = 100
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise SpecError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise SpecError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+        if self.init is not None and self.init not in INITS:
+            raise SpecError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
+        object.__setattr__(self, "widths", _positive_ints("widths", self.widths))
+        object.__setattr__(self, "eval_at", tuple(sorted(set(_positive_ints("eval-at", self.eval_at)))))
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise SpecError(f"seeds must be non-negative integers, got {list(self.seeds)}")
+        if not isinstance(self.steps, int) or self.steps <= 0:
+            raise SpecError(f"steps must be a positive integer, got {self.steps!r}")
+        if max(self.eval_at) > self.steps:
+            raise SpecError(f"eval-at step {max(self.eval_at)} is beyond --steps {self.steps}")
+        if not isinstance(self.per_decade, int) or self.per_decade <= 0:
+            raise SpecError(f"per-decade must be a positive integer, got {self.per_decade!r}")
+        for name, (lo, hi) in (("eta-a-range", self.eta_a_range), ("eta-b-range", self.eta_b_range)):
+            if not (0 < lo <= hi < math.inf):
+                raise SpecError(f"{name} must be LOW:HIGH with 0 < LOW <= HIGH, got {lo}:{hi}")
+        if self.test_size < 0:
+            raise SpecError(f"test size must be non-negative, got {self.test_size}")
+        for w in self.widths:
+            try:
+                self.model_config(w).check()
+            except ValueError as err:
+                raise SpecError(str(err)) from None
+        if self.model == "paper-mlp" and self.init not in (None, "paper"):
+            raise SpecError(f"paper-mlp has no base matrix between A and B, so init {self.init!r} never trains; "
+                            "use --init paper")
+
+    def model_config(self, width: int) -> ModelConfig:
+        rank = self.rank if self.rank is not None else (1 if self.model == "toy" else 4)
+        return ModelConfig(width=width, rank=rank, init=self.init, batch_size=self.batch_size, data=self.data,
+                           dtype=self.dtype)
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(eta_a, eta_b) of every run, each (pairs,): eta_A major, eta_B minor."""
+        a, b = np.meshgrid(log_grid(*self.eta_a_range, self.per_decade),
+                           log_grid(*self.eta_b_range, self.per_decade), indexing="ij")
+        return a.ravel(), b.ravel()
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def _block_size(model, runs: int) -> int:
+    n_samples = model.cfg.batch_size
+    per_run = 4 * n_samples * model.width * torch.finfo(model.dtype).bits // 8
+    return max(1, min(runs, MEMORY_BUDGET_BYTES // max(per_run, 1)))
+
+
+def train_grid(spec: LrGridSpec, width: int, seed: int, device: torch.device) -> dict[str, np.ndarray]:
+    """Loss curves of every pair at one (width, seed): {'train': (T+1, pairs), 'test': ...,
+    'diverged_step': (pairs,)} (NaN after divergence, -1 = never diverged)."""
+    eta_a, eta_b = spec.pairs()
+    model = build_model(spec.model, spec.model_config(width), seed, device)
+    block = _block_size(model, len(eta_a))
+    train, test, div = [], [], []
+    for start in range(0, len(eta_a), block):
+        sl = slice(start, start + block)
+        pop = Population(model, eta_a[sl].tolist(), eta_b[sl].tolist(), spec.optimizer)
+        traj = pop.run(spec.steps, measure=False, test_size=spec.test_size)
+        train.append(traj.metrics["loss"][:, :, 0].numpy())
+        if spec.test_size:
+            test.append(traj.metrics["test_loss"][:, :, 0].numpy())
+        div.append(traj.diverged_step.numpy())
+    out = {"train": np.concatenate(train, axis=1), "diverged_step": np.concatenate(div)}
+    if test:
+        out["test"] = np.concatenate(test, axis=1)
+    return out
+
+
+def run_lr_grid(spec: LrGridSpec, device: torch.device, progress: bool = True):
+    """Train the whole grid. Returns (tidy table at the eval steps, curves) where curves maps
+    (width, seed) to train_grid's dict."""
+    eta_a, eta_b = spec.pairs()
+    init = spec.init or MODELS[spec.model].default_init
+    curves, frames = {}, []
+    jobs = [(w, s) for w in spec.widths for s in spec.seeds]
+    for width, seed in tqdm(jobs, desc="lr-grid", unit="shard", disable=not progress):
+        c = curves[(width, seed)] = train_grid(spec, width, seed, device)
+        for split in [k for k in ("train", "test") if k in c]:
+            for step in spec.eval_at:
+                frames.append(pd.DataFrame({
+                    "model": spec.model, "optimizer": spec.optimizer, "init": init, "width": width,
+                    "eta_a": eta_a, "eta_b": eta_b, "seed": seed, "step": step, "split": split,
+                    "loss": c[split][step], "diverged": (c["diverged_step"] >= 0) & (c["diverged_step"] <= step),
+                    "diverged_step": c["diverged_step"]}))
+    return pd.concat(frames, ignore_index=True)[GRID_COLUMNS], curves
+
+
+def loss_cube(table: pd.DataFrame, widths, seeds, step: int, split: str) -> np.ndarray:
+    """(widths, seeds, pairs) losses at one step and split, pairs in LrGridSpec.pairs order;
+    diverged runs are NaN."""
+    t = table[(table.step == step) & (table.split == split)]
+    cube = []
+    for w in widths:
+        tw = t[t.width == w]
+        cube.append([tw[tw.seed == s].loss.to_numpy() for s in seeds])
+    return np.asarray(cube, dtype=float)
+
+
+def best_pairs(cube_w: np.ndarray, eta_a: np.ndarray, eta_b: np.ndarray) -> dict[str, int]:
+    """Indices of the best pair and of the best equal-rate pair by seed-mean log-loss;
+    cube_w (seeds, pairs)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.log(np.where(np.isfinite(cube_w) & (cube_w > 0), cube_w, np.inf)).mean(axis=0)
+    equal = np.isclose(eta_a, eta_b, rtol=1e-9)
+    masked = np.where(equal, mean, np.inf)
+    return {"best": int(np.argmin(mean)), "best equal-rate": int(np.argmin(masked))}
+
+
+def curve_frame(spec: LrGridSpec, curves: dict, table: pd.DataFrame, select_split: str = "train") -> pd.DataFrame:
+    """Loss at every step of the best pair and the best equal-rate pair of each width (chosen
+    at the last eval step on ``select_split``), for every seed and split."""
+    eta_a, eta_b = spec.pairs()
+    last = max(spec.eval_at)
+    rows = []
+    for i, w in enumerate(spec.widths):
+        cube = loss_cube(table, [w], spec.seeds, last, select_split)[0]
+        for label, j in best_pairs(cube, eta_a, eta_b).items():
+            for seed in spec.seeds:
+                c = curves[(w, seed)]
+                for split in [k for k in ("train", "test") if k in c]:
+                    rows.append(pd.DataFrame({"width": w, "pair": label, "eta_a": eta_a[j], "eta_b": eta_b[j],
+                                              "seed": seed, "split": split, "step": np.arange(spec.steps + 1),
+                                              "loss": c[split][:, j]}))
+    return pd.concat(rows, ignore_index=True)

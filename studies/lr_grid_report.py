@@ -1,0 +1,127 @@
+"""Everything an lr-grid run writes after training: optima, lambda*(n), figures, report.md.
+
+Works from the stored tables alone (grid.csv, curves.csv, meta.json), so ``figures --from``
+can redraw a saved run.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scaling.optimum import equal_rate_gap, optimum_table
+from studies.lr_grid import loss_cube
+from studies.store import write_csv, write_json, write_text
+
+
+def analyse(grid: pd.DataFrame, widths, seeds, eta_a, eta_b, steps, splits):
+    """(optima table: one row per (step, split, width); fits: one row per (step, split))."""
+    optima, fits = [], []
+    for step in steps:
+        for split in splits:
+            cube = loss_cube(grid, widths, seeds, step, split)
+            table, fit = optimum_table(cube, eta_a, eta_b, widths)
+            table.insert(0, "split", split)
+            table.insert(0, "step", step)
+            try:
+                table["equal_rate_gap"] = equal_rate_gap(cube, eta_a, eta_b)
+            except ValueError:
+                table["equal_rate_gap"] = np.nan
+            # a pair that diverged on any seed is never the best (as in scaling.optimum)
+            means = np.log(np.where(np.isfinite(cube) & (cube > 0), cube, np.inf)).mean(axis=1)
+            best = np.argmin(means, axis=1)
+            table["argmin_eta_a"], table["argmin_eta_b"] = eta_a[best], eta_b[best]
+            table["best_loss"] = np.exp(np.min(means, axis=1))
+            optima.append(table)
+            fits.append({"step": step, "split": split, **fit})
+    return pd.concat(optima, ignore_index=True), pd.DataFrame(fits)
+
+
+def render(out: Path, grid: pd.DataFrame, curves: pd.DataFrame, meta: dict) -> dict[str, str]:
+    """Write optima.csv, lambda_fit.csv, figures/ and report.md into ``out``; returns the
+    figures as {caption: relative path}."""
+    import matplotlib.pyplot as plt
+
+    from figures.lr_grid import plot_best_curves, plot_heatmap, plot_lambda_sweep
+
+    spec = meta["spec"]
+    widths, seeds, steps = spec["widths"], spec["seeds"], spec["eval_at"]
+    splits = [s for s in ("train", "test") if s in set(grid.split)]
+    pairs = grid[(grid.width == widths[0]) & (grid.seed == seeds[0]) & (grid.step == steps[0])
+                 & (grid.split == splits[0])]
+    eta_a, eta_b = pairs.eta_a.to_numpy(), pairs.eta_b.to_numpy()
+    optima, fits = analyse(grid, widths, seeds, eta_a, eta_b, steps, splits)
+    write_csv(optima, out / "optima.csv")
+    write_csv(fits, out / "lambda_fit.csv")
+    (out / "figures").mkdir(exist_ok=True)
+    figures = {}
+
+    def save(fig, name, caption):
+        for ext in ("png", "pdf"):
+            fig.savefig(out / "figures" / f"{name}.{ext}", dpi=110)
+        plt.close(fig)
+        figures[caption] = f"figures/{name}.png"
+
+    for w in widths:
+        for step in steps:
+            for split in splits:
+                save(plot_heatmap(grid, w, step, split), f"heatmap_n{w}_t{step}_{split}",
+                     f"{split} loss over (eta_A, eta_B), n = {w}, t = {step}")
+        if not curves.empty:
+            save(plot_best_curves(curves, w), f"curves_n{w}", f"best vs best equal-rate pair, n = {w}")
+    if len(widths) >= 2:
+        for step in steps:
+            for split in splits:
+                o = optima[(optima.step == step) & (optima.split == split)]
+                f = fits[(fits.step == step) & (fits.split == split)].iloc[0].to_dict()
+                gaps = o[["width"]].assign(gap=o.equal_rate_gap)
+                save(plot_lambda_sweep(o, f, gaps, title=f"{spec['model']}, {spec['optimizer']}, t = {step}, {split}"),
+                     f"lambda_t{step}_{split}", f"lambda*(n), t = {step}, {split}")
+    write_text(report_text(meta, optima, fits, figures), out / "report.md")
+    return figures
+
+
+def _ci(row, name: str) -> str:
+    return f"{row[name]:.3g} [{row[name + '_low']:.3g}, {row[name + '_high']:.3g}]"
+
+
+def report_text(meta: dict, optima: pd.DataFrame, fits: pd.DataFrame, figures: dict[str, str]) -> str:
+    spec = meta["spec"]
+    lines = [f"# lr-grid: {spec['model']}, {spec['optimizer']}, init {meta.get('init', spec.get('init'))}", "",
+             f"Widths {spec['widths']}; eta_A in {spec['eta_a_range']}, eta_B in {spec['eta_b_range']} "
+             f"({spec['per_decade']} per decade); {spec['steps']} steps; seeds {spec['seeds']}; wall time "
+             f"{meta.get('wall_time_s', float('nan')):.0f} s.", "",
+             "The optimum is the centroid (in log space) of the pairs within 1% of the best seed-mean loss; "
+             "intervals are 95% bootstrap intervals over seeds. `gap` is the best equal-rate pair's loss over "
+             "the best loss.", ""]
+    for (step, split), o in optima.groupby(["step", "split"], sort=False):
+        lines += [f"## t = {step}, {split} loss", "",
+                  "| n | best loss | argmin (eta_A, eta_B) | eta_A* | eta_B* | lambda* = eta_B*/eta_A* | near-optimal pairs | gap |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for _, r in o.iterrows():
+            lines.append(f"| {r.width} | {r.best_loss:.4g} | ({r.argmin_eta_a:.3g}, {r.argmin_eta_b:.3g}) | "
+                         f"{_ci(r, 'eta_a_star')} | {_ci(r, 'eta_b_star')} | {_ci(r, 'lambda_star')} | "
+                         f"{r.n_near} | {r.equal_rate_gap:.3g} |")
+        lines.append("")
+        for _, r in o.iterrows():
+            if np.isfinite(r.lambda_star):
+                verdict = ("eta_B* > eta_A* with the whole interval above 1" if r.lambda_star_low > 1 else
+                           "eta_B* < eta_A* with the whole interval below 1" if r.lambda_star_high < 1 else
+                           "the interval of lambda* contains 1")
+                lines.append(f"- n = {r.width}: lambda* = {r.lambda_star:.3g} ({verdict}).")
+        f = fits[(fits.step == step) & (fits.split == split)].iloc[0]
+        if f.slope is not None and np.isfinite(f.slope):
+            lines += ["", f"Fitted slope of log lambda* against log n: **{f.slope:+.2f}** "
+                          f"[{f.ci_low:+.2f}, {f.ci_high:+.2f}] over {int(f.n_widths)} widths (theory: +1, "
+                          "eta_B/eta_A = Theta(n))."]
+        lines.append("")
+    lines += ["## Figures", ""] + [f"![{c}]({p})" for c, p in figures.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out: Path, grid: pd.DataFrame, curves: pd.DataFrame, meta: dict) -> dict[str, str]:
+    write_csv(grid, out / "grid.csv")
+    write_csv(curves, out / "curves.csv")
+    write_json(meta, out / "meta.json")
+    return render(out, grid, curves, meta)
