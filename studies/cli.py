@@ -88,8 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--out", default="runs/lr-grid")
     lg.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    fg = sub.add_parser("figures", help="redraw the figures and report of a stored run")
-    fg.add_argument("--from", dest="source", required=True, help="a directory written by lr-grid")
+    st = sub.add_parser("study", help="a named companion study: init | rank | contribution")
+    st.add_argument("name", help="init | rank | contribution")
+    st.add_argument("--quick", action="store_true", help="fewer widths, ranks and steps")
+    st.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    st.add_argument("--out", default=None, help="default runs/<name>")
+    st.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    fg = sub.add_parser("figures", help="redraw stored runs and collect their figures in the gallery")
+    fg.add_argument("--from", dest="source", default="runs",
+                    help="a run directory (lr-grid or study) or a directory of them (default runs)")
+    fg.add_argument("--gallery", default="figures/gallery", help="where the figures are collected ('' = nowhere)")
     fg.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     va = sub.add_parser("validate", help="the main job: theory's exponents against measured ones")

@@ -169,7 +169,8 @@ def lr_grid(args) -> int:
     grid, curves = run_lr_grid(spec, device, progress=sys.stderr.isatty())
     wall = time.perf_counter() - start
     curve_table = curve_frame(spec, curves, grid)
-    meta = metadata(spec.to_dict(), str(device), wall, init=str(grid.init.iloc[0]), pairs=len(spec.pairs()[0]))
+    meta = metadata(spec.to_dict(), str(device), wall, study="lr-grid", init=str(grid.init.iloc[0]),
+                    pairs=len(spec.pairs()[0]))
     write_outputs(out, grid, curve_table, meta)
     n_div = int(grid[grid.step == max(spec.eval_at)].groupby(["width", "eta_a", "eta_b", "seed"]).diverged.any().sum())
     print(f"lr-grid {spec.model} / {spec.optimizer}: {len(spec.pairs()[0])} pairs x {len(spec.seeds)} seeds x "
@@ -179,26 +180,37 @@ def lr_grid(args) -> int:
 
 
 def figures(args) -> int:
-    """Redraw a stored run's figures and report from its tables."""
-    import json
+    """Redraw stored runs' figures and reports from their tables; collect them in the gallery."""
     from pathlib import Path
 
-    from studies.lr_grid_report import render
+    from studies.gallery import build_gallery
 
-    src = Path(args.source)
-    needed = [src / "grid.csv", src / "curves.csv", src / "meta.json"]
-    missing = [p.name for p in needed if not p.is_file()]
-    if missing:
-        raise SpecError(f"--from {src}: not an lr-grid run (missing {', '.join(missing)})")
-    try:
-        meta = json.loads((src / "meta.json").read_text())
-        grid = pd.read_csv(src / "grid.csv")
-        curves = pd.read_csv(src / "curves.csv")
-    except (json.JSONDecodeError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise SpecError(f"--from {src}: unreadable tables ({err})") from None
-    figs = render(prepare_out_dir(src), grid, curves, meta)
-    print(f"wrote {len(figs)} figures and {src / 'report.md'}")
+    source = Path(args.source)
+    if not source.exists():
+        raise SpecError(f"--from {source} does not exist")
+    gallery = Path(args.gallery) if args.gallery else None
+    copied = build_gallery(source, gallery)
+    print(f"redrew the runs under {source}" + (f"; {len(copied)} files in {gallery}" if gallery else ""))
     return 0
 
 
-COMMANDS.update({"validate": validate, "theory": theory, "lr-grid": lr_grid, "figures": figures})
+def study(args) -> int:
+    """Run a named companion study; write results, summary, figure, report."""
+    from studies.companions import STUDIES, run_study, variants, write_outputs
+
+    if args.name not in STUDIES:
+        raise SpecError(f"unknown study {args.name!r}; choose from {', '.join(STUDIES)}")
+    specs = [v.spec.to_dict() | {"variant": v.label} for v in variants(args.name, args.quick)]
+    device = resolve_device(args.device)
+    out = prepare_out_dir(args.out or f"runs/{args.name}")
+    start = time.perf_counter()
+    results = run_study(args.name, args.quick, device)
+    wall = time.perf_counter() - start
+    write_outputs(out, args.name, results, metadata({"variants": specs, "quick": args.quick}, str(device), wall,
+                                                     study=args.name))
+    print(f"study {args.name}: {len(specs)} coordinate checks in {wall:.1f}s")
+    print((out / "report.md").read_text().split("![")[0])
+    return 0
+
+
+COMMANDS.update({"validate": validate, "theory": theory, "lr-grid": lr_grid, "figures": figures, "study": study})

@@ -71,7 +71,7 @@ def test_cli_writes_report_and_figures_and_figures_redraws(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "Fitted slope of log lambda*" in report
     (out / "report.md").unlink()
-    assert main(["figures", "--from", str(out)]) == 0
+    assert main(["figures", "--from", str(out), "--gallery", ""]) == 0
     assert (out / "report.md").read_text() == report
 
 
@@ -94,4 +94,7 @@ def test_bad_lr_grid_input_is_one_line_and_exit_2(args, expected, tmp_path, caps
 
 def test_figures_from_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert main(["figures", "--from", str(tmp_path)]) == 2
+    assert "no stored run" in capsys.readouterr().err
+    (tmp_path / "meta.json").write_text('{"study": "lr-grid"}')
+    assert main(["figures", "--from", str(tmp_path), "--gallery", ""]) == 2
     assert "not an lr-grid run" in capsys.readouterr().err

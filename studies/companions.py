@@ -1,0 +1,166 @@
+"""Companion studies, each a set of coordinate checks with one figure and a short summary.
+
+- ``init``: Init[1] (B = 0, A random) vs Init[2] (A = 0, B random) vs both zero, LoRA+ rates:
+  loss and the A-side / B-side feature updates over the steps, on ``linear`` and ``mlp``.
+- ``rank``: alpha/r vs alpha/sqrt(r) (rsLoRA) for r = 1 .. 256 at fixed alpha: the size of the
+  feature update and of ||dW||, and the loss, against the rank (``mlp``, whose target does
+  not depend on r).
+- ``contribution``: each matrix's share of the first-order loss decrease against width at
+  steps 2, T/2 and T, under equal rates (lora-const, lora-inv) and LoRA+ (the "equivalent
+  contribution" argument). With Adam and Init[1], A's share over B's is about
+  t eta_A n E|z| / |Z_A| (B itself is Theta(eta_B t), so eta_B cancels): it is balanced exactly
+  when eta_A = Theta(1/n), whatever eta_B; balance is necessary for efficiency, not sufficient
+  (lora-inv is balanced and lazy on both sides).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from studies.runner import run_coord_check
+from studies.spec import CoordCheckSpec
+from studies.store import write_csv, write_json, write_text
+
+STUDIES = ("init", "rank", "contribution")
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    spec: CoordCheckSpec
+
+
+def variants(study: str, quick: bool) -> list[Variant]:
+    """The coordinate checks a study runs (quick: fewer widths, ranks and steps)."""
+    if study == "init":
+        steps, widths = (30, (256,)) if quick else (60, (256, 1024))
+        return [Variant(f"{model}, init {init}", CoordCheckSpec(
+            model=model, optimizer="adam", init=init, schemes=("loraplus",), widths=widths, steps=steps,
+            seeds=(0, 1, 2))) for model in ("linear", "mlp") for init in ("1", "2", "zero")]
+    if study == "rank":
+        width, ranks = (256, (1, 2, 4, 8, 16, 32, 64)) if quick else (512, (1, 2, 4, 8, 16, 32, 64, 128, 256))
+        return [Variant(f"{scaling}|{r}", CoordCheckSpec(
+            model="mlp", optimizer="adam", init="1", schemes=("loraplus",), widths=(width,), steps=20,
+            seeds=(0, 1, 2), rank=r, alpha=8.0, alpha_scaling=scaling)) for scaling in ("r", "sqrt-r") for r in ranks]
+    if study == "contribution":
+        widths = (128, 256, 512, 1024, 2048) if quick else (128, 256, 512, 1024, 2048, 4096)
+        return [Variant("linear", CoordCheckSpec(
+            model="linear", optimizer="adam", init="1", schemes=("lora-const", "lora-inv", "loraplus"),
+            widths=widths, steps=10, seeds=(0, 1, 2)))]
+    raise ValueError(f"unknown study {study!r}; choose from {', '.join(STUDIES)}")
+
+
+def run_study(study: str, quick: bool, device: torch.device) -> pd.DataFrame:
+    frames = [run_coord_check(v.spec, device, progress=False).assign(variant=v.label) for v in variants(study, quick)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _gmean(v: pd.Series) -> float:
+    v = v[v > 0]
+    return float(np.exp(np.log(v).mean())) if len(v) else np.nan
+
+
+def summarise(study: str, results: pd.DataFrame) -> pd.DataFrame:
+    """The numbers behind the figure, one row per line drawn."""
+    if study == "init":
+        last = results.step.max()
+        rows = []
+        for (variant, width), g in results.groupby(["variant", "width"], sort=False):
+            loss = g[g.metric == "loss"]
+            rows.append({"variant": variant, "width": width,
+                         "loss_0": loss[loss.step == 0].value.mean(), f"loss_{last}": loss[loss.step == last].value.mean(),
+                         "delta1 (A side, median over steps)": _gmean(g[(g.metric == "delta1") & (g.step > 1)].value),
+                         "delta2 (B side)": _gmean(g[(g.metric == "delta2") & (g.step > 1)].value)})
+        return pd.DataFrame(rows)
+    if study == "rank":
+        r = results.assign(scaling=results.variant.str.split("|").str[0], rank=results.variant.str.split("|").str[1].astype(int))
+        last = r.step.max()
+        rows = []
+        for (scaling, rank), g in r.groupby(["scaling", "rank"], sort=True):
+            rows.append({"alpha_scaling": "alpha/r" if scaling == "r" else "alpha/sqrt(r)", "rank": rank,
+                         "dz_b (step 2)": _gmean(g[(g.metric == "dz_b") & (g.step == 2)].value),
+                         f"dw_fro (step {last})": _gmean(g[(g.metric == "dw_fro") & (g.step == last)].value),
+                         f"loss (step {last})": g[(g.metric == "loss") & (g.step == last)].value.mean()})
+        table = pd.DataFrame(rows)
+        for scaling, g in table.groupby("alpha_scaling"):  # log-log slope of the update size against r
+            slope = np.polyfit(np.log(g["rank"]), np.log(g["dz_b (step 2)"]), 1)[0]
+            table.loc[g.index, "dz_b slope vs rank"] = slope
+        return table
+    if study == "contribution":
+        last = int(results.step.max())
+        s = results[(results.metric == "share_a") & results.step.isin([2, last // 2, last])]
+        table = s.groupby(["scheme", "width", "step"]).value.median().unstack("step")
+        table.columns = [f"share_a step {c}" for c in table.columns]
+        return table.reset_index()
+    raise ValueError(f"unknown study {study!r}")
+
+
+def plot(study: str, results: pd.DataFrame):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if study == "init":
+        models = list(dict.fromkeys(results.variant.str.split(",").str[0]))
+        fig, axes = plt.subplots(len(models), 3, figsize=(12, 3.3 * len(models)), squeeze=False)
+        width = results.width.max()
+        for row, model in zip(axes, models):
+            r = results[results.variant.str.startswith(model + ",") & (results.width == width)]
+            for ax, metric, title in zip(row, ("loss", "delta1", "delta2"),
+                                         ("loss", "delta1 = B dA z (A side)", "delta2 = dB A z (B side)")):
+                d = r[r.metric == metric].groupby(["variant", "step"]).value.mean().reset_index()
+                d = d[d.value > 0] if metric != "loss" else d
+                sns.lineplot(d, x="step", y="value", hue="variant", ax=ax)
+                ax.set(yscale="log", title=f"{model}, n = {width}: {title}", ylabel=metric)
+                ax.legend(fontsize=7)
+        fig.suptitle("init: Init[1] (B=0) vs Init[2] (A=0) vs both zero (no curve: exactly zero), LoRA+ rates, Adam")
+    elif study == "rank":
+        t = summarise("rank", results)
+        last = results.step.max()
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+        for ax, col in zip(axes, ["dz_b (step 2)", f"dw_fro (step {last})", f"loss (step {last})"]):
+            sns.lineplot(t, x="rank", y=col, hue="alpha_scaling", marker="o", ax=ax)
+            ax.set(xscale="log", yscale="log", title=col)
+            ax.set_xscale("log", base=2)
+        fig.suptitle("rank: alpha/r vs alpha/sqrt(r) at fixed alpha = 8 (mlp, Adam, LoRA+ rates)")
+    elif study == "contribution":
+        t = summarise("contribution", results)
+        cols = [c for c in t.columns if c.startswith("share_a")]
+        fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.8), squeeze=False)
+        for ax, col in zip(axes[0], cols):
+            sns.lineplot(t, x="width", y=col, hue="scheme", marker="o", ax=ax)
+            ax.axhline(0.5, color="grey", ls=":", lw=1)
+            ax.set(xscale="log", ylabel="A's share of the loss decrease", title=col.replace("share_a ", ""))
+        fig.suptitle("contribution: A vs B shares of the first-order loss decrease (linear, Adam, Init[1]); "
+                     "median over seeds")
+    else:
+        raise ValueError(f"unknown study {study!r}")
+    fig.tight_layout()
+    return fig
+
+
+def render(out: Path, study: str, results: pd.DataFrame, meta: dict) -> dict[str, str]:
+    import matplotlib.pyplot as plt
+
+    (out / "figures").mkdir(exist_ok=True)
+    fig = plot(study, results)
+    for ext in ("png", "pdf"):
+        fig.savefig(out / "figures" / f"{study}.{ext}", dpi=110)
+    plt.close(fig)
+    table = summarise(study, results)
+    write_csv(table, out / "summary.csv")
+    write_text(f"# study {study}\n\n{table.to_markdown(index=False, floatfmt='.4g')}\n\n"
+               f"![{study}](figures/{study}.png)\n", out / "report.md")
+    return {study: f"figures/{study}.png"}
+
+
+def write_outputs(out: Path, study: str, results: pd.DataFrame, meta: dict) -> dict[str, str]:
+    write_csv(results, out / "results.csv")
+    write_json(meta, out / "meta.json")
+    return render(out, study, results, meta)

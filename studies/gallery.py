@@ -1,0 +1,74 @@
+"""Redraw stored runs and collect their key figures into the gallery.
+
+A run directory holds ``meta.json`` (with ``study``: lr-grid, init, rank or contribution) and
+its tables; ``render_run`` redraws its figures and report from those tables alone. A directory
+of runs is walked one level deep. Each run's figures are copied to the gallery as
+``<run directory name>__<figure>.png`` / ``.pdf``.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from studies.spec import SpecError
+
+
+def _read(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise SpecError(f"{path}: unreadable table ({err})") from None
+
+
+def render_run(run: Path) -> dict[str, str]:
+    """Redraw one stored run; returns {caption: figure path relative to the run}."""
+    try:
+        meta = json.loads((run / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise SpecError(f"{run}: unreadable meta.json ({err})") from None
+    study = meta.get("study", "lr-grid" if (run / "grid.csv").is_file() else None)
+    if study == "lr-grid":
+        from studies.lr_grid_report import render
+        for name in ("grid.csv", "curves.csv"):
+            if not (run / name).is_file():
+                raise SpecError(f"{run}: not an lr-grid run (missing {name})")
+        return render(run, _read(run / "grid.csv"), _read(run / "curves.csv"), meta)
+    from studies.companions import STUDIES, render
+    if study in STUDIES:
+        if not (run / "results.csv").is_file():
+            raise SpecError(f"{run}: missing results.csv")
+        results = _read(run / "results.csv")
+        if "init" in results:
+            results["init"] = results["init"].astype(str)
+        return render(run, study, results, meta)
+    raise SpecError(f"{run}: unknown study {study!r} in meta.json")
+
+
+def find_runs(source: Path) -> list[Path]:
+    if (source / "meta.json").is_file():
+        return [source]
+    runs = sorted(p for p in source.iterdir() if (p / "meta.json").is_file()) if source.is_dir() else []
+    if not runs:
+        raise SpecError(f"--from {source}: no stored run here (a run directory has meta.json)")
+    return runs
+
+
+def build_gallery(source: Path, gallery: Path | None) -> list[Path]:
+    """Redraw every run under ``source``; copy its figures (PNG and PDF) into ``gallery``."""
+    copied = []
+    for run in find_runs(source):
+        figures = render_run(run)
+        if gallery is None:
+            continue
+        gallery.mkdir(parents=True, exist_ok=True)
+        for rel in figures.values():
+            for ext in (".png", ".pdf"):
+                src = (run / rel).with_suffix(ext)
+                if src.is_file():
+                    dst = gallery / f"{run.name}__{src.name}"
+                    shutil.copyfile(src, dst)
+                    copied.append(dst)
+    return copied
