@@ -74,14 +74,15 @@ def plot_lambda_sweep(optima: pd.DataFrame, fit: dict, gaps: pd.DataFrame | None
         y = optima[name].to_numpy()
         err = np.abs(np.vstack([y - optima[f"{name}_low"], optima[f"{name}_high"] - y]))
         ax.errorbar(n, y, yerr=err, marker="o", capsize=3, color=colour, label=label)
-    finite = np.isfinite(optima.lambda_star.to_numpy())
-    if finite.any():
-        i0 = int(np.argmax(finite))
-        ref = optima.lambda_star.iloc[i0] * n / n[i0]
-        ax.plot(n, ref, color="grey", ls="--", label="Theta(n) (theory, through the first point)")
-    if fit.get("slope") is not None:
-        ax.set_title(f"{title}\nlambda* slope {fit['slope']:+.2f} [{fit['ci_low']:+.2f}, {fit['ci_high']:+.2f}] "
-                     "(theory +1)", fontsize=9)
+    lam = optima.lambda_star.to_numpy()
+    finite = np.isfinite(lam) & (lam > 0)
+    if finite.any():  # slope 1 through the geometric centre of the measured points
+        centre = np.exp(np.mean(np.log(lam[finite])) - np.mean(np.log(n[finite])))
+        ax.plot(n, centre * n, color="grey", ls="--", label="Theta(n) (theory; slope 1 through the points' centre)")
+    if fit.get("slope") is not None and np.isfinite(fit["slope"]):
+        ax.set_title(f"{title}\nslopes: lambda* {fit['slope']:+.2f} [{fit['ci_low']:+.2f}, {fit['ci_high']:+.2f}] "
+                     f"(theory +1), eta_A* {fit['slope_eta_a']:+.2f} [{fit['slope_eta_a_low']:+.2f}, "
+                     f"{fit['slope_eta_a_high']:+.2f}] (-1), eta_B* {fit['slope_eta_b']:+.2f} (0)", fontsize=8)
     ax.set(xscale="log", yscale="log", xlabel="width n", ylabel="learning rate / ratio")
     ax.legend(fontsize=7)
     if gaps is not None:

@@ -8,8 +8,10 @@ and noisy. Instead, for one (width, step, split):
   3. the optimum is the set's centroid in log space: log eta_A*, log eta_B* and
      log lambda* = log eta_B* - log eta_A* are the means over the set.
 A bootstrap over seeds (seeds resampled as whole rows, every pair together) gives intervals
-for each and, jointly over widths, for the log-log slope of lambda*(n) against n (the theory
-predicts 1: eta_B / eta_A = Theta(n)).
+for each and, jointly over widths, for the log-log slopes of eta_A*(n), eta_B*(n) and
+lambda*(n) against n (the theory: -1, 0 and +1). Where the loss hardly depends on one rate
+(a flat direction), that rate's optimum, and lambda* with it, is poorly identified: the
+intervals say so, and eta_A*'s and eta_B*'s own slopes show which one is pinned down.
 """
 from __future__ import annotations
 
@@ -52,8 +54,9 @@ def optimum_table(losses: np.ndarray, eta_a: np.ndarray, eta_b: np.ndarray, widt
 
     losses: (widths, seeds, pairs) final losses (NaN/inf = diverged); eta_a, eta_b: (pairs,).
     Returns (one row per width: eta_a_star, eta_b_star, lambda_star with low/high interval
-    bounds and n_near), and {slope, ci_low, ci_high, n_widths} of log lambda* against log n
-    (slope None with fewer than 2 widths).
+    bounds and n_near), and the log-log slopes against n: {slope, ci_low, ci_high} for lambda*
+    and {slope_eta_a, ..._low, ..._high}, {slope_eta_b, ...} for eta_A* and eta_B* (None with
+    fewer than 2 widths).
     """
     L = np.log(np.where(np.isfinite(losses) & (losses > 0), losses, np.inf))
     la, lb = np.log(np.asarray(eta_a, float)), np.log(np.asarray(eta_b, float))
@@ -68,10 +71,10 @@ def optimum_table(losses: np.ndarray, eta_a: np.ndarray, eta_b: np.ndarray, widt
     def statistic(idx, axis=-1):
         cent = _centroids(L[:, idx.astype(int)], la, lb, rel_tol)         # (W, B?, 4) or (W, 4)
         cent = np.moveaxis(cent, 0, -2)                                   # (..., W, 4)
-        out = [cent[..., 0], cent[..., 1], cent[..., 2]]
-        flat = np.concatenate(out, axis=-1)                               # (..., 3W)
-        if len(lw) >= 2:
-            flat = np.concatenate([flat, slope_of(cent[..., 2])[..., None]], axis=-1)
+        flat = np.concatenate([cent[..., 0], cent[..., 1], cent[..., 2]], axis=-1)  # (..., 3W)
+        if len(lw) >= 2:  # slopes of log eta_A*, log eta_B*, log lambda* against log n
+            slopes = np.stack([slope_of(cent[..., k]) for k in range(3)], axis=-1)
+            flat = np.concatenate([flat, slopes], axis=-1)
         return np.moveaxis(flat, -1, 0)
 
     point = statistic(np.arange(n_seeds))
@@ -93,9 +96,13 @@ def optimum_table(losses: np.ndarray, eta_a: np.ndarray, eta_b: np.ndarray, widt
             row[name] = float(np.exp(point[j]))
             row[f"{name}_low"], row[f"{name}_high"] = float(np.exp(lo[j])), float(np.exp(hi[j]))
         rows.append(row)
-    fit = {"slope": None, "ci_low": None, "ci_high": None, "n_widths": W, "n_seeds": n_seeds}
+    fit = {"slope": None, "ci_low": None, "ci_high": None, "slope_eta_a": None, "slope_eta_a_low": None,
+           "slope_eta_a_high": None, "slope_eta_b": None, "slope_eta_b_low": None, "slope_eta_b_high": None,
+           "n_widths": W, "n_seeds": n_seeds, "rel_tol": rel_tol}
     if W >= 2:
-        fit.update(slope=float(point[-1]), ci_low=float(lo[-1]), ci_high=float(hi[-1]))
+        fit.update(slope=float(point[-1]), ci_low=float(lo[-1]), ci_high=float(hi[-1]),
+                   slope_eta_a=float(point[-3]), slope_eta_a_low=float(lo[-3]), slope_eta_a_high=float(hi[-3]),
+                   slope_eta_b=float(point[-2]), slope_eta_b_low=float(lo[-2]), slope_eta_b_high=float(hi[-2]))
     return pd.DataFrame(rows), fit
 
 

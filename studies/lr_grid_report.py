@@ -114,7 +114,10 @@ def report_text(meta: dict, optima: pd.DataFrame, fits: pd.DataFrame, figures: d
         if f.slope is not None and np.isfinite(f.slope):
             lines += ["", f"Fitted slope of log lambda* against log n: **{f.slope:+.2f}** "
                           f"[{f.ci_low:+.2f}, {f.ci_high:+.2f}] over {int(f.n_widths)} widths (theory: +1, "
-                          "eta_B/eta_A = Theta(n))."]
+                          "eta_B/eta_A = Theta(n)); eta_A*: "
+                          f"{f.slope_eta_a:+.2f} [{f.slope_eta_a_low:+.2f}, {f.slope_eta_a_high:+.2f}] (theory -1); "
+                          f"eta_B*: {f.slope_eta_b:+.2f} [{f.slope_eta_b_low:+.2f}, {f.slope_eta_b_high:+.2f}] "
+                          "(theory 0)."]
         lines.append("")
     lines += ["## Figures", ""] + [f"![{c}]({p})" for c, p in figures.items()]
     return "\n".join(lines) + "\n"

@@ -36,6 +36,8 @@ def test_centroid_recovers_a_known_optimum_and_lambda_slope_one():
         assert row.lambda_star_low <= row.lambda_star <= row.lambda_star_high
     assert fit["slope"] == pytest.approx(1.0, abs=0.1)
     assert fit["ci_low"] <= fit["slope"] <= fit["ci_high"]
+    assert fit["slope_eta_a"] == pytest.approx(-1.0, abs=0.1) and fit["slope_eta_b"] == pytest.approx(0.0, abs=0.1)
+    assert fit["slope_eta_a_low"] <= fit["slope_eta_a"] <= fit["slope_eta_a_high"]
 
 
 def test_flat_noisy_landscape_gives_a_stable_centroid_not_a_jumping_argmin():

