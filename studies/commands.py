@@ -194,6 +194,34 @@ def figures(args) -> int:
     return 0
 
 
+def finetune(args) -> int:
+    """LoRA vs LoRA+ fine-tunes over (ratio, lr, seed); tables, figures and report."""
+    from studies.finetune import FinetuneSpec, run_finetune
+    from studies.finetune_report import write_outputs
+
+    if args.task != "sst2":
+        raise SpecError(f"unknown task {args.task!r}; this version runs sst2")
+    if args.seeds <= 0:
+        raise SpecError(f"--seeds must be a positive integer, got {args.seeds}")
+    spec = FinetuneSpec(model=args.model, data=args.data, ratios=tuple(args.ratios), lrs=tuple(args.lrs),
+                        steps=args.steps, seeds=tuple(range(args.seeds)), rank=args.rank, alpha=args.alpha,
+                        targets=tuple(t for t in args.targets.split(",") if t), batch_size=args.batch_size,
+                        max_length=args.max_length, train_limit=args.train_limit or None,
+                        dev_limit=args.dev_limit or None, eval_every=args.eval_every,
+                        monitor_every=args.monitor_every, bracket=not args.no_bracket)
+    out = prepare_out_dir(args.out)
+
+    def progress(ratio, lr, seed, last):
+        print(f"  ratio {ratio:g} lr {lr:.3g} seed {seed}: step {last['step']}, dev acc {last['dev_acc']:.4f}",
+              file=sys.stderr, flush=True)
+
+    evals, monitor, wall, sizes = run_finetune(spec, progress)
+    meta = metadata(spec.to_dict(), "cpu", wall, study="finetune", **sizes)
+    write_outputs(out, evals, monitor, meta)
+    print((out / "report.md").read_text().split("## Figures")[0])
+    return 0
+
+
 def study(args) -> int:
     """Run a named companion study; write results, summary, figure, report."""
     from studies.companions import STUDIES, run_study, variants, write_outputs
@@ -213,4 +241,5 @@ def study(args) -> int:
     return 0
 
 
-COMMANDS.update({"validate": validate, "theory": theory, "lr-grid": lr_grid, "figures": figures, "study": study})
+COMMANDS.update({"validate": validate, "theory": theory, "lr-grid": lr_grid, "figures": figures, "study": study,
+                 "finetune": finetune})

@@ -176,7 +176,7 @@ def finetune_run(spec: FinetuneSpec, model_path: str, data: Data, ratio: float, 
         monitor.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(loss.item())
         if not math.isfinite(losses[-1]):  # a diverged run is a result: record it and stop
             rows.append({"ratio": ratio, "lr": lr, "seed": seed, "step": step, "dev_acc": math.nan,
                          "dev_loss": math.nan, "train_loss": losses[-1]})
@@ -215,14 +215,16 @@ def best_lrs(evals: pd.DataFrame, steps: int) -> pd.DataFrame:
 
 
 def steps_to_target(evals: pd.DataFrame, ratio: float, lr: float, target: float) -> float:
-    """First eval step at which the seed-mean dev accuracy of (ratio, lr) reaches ``target``."""
-    g = evals[(evals.ratio == ratio) & (evals.lr == lr)].groupby("step").dev_acc.mean()
+    """First eval step (after step 0) at which the seed-mean dev accuracy of (ratio, lr)
+    reaches ``target``; NaN if it never does."""
+    g = evals[(evals.ratio == ratio) & (evals.lr == lr) & (evals.step > 0)].groupby("step").dev_acc.mean()
     hit = g[g >= target]
     return float(hit.index[0]) if len(hit) else math.nan
 
 
 def run_finetune(spec: FinetuneSpec, progress=None):
-    """The whole study, with the bracketing extension. Returns (evals, monitor, wall seconds)."""
+    """The whole study, with the bracketing extension. Returns (evals, monitor, wall seconds,
+    {train_size, dev_size})."""
     from transformers import AutoTokenizer
 
     model_path = resolve_model(spec.model)
@@ -259,4 +261,5 @@ def run_finetune(spec: FinetuneSpec, progress=None):
                 lowest = table[table.ratio == ratio].lr.min()
                 run(ratio, b.best_lr / factor if b.best_lr == lowest else b.best_lr * factor)
     monitor = pd.concat(monitors, ignore_index=True) if monitors else pd.DataFrame()
-    return pd.DataFrame(evals, columns=EVAL_COLUMNS), monitor, time.perf_counter() - start
+    sizes = {"train_size": len(data.train_ids), "dev_size": len(data.dev_ids)}
+    return pd.DataFrame(evals, columns=EVAL_COLUMNS), monitor, time.perf_counter() - start, sizes

@@ -1,6 +1,7 @@
 """Redraw stored runs and collect their key figures into the gallery.
 
-A run directory holds ``meta.json`` (with ``study``: lr-grid, init, rank or contribution) and
+A run directory holds ``meta.json`` (with ``study``: lr-grid, finetune, init, rank or
+contribution) and
 its tables; ``render_run`` redraws its figures and report from those tables alone. A directory
 of runs is walked one level deep. Each run's figures are copied to the gallery as
 ``<run directory name>__<figure>.png`` / ``.pdf``.
@@ -36,6 +37,12 @@ def render_run(run: Path) -> dict[str, str]:
             if not (run / name).is_file():
                 raise SpecError(f"{run}: not an lr-grid run (missing {name})")
         return render(run, _read(run / "grid.csv"), _read(run / "curves.csv"), meta)
+    if study == "finetune":
+        from studies.finetune_report import render as render_finetune
+        for name in ("evals.csv", "monitor.csv"):
+            if not (run / name).is_file():
+                raise SpecError(f"{run}: not a finetune run (missing {name})")
+        return render_finetune(run, _read(run / "evals.csv"), _read(run / "monitor.csv"), meta)
     from studies.companions import STUDIES, render
     if study in STUDIES:
         if not (run / "results.csv").is_file():

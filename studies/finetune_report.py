@@ -1,0 +1,139 @@
+"""What a finetune run writes: summary tables, the four figures, report.md (from the tables)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from studies.finetune import best_lrs, steps_to_target
+from studies.store import write_csv, write_json, write_text
+
+
+def comparison(evals: pd.DataFrame, steps: int) -> dict:
+    """Best LoRA (ratio 1, or the smallest ratio) against the best other ratio, best over lr.
+    The target accuracy is the best LoRA configuration's final accuracy; steps-to-target and
+    the speedup compare the two best configurations."""
+    best = best_lrs(evals, steps)
+    lora = best.sort_values("ratio").iloc[0]
+    others = best[best.ratio != lora.ratio]
+    plus = others.loc[others.dev_acc.idxmax()] if len(others) else None
+    out = {"best": best, "lora": lora, "plus": plus, "target": float(lora.dev_acc)}
+    if plus is not None:
+        out["steps_lora"] = steps_to_target(evals, lora.ratio, lora.best_lr, out["target"])
+        out["steps_plus"] = steps_to_target(evals, plus.ratio, plus.best_lr, out["target"])
+        out["speedup"] = out["steps_lora"] / out["steps_plus"]  # NaN when either never reaches it
+    return out
+
+
+def monitor_summary(monitor: pd.DataFrame, ratio: float, lr: float) -> pd.DataFrame:
+    """Median delta1 (A side) and delta2 (B side) per layer over steps > 1 and seeds."""
+    m = monitor[(monitor.ratio == ratio) & (monitor.lr == lr) & (monitor.step > 1)
+                & monitor.metric.isin(["delta1", "delta2"])]
+    table = m.pivot_table(index="layer", columns="metric", values="value", aggfunc="median")
+    table["delta1/delta2"] = table.delta1 / table.delta2
+    return table.reset_index()
+
+
+def render(out: Path, evals: pd.DataFrame, monitor: pd.DataFrame, meta: dict) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    steps = meta["spec"]["steps"]
+    cmp = comparison(evals, steps)
+    write_csv(cmp["best"], out / "best_per_ratio.csv")
+    (out / "figures").mkdir(exist_ok=True)
+    figures = {}
+
+    def save(fig, name, caption):
+        fig.tight_layout()
+        for ext in ("png", "pdf"):
+            fig.savefig(out / "figures" / f"{name}.{ext}", dpi=110)
+        plt.close(fig)
+        figures[caption] = f"figures/{name}.png"
+
+    best = cmp["best"]
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    ax.errorbar(best.ratio, best.dev_acc, yerr=best.dev_acc_std.fillna(0), marker="o", capsize=3)
+    for r in best.itertuples():
+        ax.annotate(f"lr {r.best_lr:.2g}" + ("" if r.bracketed else " (edge)"), (r.ratio, r.dev_acc), fontsize=7,
+                    textcoords="offset points", xytext=(3, 5))
+    ax.set(xscale="log", xlabel="lambda = eta_B / eta_A", ylabel=f"dev accuracy at step {steps}",
+           title="best over lr (mean +- sd over seeds)")
+    ax.set_xscale("log", base=2)
+    save(fig, "accuracy_vs_ratio", "best dev accuracy against the ratio")
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for label, row in (("LoRA", cmp["lora"]), ("LoRA+", cmp["plus"])):
+        if row is None:
+            continue
+        g = evals[(evals.ratio == row.ratio) & (evals.lr == row.best_lr)]
+        sns.lineplot(g, x="step", y="dev_acc", ax=ax, label=f"{label}: ratio {row.ratio:g}, lr {row.best_lr:.2g}",
+                     marker="o", errorbar="sd")
+    ax.axhline(cmp["target"], color="grey", ls=":", lw=1, label="target (best LoRA, final)")
+    ax.set(ylabel="dev accuracy", title="best LoRA against best LoRA+")
+    ax.legend(fontsize=7)
+    save(fig, "curves", "accuracy curves, best against best")
+
+    rows = [{"ratio": r.ratio, "steps": steps_to_target(evals, r.ratio, r.best_lr, cmp["target"])}
+            for r in best.itertuples()]
+    reach = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.bar([f"{r:g}" for r in reach.ratio], reach.steps.fillna(0), color="steelblue")
+    for i, s in enumerate(reach.steps):
+        ax.annotate("never" if not np.isfinite(s) else f"{s:.0f}", (i, 0 if not np.isfinite(s) else s),
+                    ha="center", fontsize=8, textcoords="offset points", xytext=(0, 3))
+    ax.set(xlabel="ratio (at its best lr)", ylabel="steps", title=f"steps to reach {cmp['target']:.3f} dev accuracy")
+    save(fig, "steps_to_target", "steps to reach the target accuracy")
+
+    if not monitor.empty and cmp["plus"] is not None:
+        a = monitor_summary(monitor, cmp["lora"].ratio, cmp["lora"].best_lr).assign(run=f"ratio {cmp['lora'].ratio:g}")
+        b = monitor_summary(monitor, cmp["plus"].ratio, cmp["plus"].best_lr).assign(run=f"ratio {cmp['plus'].ratio:g}")
+        both = pd.concat([a, b])
+        both["layer"] = both.layer.str.replace("base_model.model.", "").str.replace(".attention.self", "")
+        write_csv(both, out / "monitor_summary.csv")
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+        for ax, metric, title in zip(axes, ("delta1", "delta2"), ("delta1 = B dA z (A side)", "delta2 = dB A z (B side)")):
+            sns.barplot(both, y="layer", x=metric, hue="run", ax=ax, orient="h")
+            ax.set(xscale="log", title=title)
+        save(fig, "monitor", "feature updates per layer, ratio 1 against the best ratio")
+    write_text(report_text(meta, cmp, reach, figures), out / "report.md")
+    return figures
+
+
+def report_text(meta: dict, cmp: dict, reach: pd.DataFrame, figures: dict[str, str]) -> str:
+    spec = meta["spec"]
+    best = cmp["best"]
+    lines = [f"# finetune: {spec['model']} on SST-2", "",
+             f"PEFT LoRA r = {spec['rank']}, alpha = {spec['alpha']} on {', '.join(spec['targets'])}; AdamW "
+             f"(0.9, 0.99), linear decay, {spec['steps']} steps of {spec['batch_size']}; "
+             f"{meta.get('train_size', '?')} training sentences; dev accuracy on {meta.get('dev_size', '?')} "
+             f"sentences; seeds {spec['seeds']}; wall time {meta.get('wall_time_s', float('nan')) / 60:.1f} min.", "",
+             "## Best per ratio (best over lr of the seed-mean final dev accuracy)", "",
+             best.to_markdown(index=False, floatfmt=".4g"), ""]
+    unbracketed = best[~best.bracketed]
+    if len(unbracketed):
+        lines += [f"**Not bracketed** (best lr at an edge of its grid, even after extension): ratios "
+                  f"{', '.join(f'{r:g}' for r in unbracketed.ratio)}. Their best accuracy may be an underestimate.", ""]
+    else:
+        lines += ["Every ratio's best lr lies inside its grid: the comparison is best against best.", ""]
+    lora, plus = cmp["lora"], cmp["plus"]
+    if plus is not None:
+        lines += [f"Best LoRA (ratio {lora.ratio:g}, lr {lora.best_lr:.3g}): {lora.dev_acc:.4f}; best LoRA+ (ratio "
+                  f"{plus.ratio:g}, lr {plus.best_lr:.3g}): {plus.dev_acc:.4f}; difference "
+                  f"{100 * (plus.dev_acc - lora.dev_acc):+.2f} points.",
+                  f"Steps to reach {cmp['target']:.4f}: LoRA {cmp['steps_lora']:.0f}, LoRA+ {cmp['steps_plus']:.0f} "
+                  f"(speedup {cmp['speedup']:.2f}x).", ""]
+    lines += ["## Figures", ""] + [f"![{c}]({p})" for c, p in figures.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out: Path, evals: pd.DataFrame, monitor: pd.DataFrame, meta: dict) -> dict[str, str]:
+    write_csv(evals, out / "evals.csv")
+    write_csv(monitor, out / "monitor.csv")
+    write_json(meta, out / "meta.json")
+    return render(out, evals, monitor, meta)

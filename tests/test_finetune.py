@@ -1,0 +1,102 @@
+"""The finetune study: SST-2 loading (both shared layouts, GLUE's, HF records) and a 3-step
+smoke test on a tiny config-built model saved locally."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+from studies.cli import main
+from studies.finetune import FinetuneSpec, best_lrs, steps_to_target
+from studies.spec import SpecError
+from studies.sst2 import from_records, load_sst2, read_tsv
+
+ROWS = [("a great movie", 1), ("awful and dull", 0), ("loved it", 1), ("boring plot", 0), ("fun", 1), ("bad", 0)]
+
+
+def write(path, header, rows, label_first=True):
+    lines = ["\t".join(header)] + ["\t".join((str(y), t) if label_first else (t, str(y))) for t, y in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("header,label_first", [(("label", "sentence"), True), (("label", "content"), True),
+                                                (("sentence", "label"), False), (("col0", "col1"), True)])
+def test_tsv_layouts(tmp_path, header, label_first):
+    write(tmp_path / "x.tsv", header, ROWS, label_first)
+    assert read_tsv(tmp_path / "x.tsv") == ROWS
+    assert read_tsv(tmp_path / "x.tsv", limit=2) == ROWS[:2]
+
+
+def test_shared_copy_layout_train_and_dev(tmp_path):
+    write(tmp_path / "train.tsv", ("label", "sentence"), ROWS)
+    write(tmp_path / "dev.tsv", ("label", "content"), ROWS[:3])
+    assert load_sst2(str(tmp_path), "train") == ROWS and load_sst2(str(tmp_path), "dev") == ROWS[:3]
+
+
+def test_bad_files_are_clear_errors(tmp_path):
+    (tmp_path / "x.tsv").write_text("label\tsentence\n2\tnot binary\n")
+    with pytest.raises(SpecError, match="not 0 or 1"):
+        read_tsv(tmp_path / "x.tsv")
+    with pytest.raises(SpecError, match="cannot read"):
+        read_tsv(tmp_path / "missing.tsv")
+    with pytest.raises(SpecError, match="not a directory"):
+        load_sst2(str(tmp_path / "nowhere"), "train")
+
+
+def test_hf_dataset_records():
+    records = [{"sentence": t, "label": y, "idx": i} for i, (t, y) in enumerate(ROWS)]  # what datasets yields
+    assert from_records(records) == ROWS and from_records(records, limit=3) == ROWS[:3]
+    with pytest.raises(SpecError, match="labelled"):
+        from_records([{"sentence": "hidden", "label": -1}])
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny-bert")
+    words = sorted({w for t, _ in ROWS for w in t.split()} | {"great", "terrible"})
+    (d / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words) + "\n")
+    BertTokenizerFast(vocab_file=str(d / "vocab.txt")).save_pretrained(d)
+    cfg = BertConfig(vocab_size=5 + len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    BertForSequenceClassification(cfg).save_pretrained(d)
+    return d
+
+
+def test_three_step_finetune_smoke(tmp_path, tiny_model_dir, capsys):
+    data = tmp_path / "sst2"
+    data.mkdir()
+    write(data / "train.tsv", ("label", "sentence"), ROWS)
+    write(data / "dev.tsv", ("label", "content"), ROWS[:4])
+    out = tmp_path / "ft"
+    assert main(["finetune", "--model", str(tiny_model_dir), "--data", str(data), "--ratios", "1,16",
+                 "--lrs", "1e-3,4e-3,1.6e-2", "--steps", "3", "--seeds", "2", "--batch-size", "2", "--eval-every", "1",
+                 "--monitor-every", "1", "--rank", "2", "--no-bracket", "--out", str(out)]) == 0
+    evals = pd.read_csv(out / "evals.csv")
+    assert len(evals) == 2 * 3 * 2 * 4  # ratios x lrs x seeds x (steps 0..3)
+    monitor = pd.read_csv(out / "monitor.csv")
+    assert {"delta1", "delta2", "delta3"} <= set(monitor.metric) and set(monitor.step) == {1, 2, 3}
+    for name in ("report.md", "best_per_ratio.csv", "figures/accuracy_vs_ratio.png", "figures/curves.png",
+                 "figures/steps_to_target.png", "figures/monitor.png"):
+        assert (out / name).is_file(), name
+
+
+def test_bracketing_rule_and_steps_to_target():
+    rows = []
+    for lr, acc in ((1e-4, 0.6), (1e-3, 0.8), (1e-2, 0.7)):
+        for seed in (0, 1):
+            rows += [{"ratio": 1.0, "lr": lr, "seed": seed, "step": 0, "dev_acc": 0.5},
+                     {"ratio": 1.0, "lr": lr, "seed": seed, "step": 5, "dev_acc": acc - 0.1},
+                     {"ratio": 1.0, "lr": lr, "seed": seed, "step": 10, "dev_acc": acc}]
+    rows += [{"ratio": 16.0, "lr": lr, "seed": 0, "step": 10, "dev_acc": acc} for lr, acc in ((1e-4, 0.9), (1e-3, 0.6))]
+    best = best_lrs(pd.DataFrame(rows), 10).set_index("ratio")
+    assert best.loc[1.0].best_lr == 1e-3 and best.loc[1.0].bracketed
+    assert best.loc[16.0].best_lr == 1e-4 and not best.loc[16.0].bracketed  # at the low edge
+    assert steps_to_target(pd.DataFrame(rows), 1.0, 1e-3, 0.7) == 5.0
+    assert steps_to_target(pd.DataFrame(rows), 1.0, 1e-4, 0.9) != steps_to_target(pd.DataFrame(rows), 1.0, 1e-4, 0.9)
+
+
+@pytest.mark.parametrize("kw,match", [({"lrs": (0.0,)}, "lrs"), ({"steps": 0}, "steps"), ({"targets": ()}, "targets"),
+                                      ({"train_limit": -5}, "train-limit")])
+def test_bad_spec(kw, match):
+    with pytest.raises(SpecError, match=match):
+        FinetuneSpec(**kw)
