@@ -20,7 +20,10 @@ Cases:
       from 1e-4 to 10, 3 seeds, 50 steps, SGD (full-batch gradient descent, paper Fig. 2);
   (b) linear, n = 1024, the 4 built-in schemes (Scheme.rates(n, "adam")) x 4 seeds,
       20 steps, Adam.
-``--quick``: case (a) on one seed with both loops timed on 48 random runs and extrapolated.
+  (c) the paper's full Fig. 2 grid: paper-mlp, n = 100, 43 x 43 pairs (2e-4 .. 9.3, nine per
+      decade) x 3 seeds, 200 SGD steps; the loops are timed on 60 random runs per seed and
+      extrapolated (the whole loop takes about ten minutes).
+``--quick``: cases (a) and (c) on one seed with the loops timed on random runs and extrapolated.
 
 Usage: python benchmarks/bench_engine.py [--quick] [--out FILE.json]
        (or run_benchmarks(quick) -> dict from Python)
@@ -137,6 +140,15 @@ def case_b(quick: bool) -> dict:
                 rates=rates, optimizer="adam", steps=20, subset=None)
 
 
+def case_c(quick: bool) -> dict:
+    """The paper's full Fig. 2 grid: 43 x 43 pairs (2e-4 .. 9.3, 9 per decade), 200 steps."""
+    grid = 2e-4 * 10.0 ** (np.arange(43) / 9)
+    rates = [(float(a), float(b)) for a in grid for b in grid]
+    build = lambda seed, dtype="float32": build_model("paper-mlp", ModelConfig(width=100, dtype=dtype), seed)
+    return dict(name="(c) Fig. 2 grid 43x43, 200 SGD steps", seeds=[0] if quick else [0, 1, 2], build=build,
+                rates=rates, optimizer="sgd", steps=200, subset=24 if quick else 60)
+
+
 def _timed(fn, repeats: int = 1):
     """(best wall time over ``repeats`` calls, result of the last call)."""
     best, result = math.inf, None
@@ -233,9 +245,9 @@ def run_case(case: dict, pop_repeats: int, seed: int = 0) -> dict:
 
 
 def run_benchmarks(quick: bool = False) -> dict:
-    """Time cases (a) and (b); returns a JSON-able dict (``results``: one entry per case)."""
+    """Time cases (a), (b) and (c); returns a JSON-able dict (``results``: one entry per case)."""
     repeats = 2 if quick else 3
-    results = [run_case(case_a(quick), repeats), run_case(case_b(quick), repeats)]
+    results = [run_case(case_a(quick), repeats), run_case(case_b(quick), repeats), run_case(case_c(quick), 1)]
     return {
         "quick": quick, "population_repeats": repeats, "results": results,
         "torch": torch.__version__, "threads": torch.get_num_threads(),

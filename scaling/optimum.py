@@ -88,9 +88,10 @@ def optimum_table(losses: np.ndarray, eta_a: np.ndarray, eta_b: np.ndarray, widt
         lo, hi = np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
         lo, hi = np.fmin(lo, point), np.fmax(hi, point)
     W = len(lw)
+    shape = _near_set_shape(L, la, lb, rel_tol)
     rows = []
     for i, w in enumerate(widths):
-        row = {"width": int(w), "n_near": int(est[i, 3]) if np.isfinite(est[i, 3]) else 0}
+        row = {"width": int(w), "n_near": int(est[i, 3]) if np.isfinite(est[i, 3]) else 0, **shape[i]}
         for k, name in enumerate(("eta_a_star", "eta_b_star", "lambda_star")):
             j = k * W + i
             row[name] = float(np.exp(point[j]))
@@ -104,6 +105,30 @@ def optimum_table(losses: np.ndarray, eta_a: np.ndarray, eta_b: np.ndarray, widt
                    slope_eta_a=float(point[-3]), slope_eta_a_low=float(lo[-3]), slope_eta_a_high=float(hi[-3]),
                    slope_eta_b=float(point[-2]), slope_eta_b_low=float(lo[-2]), slope_eta_b_high=float(hi[-2]))
     return pd.DataFrame(rows), fit
+
+
+def _near_set_shape(L: np.ndarray, la: np.ndarray, lb: np.ndarray, rel_tol: float) -> list[dict]:
+    """Per width: does the near-optimal set touch the edge of the grid (then the optimum is
+    not bracketed and its centroid follows the edge), and its ridge slope d log eta_B /
+    d log eta_A (least squares over the set; about -1 when only the product eta_A eta_B is
+    pinned down, as A <-> B rescaling makes it in a linear model). NaN with < 3 pairs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = L.mean(axis=-2)
+    out = []
+    for m in mean:
+        finite = np.isfinite(m)
+        if not finite.any():
+            out.append({"touches_edge": False, "ridge_slope": np.nan})
+            continue
+        mask = near_optimal(np.where(finite, m, np.inf)[None], rel_tol)[0] & finite
+        edge = ((la[mask] <= la.min() + 1e-12) | (la[mask] >= la.max() - 1e-12)
+                | (lb[mask] <= lb.min() + 1e-12) | (lb[mask] >= lb.max() - 1e-12)).any()
+        slope = np.nan
+        if mask.sum() >= 3 and np.ptp(la[mask]) > 0:
+            slope = float(np.polyfit(la[mask], lb[mask], 1)[0])
+        out.append({"touches_edge": bool(edge), "ridge_slope": slope})
+    return out
 
 
 def equal_rate_gap(losses: np.ndarray, eta_a: np.ndarray, eta_b: np.ndarray) -> np.ndarray:

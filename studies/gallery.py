@@ -63,15 +63,22 @@ def find_runs(source: Path) -> list[Path]:
     return runs
 
 
+def key_figures(figures: dict[str, str]) -> list[str]:
+    """The figures worth a place in the gallery: for a width sweep its lambda*(n) plots (the
+    per-width heatmaps stay with the run), otherwise all of them."""
+    sweep = [p for p in figures.values() if Path(p).name.startswith("lambda_")]
+    return sweep or list(figures.values())
+
+
 def build_gallery(source: Path, gallery: Path | None) -> list[Path]:
-    """Redraw every run under ``source``; copy its figures (PNG and PDF) into ``gallery``."""
+    """Redraw every run under ``source``; copy its key figures (PNG and PDF) into ``gallery``."""
     copied = []
     for run in find_runs(source):
         figures = render_run(run)
         if gallery is None:
             continue
         gallery.mkdir(parents=True, exist_ok=True)
-        for rel in figures.values():
+        for rel in key_figures(figures):
             for ext in (".png", ".pdf"):
                 src = (run / rel).with_suffix(ext)
                 if src.is_file():

@@ -93,16 +93,19 @@ def report_text(meta: dict, optima: pd.DataFrame, fits: pd.DataFrame, figures: d
              f"({spec['per_decade']} per decade); {spec['steps']} steps; seeds {spec['seeds']}; wall time "
              f"{meta.get('wall_time_s', float('nan')):.0f} s.", "",
              "The optimum is the centroid (in log space) of the pairs within 1% of the best seed-mean loss; "
-             "intervals are 95% bootstrap intervals over seeds. `gap` is the best equal-rate pair's loss over "
-             "the best loss.", ""]
+             "intervals are 95% bootstrap intervals over seeds. `ridge slope` is d log eta_B / d log eta_A across "
+             "the near-optimal set (about -1: only the product eta_A eta_B is pinned down, lambda* is not); "
+             "`at grid edge`: the near-optimal set touches the grid's boundary, so the optimum is not bracketed. "
+             "`gap` is the best equal-rate pair's loss over the best loss.", ""]
     for (step, split), o in optima.groupby(["step", "split"], sort=False):
         lines += [f"## t = {step}, {split} loss", "",
-                  "| n | best loss | argmin (eta_A, eta_B) | eta_A* | eta_B* | lambda* = eta_B*/eta_A* | near-optimal pairs | gap |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| n | best loss | argmin (eta_A, eta_B) | eta_A* | eta_B* | lambda* = eta_B*/eta_A* | near-optimal pairs | "
+                  "ridge slope | at grid edge | gap |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for _, r in o.iterrows():
             lines.append(f"| {r.width} | {r.best_loss:.4g} | ({r.argmin_eta_a:.3g}, {r.argmin_eta_b:.3g}) | "
                          f"{_ci(r, 'eta_a_star')} | {_ci(r, 'eta_b_star')} | {_ci(r, 'lambda_star')} | "
-                         f"{r.n_near} | {r.equal_rate_gap:.3g} |")
+                         f"{r.n_near} | {r.ridge_slope:+.2f} | {'yes' if r.touches_edge else 'no'} | {r.equal_rate_gap:.3g} |")
         lines.append("")
         for _, r in o.iterrows():
             if np.isfinite(r.lambda_star):

@@ -63,3 +63,15 @@ def test_equal_rate_gap():
     assert equal_rate_gap(on_diagonal, A, B)[0] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no equal-rate pairs"):
         equal_rate_gap(off_diagonal, A * 1.37, B)
+
+
+def test_a_product_ridge_is_reported_and_the_edge_flagged():
+    """Loss depending on eta_A * eta_B only (A <-> B rescaling): ridge slope -1, lambda* unidentified."""
+    rng = np.random.default_rng(4)
+    d = (np.log(A) + np.log(B) - np.log(1e-4)) ** 2
+    losses = (0.01 * np.exp(0.05 * d) * np.exp(0.001 * rng.standard_normal((3, A.size))))[None]
+    table, _ = optimum_table(losses, A, B, [64], rel_tol=0.05)
+    assert table.ridge_slope[0] == pytest.approx(-1.0, abs=0.05)
+    assert table.touches_edge[0]  # the ridge runs into the grid's boundary
+    bowl_table, _ = optimum_table(bowl(1e-2, 1e-1, 3, 0.0, rng)[None], A, B, [64])
+    assert not bowl_table.touches_edge[0]
