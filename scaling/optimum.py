@@ -111,7 +111,8 @@ def _near_set_shape(L: np.ndarray, la: np.ndarray, lb: np.ndarray, rel_tol: floa
     """Per width: does the near-optimal set touch the edge of the grid (then the optimum is
     not bracketed and its centroid follows the edge), and its ridge slope d log eta_B /
     d log eta_A (least squares over the set; about -1 when only the product eta_A eta_B is
-    pinned down, as A <-> B rescaling makes it in a linear model). NaN with < 3 pairs."""
+    pinned down, as A <-> B rescaling makes it in a linear model; inf when eta_A is pinned
+    and eta_B free). NaN with < 3 pairs."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = L.mean(axis=-2)
@@ -127,6 +128,8 @@ def _near_set_shape(L: np.ndarray, la: np.ndarray, lb: np.ndarray, rel_tol: floa
         slope = np.nan
         if mask.sum() >= 3 and np.ptp(la[mask]) > 0:
             slope = float(np.polyfit(la[mask], lb[mask], 1)[0])
+        elif mask.sum() >= 3 and np.ptp(lb[mask]) > 0:
+            slope = np.inf  # a vertical ridge: eta_A pinned, eta_B free
         out.append({"touches_edge": bool(edge), "ridge_slope": slope})
     return out
 

@@ -64,10 +64,20 @@ def find_runs(source: Path) -> list[Path]:
 
 
 def key_figures(figures: dict[str, str]) -> list[str]:
-    """The figures worth a place in the gallery: for a width sweep its lambda*(n) plots (the
-    per-width heatmaps stay with the run), otherwise all of them."""
-    sweep = [p for p in figures.values() if Path(p).name.startswith("lambda_")]
-    return sweep or list(figures.values())
+    """The figures worth a place in the gallery: for a width sweep its lambda*(n) plots and the
+    train-loss heatmap of the widest width at the last step (the other heatmaps stay with the
+    run), otherwise all of them."""
+    paths = list(figures.values())
+    sweep = [p for p in paths if Path(p).name.startswith("lambda_")]
+    if not sweep:
+        return paths
+    heat = {}
+    for p in paths:
+        stem = Path(p).stem  # heatmap_n{width}_t{step}_{split}
+        if stem.startswith("heatmap_") and stem.endswith("_train"):
+            _, n, t, _ = stem.split("_")
+            heat[(int(n[1:]), int(t[1:]))] = p
+    return sweep + ([heat[max(heat)]] if heat else [])
 
 
 def build_gallery(source: Path, gallery: Path | None) -> list[Path]:
