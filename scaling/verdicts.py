@@ -90,11 +90,13 @@ def crossover(metric: str, step: int, exponents: dict, previous: dict | None, wi
 
 
 def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,
-            settle_tol: float = DEFAULT_SETTLE_TOL, predictor=predict) -> pd.DataFrame:
+            settle_tol: float = DEFAULT_SETTLE_TOL, predictor=predict, first_layers=None) -> pd.DataFrame:
     """Fit and judge every (model, optimizer, init, scheme, metric, layer) at each of ``steps``.
 
     results: the tidy table of one or more coord checks. ``predictor`` has predict's signature
-    (tests pass a deliberately wrong one to see a verdict fail).
+    (tests pass a deliberately wrong one to see a verdict fail). ``first_layers(names)`` gives
+    the layers that read the model's input (default: the first layer measured); the others get
+    no sharp prediction under an unstable scheme.
     """
     rows = []
     div = results[results.metric == "diverged"]
@@ -107,6 +109,7 @@ def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,
             prev = predictor(model, opt, init, sch.gA, sch.gB, int(step) - 1).exponents if step > 1 else None
             at = g[g.step == step]
             layers = list(dict.fromkeys(at.layer))
+            firsts = set(first_layers(layers)) if first_layers else set(layers[:1])
             for (metric, layer), m in at.groupby(["metric", "layer"], sort=False):
                 fit = fit_power_law(m.width, m.value, m.seed, settle_tol=settle_tol)
                 expected = pred.exponents[metric]
@@ -117,7 +120,7 @@ def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,
                                      in_layer[in_layer.width == in_layer.width.max()])
                     if late:
                         v, why = "INCONCLUSIVE", late
-                if layer != layers[0] and pred.classification == "unstable":
+                if layer not in firsts and pred.classification == "unstable":
                     # The derivation assumes Theta(1) layer inputs; an unstable earlier layer
                     # breaks that (scaling.theory.ASSUMPTIONS["mlp"]).
                     v, why = "INCONCLUSIVE", "no sharp prediction: an unstable earlier layer makes this layer's input grow"

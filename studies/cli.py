@@ -116,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--out", default="runs/finetune")
     ft.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    st = sub.add_parser("study", help="a named companion study: init | rank | contribution")
-    st.add_argument("name", help="init | rank | contribution")
+    st = sub.add_parser("study", help="a named study: init | rank | contribution | bert-width")
+    st.add_argument("name", help="init | rank | contribution | bert-width")
     st.add_argument("--quick", action="store_true", help="fewer widths, ranks and steps")
     st.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     st.add_argument("--out", default=None, help="default runs/<name>")

@@ -194,6 +194,24 @@ def figures(args) -> int:
     return 0
 
 
+def bert_width(args) -> int:
+    """The width sweep of a BERT-style encoder (studies.bert_sweep)."""
+    from studies.bert_sweep import BertSweepSpec, render, run_bert_sweep
+
+    spec = BertSweepSpec(widths=(64, 128, 256), seeds=(0, 1)) if args.quick else BertSweepSpec()
+    out = prepare_out_dir(args.out or "runs/bert-width")
+    start = time.perf_counter()
+    results = run_bert_sweep(spec, progress=sys.stderr.isatty())
+    wall = time.perf_counter() - start
+    meta = metadata(spec.to_dict(), "cpu", wall, study="bert-width")
+    write_csv(results, out / "results.csv")
+    write_json(meta, out / "meta.json")
+    render(out, results, meta)
+    print(f"study bert-width: {len(spec.widths)} widths x {len(spec.seeds)} seeds in {wall:.1f}s")
+    print((out / "report.md").read_text().split("![")[0])
+    return 0
+
+
 def finetune(args) -> int:
     """LoRA vs LoRA+ fine-tunes over (ratio, lr, seed); tables, figures and report."""
     from studies.finetune import FinetuneSpec, run_finetune
@@ -223,11 +241,13 @@ def finetune(args) -> int:
 
 
 def study(args) -> int:
-    """Run a named companion study; write results, summary, figure, report."""
+    """Run a named study; write results, summary, figure, report."""
     from studies.companions import STUDIES, run_study, variants, write_outputs
 
+    if args.name == "bert-width":
+        return bert_width(args)
     if args.name not in STUDIES:
-        raise SpecError(f"unknown study {args.name!r}; choose from {', '.join(STUDIES)}")
+        raise SpecError(f"unknown study {args.name!r}; choose from {', '.join(STUDIES + ('bert-width',))}")
     specs = [v.spec.to_dict() | {"variant": v.label} for v in variants(args.name, args.quick)]
     device = resolve_device(args.device)
     out = prepare_out_dir(args.out or f"runs/{args.name}")

@@ -43,6 +43,13 @@ def render_run(run: Path) -> dict[str, str]:
             if not (run / name).is_file():
                 raise SpecError(f"{run}: not a finetune run (missing {name})")
         return render_finetune(run, _read(run / "evals.csv"), _read(run / "monitor.csv"), meta)
+    if study == "bert-width":
+        from studies.bert_sweep import render as render_bert
+        if not (run / "results.csv").is_file():
+            raise SpecError(f"{run}: missing results.csv")
+        results = _read(run / "results.csv")
+        results["init"] = results["init"].astype(str)
+        return render_bert(run, results, meta)
     from studies.companions import STUDIES, render
     if study in STUDIES:
         if not (run / "results.csv").is_file():
