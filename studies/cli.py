@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--seeds", type=int, default=2, help="number of seeds (0..S-1)")
     cc.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     cc.add_argument("--out", default="runs/coord-check")
+    cc.add_argument("--executor", default="inline", choices=("inline", "local", "dask"),
+                    help="inline | local (process pool) | dask")
+    cc.add_argument("--workers", type=int, default=2, help="processes for --executor local / a local Dask cluster")
+    cc.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (dask executor)")
+    cc.add_argument("--force", action="store_true", help="recompute even if --out holds another spec's shards")
     cc.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     lg = sub.add_parser("lr-grid", help="loss over a grid of (eta_A, eta_B) at each width; optima and lambda*(n)")
@@ -113,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--eval-every", type=int, default=25)
     ft.add_argument("--monitor-every", type=int, default=10)
     ft.add_argument("--no-bracket", action="store_true", help="do not extend a ratio's lr grid when its best lr is at an edge")
+    ft.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     ft.add_argument("--out", default="runs/finetune")
     ft.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 

@@ -37,19 +37,30 @@ def slope_summary(results: pd.DataFrame, step: int) -> pd.DataFrame:
 
 
 def coord_check(args) -> int:
+    from studies.runner import run_coord_check_shard
+    from studies.shards import Shard, ShardStore, run_shards
+
     spec = _spec_from_args(args)
+    if args.workers < 1:
+        raise SpecError(f"--workers must be at least 1, got {args.workers}")
     device = resolve_device(args.device)
     out = prepare_out_dir(args.out)
+    store = ShardStore(out, {"study": "coord-check", **spec.to_dict(), "device": str(device)}, force=args.force)
+    shards = [Shard(f"w{w}_s{s}", run_coord_check_shard, (spec, w, s, device))
+              for w in sorted(spec.widths) for s in spec.seeds]
+    skipped = sum(store.is_done(sh.key) for sh in shards)
     start = time.perf_counter()
-    results = run_coord_check(spec, device, progress=sys.stderr.isatty())
+    results = run_shards(shards, store, args.executor, args.workers, args.scheduler)
     wall = time.perf_counter() - start
     write_csv(results, out / "results.csv")
-    write_json(metadata(spec.to_dict(), str(device), wall), out / "meta.json")
+    write_json(metadata(spec.to_dict(), str(device), wall, executor=args.executor, resumed_shards=skipped),
+               out / "meta.json")
     table = slope_summary(results, spec.steps)
     n_div = int((results.metric == "diverged").sum())
     print(f"coord-check {spec.model} / {spec.optimizer} / init {results.init.iloc[0]}: "
           f"{len(spec.widths)} widths x {len(spec.seeds)} seeds x {len(spec.schemes)} schemes, "
-          f"{spec.steps} steps in {wall:.1f}s; {n_div} diverged runs")
+          f"{spec.steps} steps in {wall:.1f}s ({skipped} of {len(shards)} shards already done); "
+          f"{n_div} diverged runs")
     print(f"log-log slope against width at step {spec.steps}:")
     print(table.round(2).to_string() if not table.empty else "  (not enough widths to fit)")
     print(f"wrote {out / 'results.csv'} and {out / 'meta.json'}")
@@ -226,7 +237,8 @@ def finetune(args) -> int:
                         targets=tuple(t for t in args.targets.split(",") if t), batch_size=args.batch_size,
                         max_length=args.max_length, train_limit=args.train_limit or None,
                         dev_limit=args.dev_limit or None, eval_every=args.eval_every,
-                        monitor_every=args.monitor_every, bracket=not args.no_bracket)
+                        monitor_every=args.monitor_every, bracket=not args.no_bracket,
+                        device=str(resolve_device(args.device)))
     out = prepare_out_dir(args.out)
 
     def progress(ratio, lr, seed, last):
@@ -234,7 +246,7 @@ def finetune(args) -> int:
               file=sys.stderr, flush=True)
 
     evals, monitor, wall, sizes = run_finetune(spec, progress)
-    meta = metadata(spec.to_dict(), "cpu", wall, study="finetune", **sizes)
+    meta = metadata(spec.to_dict(), spec.device, wall, study="finetune", **sizes)
     write_outputs(out, evals, monitor, meta)
     print((out / "report.md").read_text().split("## Figures")[0])
     return 0

@@ -44,6 +44,7 @@ class FinetuneSpec:
     bracket: bool = True
     max_extensions: int = 2
     lora_dropout: float = 0.0
+    device: str = "cpu"
 
     def __post_init__(self):
         for name in ("ratios", "lrs"):
@@ -117,13 +118,13 @@ def collate(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tens
 
 
 @torch.no_grad()
-def evaluate(model, data: Data, batch_size: int = 128) -> tuple[float, float]:
+def evaluate(model, data: Data, batch_size: int = 128, device: str = "cpu") -> tuple[float, float]:
     """(accuracy, mean cross-entropy) on the dev split."""
     model.eval()
     correct, loss_sum = 0, 0.0
     for start in range(0, len(data.dev_ids), batch_size):
-        ids, mask = collate(data.dev_ids[start:start + batch_size], data.pad_id)
-        labels = data.dev_labels[start:start + batch_size]
+        ids, mask = (t.to(device) for t in collate(data.dev_ids[start:start + batch_size], data.pad_id))
+        labels = data.dev_labels[start:start + batch_size].to(device)
         logits = model(input_ids=ids, attention_mask=mask).logits
         loss_sum += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
         correct += int((logits.argmax(-1) == labels).sum())
@@ -152,7 +153,8 @@ def finetune_run(spec: FinetuneSpec, model_path: str, data: Data, ratio: float, 
     from scaling.loraplus import create_loraplus_optimizer
     from scaling.monitor import FeatureLearningMonitor
 
-    model = build_peft_model(spec, model_path, seed)
+    dev = spec.device
+    model = build_peft_model(spec, model_path, seed).to(dev)
     model.train()
     opt = create_loraplus_optimizer(model, torch.optim.AdamW, lr=lr, loraplus_lr_ratio=ratio,
                                     betas=(0.9, 0.99), eps=1e-8, weight_decay=0.0)
@@ -161,7 +163,7 @@ def finetune_run(spec: FinetuneSpec, model_path: str, data: Data, ratio: float, 
     gen = torch.Generator().manual_seed(10_000 + seed)
     order = torch.randperm(len(data.train_ids), generator=gen)
     pos, losses, rows = 0, [], []
-    acc, dev_loss = evaluate(model, data)
+    acc, dev_loss = evaluate(model, data, device=dev)
     rows.append({"ratio": ratio, "lr": lr, "seed": seed, "step": 0, "dev_acc": acc, "dev_loss": dev_loss,
                  "train_loss": math.nan})
     for step in range(1, spec.steps + 1):
@@ -169,20 +171,20 @@ def finetune_run(spec: FinetuneSpec, model_path: str, data: Data, ratio: float, 
             order, pos = torch.randperm(len(data.train_ids), generator=gen), 0
         idx = order[pos:pos + spec.batch_size].tolist()
         pos += spec.batch_size
-        ids, mask = collate([data.train_ids[i] for i in idx], data.pad_id)
-        loss = model(input_ids=ids, attention_mask=mask, labels=data.train_labels[idx]).loss
+        ids, mask = (t.to(dev) for t in collate([data.train_ids[i] for i in idx], data.pad_id))
+        loss = model(input_ids=ids, attention_mask=mask, labels=data.train_labels[idx].to(dev)).loss
         loss.backward()
         opt.step()
         monitor.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        losses.append(loss.item())  # one host-device sync per step (plus the monitor's measured steps)
         if not math.isfinite(losses[-1]):  # a diverged run is a result: record it and stop
             rows.append({"ratio": ratio, "lr": lr, "seed": seed, "step": step, "dev_acc": math.nan,
                          "dev_loss": math.nan, "train_loss": losses[-1]})
             break
         if step % spec.eval_every == 0 or step == spec.steps:
-            acc, dev_loss = evaluate(model, data)
+            acc, dev_loss = evaluate(model, data, device=dev)
             rows.append({"ratio": ratio, "lr": lr, "seed": seed, "step": step, "dev_acc": acc, "dev_loss": dev_loss,
                          "train_loss": float(np.mean(losses[-spec.eval_every:]))})
     monitor.close()

@@ -1,0 +1,146 @@
+"""Shards, a resumable shard store, and the executors that run shards.
+
+A study expands into shards (one width x one seed: all its runs train as one population).
+Each finished shard's table is written atomically to ``OUT/shards/<key>.csv`` and then
+recorded in ``OUT/manifest.json`` (also written atomically) together with the hash of the
+spec. Running the same spec again with the same ``--out`` skips the recorded shards; killing
+the process at any moment loses at most the shards in flight and never damages a finished one
+(a shard file is only trusted once the manifest lists it). A different spec pointed at the
+same ``--out`` is refused unless ``force`` (which forgets the old shards).
+
+Executors: ``inline`` (this process), ``local`` (a process pool of ``workers``) and ``dask``
+(a ``distributed`` cluster at ``scheduler``, or a LocalCluster when none is given; Slurm users
+get one through dask-jobqueue's ``SLURMCluster`` and pass its scheduler address). Every shard
+sets the same torch thread count before it runs, so results are bit-identical whichever
+executor ran them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from studies.spec import SpecError
+from studies.store import write_csv, write_text
+
+EXECUTORS = ("inline", "local", "dask")
+SHARD_THREADS = 1  # torch threads per shard: fixed, so that every executor computes the same bits
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One unit of work: ``fn(*args)`` returns a tidy DataFrame. ``fn`` must be a module-level
+    function and ``args`` picklable (shards travel to other processes)."""
+
+    key: str
+    fn: Callable[..., pd.DataFrame]
+    args: tuple
+
+
+def spec_hash(spec: dict) -> str:
+    """sha256 of the spec's canonical JSON."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class ShardStore:
+    """The finished shards of one spec under ``out``."""
+
+    def __init__(self, out: Path, spec: dict, force: bool = False):
+        self.out, self.dir = out, out / "shards"
+        self.manifest_path = out / "manifest.json"
+        self.hash = spec_hash(spec)
+        self.done: dict[str, str] = {}
+        if self.manifest_path.is_file():
+            try:
+                manifest = json.loads(self.manifest_path.read_text())
+            except (json.JSONDecodeError, OSError) as err:
+                raise SpecError(f"{self.manifest_path} is unreadable ({err}); use --force to start over") from None
+            if manifest.get("spec_hash") != self.hash and not force:
+                raise SpecError(f"--out {out} holds shards of a different spec; use another --out, "
+                                "or --force to recompute")
+            if manifest.get("spec_hash") == self.hash and not force:
+                self.done = {k: v for k, v in manifest.get("done", {}).items() if (self.dir / v).is_file()}
+        self.spec = spec
+
+    def is_done(self, key: str) -> bool:
+        return key in self.done
+
+    def save(self, key: str, frame: pd.DataFrame) -> None:
+        """Write the shard's table, then list it in the manifest (both atomic)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = f"{key}.csv"
+        write_csv(frame, self.dir / name)
+        self.done[key] = name
+        write_text(json.dumps({"spec_hash": self.hash, "spec": self.spec, "done": self.done}, indent=1,
+                              default=str) + "\n", self.manifest_path)
+
+    def load(self, keys: list[str]) -> pd.DataFrame:
+        return pd.concat([pd.read_csv(self.dir / self.done[k]) for k in keys], ignore_index=True)
+
+
+def _call(shard_fn, args) -> pd.DataFrame:
+    import torch
+    torch.set_num_threads(SHARD_THREADS)
+    return shard_fn(*args)
+
+
+def run_shards(shards: list[Shard], store: ShardStore, executor: str = "inline", workers: int = 2,
+               scheduler: str | None = None, progress: Callable[[str], Any] | None = None) -> pd.DataFrame:
+    """Run every shard the store does not hold yet; return all shards' tables in shard order."""
+    if executor not in EXECUTORS:
+        raise SpecError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    todo = [s for s in shards if not store.is_done(s.key)]
+
+    def finished(key, frame):
+        store.save(key, frame)
+        if progress:
+            progress(key)
+
+    if executor == "inline":
+        import torch
+        threads = torch.get_num_threads()
+        try:
+            for s in todo:
+                finished(s.key, _call(s.fn, s.args))
+        finally:
+            torch.set_num_threads(threads)
+    elif executor == "local":
+        if workers < 1:
+            raise SpecError(f"--workers must be at least 1, got {workers}")
+        import multiprocessing
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_call, s.fn, s.args): s.key for s in todo}
+            for f in as_completed(futures):
+                finished(futures[f], f.result())
+    else:
+        _run_dask(todo, finished, scheduler, workers)
+    return store.load([s.key for s in shards])
+
+
+def _run_dask(todo: list[Shard], finished, scheduler: str | None, workers: int) -> None:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed as dask_completed
+    except ImportError:
+        raise SpecError("--executor dask needs the 'dask' extra (pip install 'loraplus-scaling[dask]')") from None
+    cluster = None
+    try:
+        if scheduler:
+            try:
+                client = Client(scheduler, timeout="10s")
+            except (OSError, TimeoutError) as err:
+                raise SpecError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
+            client = Client(cluster)
+        with client:
+            futures = {client.submit(_call, s.fn, s.args, pure=False): s.key for s in todo}
+            for f in dask_completed(list(futures)):
+                finished(futures[f], f.result())
+    finally:
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,69 @@
+"""Shards: resume after an interruption, spec-hash refusal, identical results on every executor."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from studies import runner
+from studies.cli import main
+
+ARGS = ["coord-check", "--model", "linear", "--widths", "32,64", "--steps", "2", "--seeds", "2",
+        "--schemes", "loraplus,lora-const"]
+
+
+def run(out, *extra):
+    return main([*ARGS, "--out", str(out), *extra])
+
+
+def test_interrupted_run_resumes_and_gives_the_same_bits(tmp_path, monkeypatch, capsys):
+    reference = tmp_path / "ref"
+    assert run(reference) == 0
+    calls = []
+    real = runner.run_coord_check_shard
+
+    def dies_after_two(spec, width, seed, device):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process is killed mid-study
+        calls.append((width, seed))
+        return real(spec, width, seed, device)
+
+    monkeypatch.setattr(runner, "run_coord_check_shard", dies_after_two)
+    out = tmp_path / "resumed"
+    assert run(out) == 130
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["done"]) == 2 and not (out / "results.csv").exists()
+    monkeypatch.setattr(runner, "run_coord_check_shard", real)
+    counted = []
+    monkeypatch.setattr(runner, "run_coord_check_shard", lambda *a: counted.append(a[1:3]) or real(*a))
+    assert run(out) == 0
+    assert len(counted) == 2  # only the two missing shards were computed
+    assert "2 of 4 shards already done" in capsys.readouterr().out
+    assert (out / "results.csv").read_bytes() == (reference / "results.csv").read_bytes()
+
+
+def test_a_different_spec_is_refused_unless_forced(tmp_path, capsys):
+    out = tmp_path / "cc"
+    assert run(out) == 0
+    before = (out / "results.csv").read_bytes()
+    assert main([*ARGS[:-2], "--seeds", "3", "--schemes", "loraplus", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "different spec" in err
+    assert (out / "results.csv").read_bytes() == before  # nothing on disk changed
+    assert main([*ARGS[:-2], "--seeds", "3", "--schemes", "loraplus", "--out", str(out), "--force"]) == 0
+    assert pd.read_csv(out / "results.csv").seed.nunique() == 3
+
+
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_every_executor_gives_identical_results(tmp_path, executor):
+    assert run(tmp_path / "inline") == 0
+    assert run(tmp_path / executor, "--executor", executor, "--workers", "2") == 0
+    assert (tmp_path / executor / "results.csv").read_bytes() == (tmp_path / "inline" / "results.csv").read_bytes()
+
+
+def test_unreachable_scheduler_and_unknown_executor(tmp_path, capsys):
+    assert run(tmp_path / "a", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9") == 2
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err
+    assert run(tmp_path / "b", "--executor", "slurm") == 2
+    assert "unknown executor" in capsys.readouterr().err
