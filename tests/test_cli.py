@@ -131,7 +131,8 @@ def test_tiny_coord_check_writes_tidy_results(capsys, tmp_path):
                  "--device", "cpu", "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert sorted(os.listdir(out)) == ["meta.json", "results.csv"]  # no temporary files left
+    assert sorted(os.listdir(out)) == ["manifest.json", "meta.json", "results.csv", "shards"]  # no temporary files left
+    assert not [f for f in os.listdir(out / "shards") if not f.endswith(".csv")]
     df = pd.read_csv(out / "results.csv")
     assert list(df.columns) == ["model", "optimizer", "init", "scheme", "width", "seed", "step", "layer",
                                 "metric", "value", "eta_a", "eta_b"]

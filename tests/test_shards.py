@@ -66,4 +66,5 @@ def test_unreachable_scheduler_and_unknown_executor(tmp_path, capsys):
     assert run(tmp_path / "a", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9") == 2
     assert "cannot reach the Dask scheduler" in capsys.readouterr().err
     assert run(tmp_path / "b", "--executor", "slurm") == 2
-    assert "unknown executor" in capsys.readouterr().err
+    assert "invalid choice: 'slurm'" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
