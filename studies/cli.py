@@ -61,7 +61,9 @@ def _range(text: str) -> tuple[float, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="loraplus-scaling", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="loraplus-scaling", description=__doc__.splitlines()[0],
+                     epilog="Every command also takes --spec FILE.toml holding its options (keys as the option "
+                            "names; options given on the command line win).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
 
@@ -160,11 +162,64 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def expand_spec(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """Replace ``--spec FILE.toml`` by the options it holds (flags given on the command line
+    come after, so they win). Keys are the command's option names (``eta-a-range`` or
+    ``eta_a_range``); lists are comma-joined; true/false switch flags on or off."""
+    if "--spec" not in argv:
+        return argv
+    i = argv.index("--spec")
+    if i + 1 >= len(argv):
+        raise UsageError("--spec needs a TOML file")
+    path = argv[i + 1]
+    rest = argv[:i] + argv[i + 2:]
+    command = next((a for a in rest if not a.startswith("-")), None)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if command not in sub.choices:
+        raise UsageError("--spec comes after a command, e.g. lr-grid --spec grid.toml")
+    import tomllib
+    try:
+        with open(path, "rb") as f:
+            fields = tomllib.load(f)
+    except OSError as err:
+        raise UsageError(f"--spec {path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"--spec {path}: not valid TOML ({err})") from None
+    options = {o.lstrip("-"): a for a in sub.choices[command]._actions for o in a.option_strings
+               if o.startswith("--") and o not in ("--help", "--debug", "--spec")}
+    positional = [a.dest for a in sub.choices[command]._actions if not a.option_strings]
+    expanded, tail = [], []
+    for key, value in fields.items():
+        name = key.replace("_", "-")
+        if name in positional:  # e.g. the study name
+            tail = [str(value)]
+            continue
+        if name not in options:
+            raise UsageError(f"--spec {path}: unknown field {key!r} for {command}; allowed: {', '.join(sorted(options))}")
+        action = options[name]
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            if not isinstance(value, bool):
+                raise UsageError(f"--spec {path}: field {key!r} must be true or false, got {value!r}")
+            if value == isinstance(action, argparse._StoreTrueAction):
+                expanded.append(f"--{name}")
+            continue
+        if isinstance(value, list):
+            sep = ":" if name.endswith("-range") else ","
+            value = sep.join(str(v) for v in value)
+        elif isinstance(value, (dict, bool)):
+            raise UsageError(f"--spec {path}: field {key!r} must be a number, string or list, got {value!r}")
+        expanded += [f"--{name}", str(value)]
+    j = rest.index(command)
+    positional_given = j + 1 < len(rest) and not rest[j + 1].startswith("-")
+    return rest[:j + 1] + ([] if positional_given else tail) + expanded + rest[j + 1:]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(expand_spec(list(argv), parser))
         from studies import commands
         return commands.COMMANDS[args.command](args)
     except KeyboardInterrupt:
