@@ -109,7 +109,7 @@ class LoraModel:
         self._build(self.generator("base"))
         self._fixed = self._sample(self.generator("data"), cfg.batch_size)
         if cfg.data == "fixed":
-            self.probe_is_train_prefix = cfg.probe_size <= cfg.batch_size
+            self.probe_is_train_prefix = True  # the probe is a prefix of the fixed batch (all of it if smaller)
             n_probe = min(cfg.probe_size, cfg.batch_size)
             self.probe = tuple(t[:n_probe] for t in self._fixed)
         else:
