@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--gallery", default="figures/gallery", help="where the figures are collected ('' = nowhere)")
     fg.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
+    be = sub.add_parser("bench", help="the benchmark suite: engine vs loops, GFLOP/s, overhead, memory")
+    be.add_argument("--quick", action="store_true", help="fewer seeds; loops timed on samples and extrapolated")
+    be.add_argument("--out", default="runs/bench", help="directory for bench.json")
+    be.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
     va = sub.add_parser("validate", help="the main job: theory's exponents against measured ones")
     va.add_argument("--quick", action="store_true", help="the quick suite (at most ~3 minutes on 2 CPU cores)")
     va.add_argument("--out", default="runs/validate")

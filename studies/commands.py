@@ -9,7 +9,7 @@ import pandas as pd
 from scaling.rules import split_schemes
 from studies.runner import resolve_device, run_coord_check
 from studies.spec import CoordCheckSpec, SpecError
-from studies.store import metadata, prepare_out_dir, write_csv, write_json
+from studies.store import metadata, prepare_out_dir, write_csv, write_json, write_text
 
 SUMMARY_METRICS = ("delta1", "delta2", "delta3", "z_a", "dz_b")
 
@@ -205,6 +205,22 @@ def figures(args) -> int:
     return 0
 
 
+def bench(args) -> int:
+    """Run the benchmark suite; print the table and write bench.json."""
+    import json
+
+    out = prepare_out_dir(args.out)
+    try:
+        from benchmarks.bench_suite import format_report, run_suite
+    except ImportError as err:
+        raise SpecError(f"the benchmarks are not installed with this copy ({err}); run from the repository") from None
+    report = run_suite(args.quick)
+    print(format_report(report))
+    write_text(json.dumps(report, indent=2, default=str) + "\n", out / "bench.json")
+    print(f"wrote {out / 'bench.json'}")
+    return 0
+
+
 def bert_width(args) -> int:
     """The width sweep of a BERT-style encoder (studies.bert_sweep)."""
     from studies.bert_sweep import BertSweepSpec, render, run_bert_sweep
@@ -274,4 +290,4 @@ def study(args) -> int:
 
 
 COMMANDS.update({"validate": validate, "theory": theory, "lr-grid": lr_grid, "figures": figures, "study": study,
-                 "finetune": finetune})
+                 "finetune": finetune, "bench": bench})
