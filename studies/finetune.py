@@ -103,6 +103,8 @@ def load_data(spec: FinetuneSpec, tokenizer) -> Data:
     dev = load_sst2(spec.data, "dev", spec.dev_limit)
     tr_ids, tr_y = tokenise(tokenizer, train, spec.max_length)
     dv_ids, dv_y = tokenise(tokenizer, dev, spec.max_length)
+    order = sorted(range(len(dv_ids)), key=lambda i: len(dv_ids[i]))  # evaluation batches with little padding
+    dv_ids, dv_y = [dv_ids[i] for i in order], dv_y[order]
     return Data(tr_ids, tr_y, dv_ids, dv_y, tokenizer.pad_token_id or 0)
 
 

@@ -173,6 +173,8 @@ class Population:
                 # instead of an elementwise isfinite; a finite sum that overflows counts
                 # as non-finite, at |parameters| ~ 1e38 in float32).
                 ok = (loss + 0.0 * flat.sum(1)) <= thr
+                # The loop's one host-device synchronisation per step, at the point where the
+                # step's loss is recorded anyway: whether any run diverged (to drop it).
                 all_ok = bool(ok.all())
                 if not all_ok:
                     self.diverged_step[idx[~ok.cpu()]] = self.step_count
