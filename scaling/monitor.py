@@ -76,6 +76,7 @@ class FeatureLearningMonitor:
         self.records: list[dict] = []
         self._init = {n: tuple(t.detach().clone() for t in _lora_factors(m)[:2]) for n, m in self.layers.items()}
         self._cache: dict[str, tuple] = {}
+        self._initial_recorded: set[str] = set()
         self._handles = [m.register_forward_pre_hook(self._hook(n)) for n, m in self.layers.items()]
 
     # -- hooks ---------------------------------------------------------------------------
@@ -108,6 +109,11 @@ class FeatureLearningMonitor:
                 values = layer_metrics(z.to(f), A0[None].to(f), B0[None].to(f), A.detach()[None].to(f),
                                        B.detach()[None].to(f), gA[None].to(f), gB[None].to(f),
                                        Ai[None].to(f), Bi[None].to(f), scale)
+                if name not in self._initial_recorded:  # Z_A(0): what the updates are measured against
+                    self._initial_recorded.add(name)
+                    za0 = float((z.to(f) @ Ai.to(f).T).pow(2).mean().sqrt())
+                    self.records += [{"step": 0, "layer": name, "metric": "z_a", "value": za0},
+                                     {"step": 0, "layer": name, "metric": "dz_a", "value": 0.0}]
                 has_grads = A.grad is not None and B.grad is not None
                 for metric, value in values.items():
                     if metric.startswith("share") and not has_grads:
@@ -118,7 +124,8 @@ class FeatureLearningMonitor:
         self.steps_seen += 1
 
     def frame(self) -> pd.DataFrame:
-        """Tidy table: step (1-based optimiser step), layer, metric, value."""
+        """Tidy table: step (1-based optimiser step; step 0 holds z_a at the initial A on the
+        first measured input, as a population records it), layer, metric, value."""
         return pd.DataFrame(self.records, columns=["step", "layer", "metric", "value"])
 
     def summary(self, skip_first: int = 1) -> pd.DataFrame:

@@ -74,7 +74,7 @@ def test_three_step_finetune_smoke(tmp_path, tiny_model_dir, capsys):
     evals = pd.read_csv(out / "evals.csv")
     assert len(evals) == 2 * 3 * 2 * 4  # ratios x lrs x seeds x (steps 0..3)
     monitor = pd.read_csv(out / "monitor.csv")
-    assert {"delta1", "delta2", "delta3"} <= set(monitor.metric) and set(monitor.step) == {1, 2, 3}
+    assert {"delta1", "delta2", "delta3"} <= set(monitor.metric) and set(monitor.step) == {0, 1, 2, 3}
     for name in ("report.md", "best_per_ratio.csv", "figures/accuracy_vs_ratio.png", "figures/curves.png",
                  "figures/steps_to_target.png", "figures/monitor.png"):
         assert (out / name).is_file(), name
