@@ -130,12 +130,17 @@ class FeatureLearningMonitor:
 
     def summary(self, skip_first: int = 1) -> pd.DataFrame:
         """Per layer (and 'overall'): median delta1 (A side) and delta2 (B side) over the
-        measured steps after the first ``skip_first`` optimiser steps, which side is lazy,
-        and the factor to multiply the B/A learning-rate ratio by to balance them.
+        measured steps after the first ``skip_first`` optimiser steps, which side is lazy
+        (LAZY_FACTOR below the other), and ``ratio_multiplier`` = delta1 / delta2: the factor by
+        which eta_B / eta_A should grow to balance the two sides, **through eta_A** (eta_A ->
+        eta_A / multiplier, eta_B kept).
 
-        With Adam each side's delta is proportional to its learning rate (sign-like steps),
-        so delta1 = delta2 needs eta_B / eta_A times delta1 / delta2. Under Init[1] B starts
-        at 0 and delta1 is exactly 0 at step 1; hence ``skip_first``.
+        Why through eta_A: with Adam, delta2 = dB A z grows like eta_B, and delta1 = B dA z like
+        eta_A times B's size. Under Init[1] (B0 = 0, stock PEFT) B itself has grown like eta_B, so
+        delta1 / delta2 does not depend on eta_B at all: raising the LoRA+ ratio with A's rate
+        fixed leaves the balance where it was (measured in the course's Lesson 6). Under Init[2]
+        (B0 = Theta(1)) either rate moves it. Step 1 is skipped because under Init[1]
+        delta1 = 0 there exactly.
         """
         f = self.frame()
         f = f[(f.step > skip_first) & f.metric.isin(["delta1", "delta2"])]
