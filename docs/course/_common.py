@@ -9,6 +9,7 @@ FIGURES.mkdir(parents=True, exist_ok=True)
 
 def save(fig, name: str) -> Path:
     """Save a lesson's figure (PNG and PDF) in the gallery; return the PNG path."""
-    for ext in ("png", "pdf"):
-        fig.savefig(FIGURES / f"{name}.{ext}", dpi=110, bbox_inches="tight")
+    # no creation date in the PDF: rerunning a lesson leaves the gallery's files unchanged
+    fig.savefig(FIGURES / f"{name}.png", dpi=110, bbox_inches="tight")
+    fig.savefig(FIGURES / f"{name}.pdf", bbox_inches="tight", metadata={"CreationDate": None})
     return FIGURES / f"{name}.png"
