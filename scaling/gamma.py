@@ -63,6 +63,19 @@ def _curve_stats(log_table: np.ndarray, log_w: np.ndarray) -> np.ndarray:
     return np.concatenate([slope[..., None], drift[..., None], local], axis=-1)
 
 
+def seed_bootstrap(statistic, n_seeds: int, confidence: float = 0.95, n_resamples: int = 1000,
+                   random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap over seeds (scipy.stats.bootstrap, seeds resampled as whole rows):
+    ``statistic(idx)`` gets seed indices (..., n_seeds) and returns (k, ...) estimates; returns
+    the (low, high) interval bounds, each (k,)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap((np.arange(n_seeds, dtype=float),), statistic, vectorized=True,
+                              confidence_level=confidence, method="percentile",
+                              n_resamples=n_resamples, rng=np.random.default_rng(random_state))
+    return np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
+
+
 def fit_power_law(widths, values, seeds=None, settle_tol: float = DEFAULT_SETTLE_TOL,
                   confidence: float = 0.95, n_resamples: int = 1000, random_state: int = 0) -> PowerLawFit | None:
     """Fit value ~ width^slope from parallel arrays (one entry per (width, seed) measurement).
@@ -85,12 +98,7 @@ def fit_power_law(widths, values, seeds=None, settle_tol: float = DEFAULT_SETTLE
     if n_seeds >= 2:
         def stat(idx, axis=-1):
             return np.moveaxis(_curve_stats(M[idx.astype(int)], log_w), -1, 0)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = stats.bootstrap((np.arange(n_seeds, dtype=float),), stat, vectorized=True,
-                                  confidence_level=confidence, method="percentile",
-                                  n_resamples=n_resamples, rng=np.random.default_rng(random_state))
-        lows, highs = np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
+        lows, highs = seed_bootstrap(stat, n_seeds, confidence, n_resamples, random_state)
         lows, highs = np.where(np.isfinite(lows), lows, est), np.where(np.isfinite(highs), highs, est)
         lo, hi = float(lows[0]), float(highs[0])
     elif log_w.size >= 3:

@@ -19,7 +19,8 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from scaling.gamma import seed_bootstrap
 
 DEFAULT_REL_TOL = 0.01
 
@@ -80,12 +81,7 @@ def optimum_table(losses: np.ndarray, eta_a: np.ndarray, eta_b: np.ndarray, widt
     point = statistic(np.arange(n_seeds))
     lo = hi = point
     if n_seeds >= 2:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = stats.bootstrap((np.arange(n_seeds, dtype=float),), statistic, vectorized=True,
-                                  confidence_level=confidence, method="percentile",
-                                  n_resamples=n_resamples, rng=np.random.default_rng(random_state))
-        lo, hi = np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
+        lo, hi = seed_bootstrap(statistic, n_seeds, confidence, n_resamples, random_state)
         lo, hi = np.fmin(lo, point), np.fmax(hi, point)
     W = len(lw)
     shape = _near_set_shape(L, la, lb, rel_tol)

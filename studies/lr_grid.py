@@ -15,10 +15,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from studies.spec import SpecError, _positive_ints
-from toy_models.init import INITS
+from studies.spec import SpecError, _positive_ints, check_choices
 from toy_models.models import MODELS, ModelConfig, build_model
-from toy_models.optim import OPTIMIZERS
 from toy_models.population import Population
 
 GRID_COLUMNS = ["model", "optimizer", "init", "width", "eta_a", "eta_b", "seed", "step", "split", "loss",
@@ -54,12 +52,7 @@ class LrGridSpec:
     dtype: str = "float32"
 
     def __post_init__(self):
-        if self.model not in MODELS:
-            raise SpecError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise SpecError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
-        if self.init is not None and self.init not in INITS:
-            raise SpecError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
+        check_choices(self.model, self.optimizer, self.init)
         object.__setattr__(self, "widths", _positive_ints("widths", self.widths))
         object.__setattr__(self, "eval_at", tuple(sorted(set(_positive_ints("eval-at", self.eval_at)))))
         object.__setattr__(self, "seeds", tuple(self.seeds))

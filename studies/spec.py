@@ -13,6 +13,16 @@ class SpecError(ValueError):
     """A bad input; its message is one line meant for the user."""
 
 
+def check_choices(model: str, optimizer: str, init: str | None) -> None:
+    """SpecError naming the allowed values for an unknown model, optimizer or init."""
+    if model not in MODELS:
+        raise SpecError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    if optimizer not in OPTIMIZERS:
+        raise SpecError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    if init is not None and init not in INITS:
+        raise SpecError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
+
+
 def _positive_ints(name: str, values) -> tuple[int, ...]:
     values = tuple(values)
     if not values:
@@ -50,12 +60,7 @@ class CoordCheckSpec:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.model not in MODELS:
-            raise SpecError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise SpecError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
-        if self.init is not None and self.init not in INITS:
-            raise SpecError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
+        check_choices(self.model, self.optimizer, self.init)
         if self.model == "paper-mlp" and self.init not in (None, "paper"):
             raise SpecError(f"paper-mlp has no base matrix between A and B, so init {self.init!r} starts "
                             "at relu'(0) = 0 and never trains; use --init paper")
