@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from scaling.rules import parse_scheme
+from studies.shards import Shard, ShardStore, run_shards
 from studies.spec import SpecError, _positive_ints
 
 N0 = 64
@@ -123,14 +124,20 @@ def lora_run(spec: BertSweepSpec, state, cfg, width: int, seed: int, scheme: str
                         eta_a=eta_a, eta_b=eta_b)
 
 
-def run_bert_sweep(spec: BertSweepSpec, progress: bool = True) -> pd.DataFrame:
-    frames = []
-    jobs = [(w, s) for w in spec.widths for s in spec.seeds]
-    for width, seed in tqdm(jobs, desc="bert-sweep", unit="shard", disable=not progress):
-        state, cfg = pretrained_base(spec, width, seed)
-        for scheme in spec.schemes:
-            frames.append(lora_run(spec, state, cfg, width, seed, scheme))
-    return pd.concat(frames, ignore_index=True)
+def bert_shard(spec: BertSweepSpec, width: int, seed: int) -> pd.DataFrame:
+    """One shard: pretrain the base at (width, seed), then every scheme's LoRA run from it."""
+    state, cfg = pretrained_base(spec, width, seed)
+    return pd.concat([lora_run(spec, state, cfg, width, seed, scheme) for scheme in spec.schemes],
+                     ignore_index=True)
+
+
+def run_bert_sweep(spec: BertSweepSpec, store: ShardStore, executor: str = "inline", workers: int = 2,
+                   scheduler: str | None = None, progress: bool = True) -> pd.DataFrame:
+    """Every (width, seed) shard the store does not hold yet; all shards' results."""
+    shards = [Shard(f"w{w}_s{s}", bert_shard, (spec, w, s)) for w in spec.widths for s in spec.seeds]
+    with tqdm(total=sum(not store.is_done(sh.key) for sh in shards), desc="bert-sweep", unit="shard",
+              disable=not progress) as bar:
+        return run_shards(shards, store, executor, workers, scheduler, progress=lambda key: bar.update())
 
 
 def bert_predictor(model, optimizer, init, gA, gB, step):

@@ -60,6 +60,15 @@ def _range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _add_executor_args(parser: argparse.ArgumentParser) -> None:
+    """Where a sharded study's shards run, and what to do with shards already in --out."""
+    parser.add_argument("--executor", default="inline", choices=("inline", "local", "dask"),
+                        help="inline | local (process pool) | dask")
+    parser.add_argument("--workers", type=int, default=2, help="processes for --executor local / a local Dask cluster")
+    parser.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (dask executor)")
+    parser.add_argument("--force", action="store_true", help="recompute even if --out holds another spec's shards")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="loraplus-scaling", description=__doc__.splitlines()[0],
                      epilog="Every command also takes --spec FILE.toml holding its options (keys as the option "
@@ -76,11 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--seeds", type=int, default=2, help="number of seeds (0..S-1)")
     cc.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     cc.add_argument("--out", default="runs/coord-check")
-    cc.add_argument("--executor", default="inline", choices=("inline", "local", "dask"),
-                    help="inline | local (process pool) | dask")
-    cc.add_argument("--workers", type=int, default=2, help="processes for --executor local / a local Dask cluster")
-    cc.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (dask executor)")
-    cc.add_argument("--force", action="store_true", help="recompute even if --out holds another spec's shards")
+    _add_executor_args(cc)
     cc.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     lg = sub.add_parser("lr-grid", help="loss over a grid of (eta_A, eta_B) at each width; optima and lambda*(n)")
@@ -100,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--test-size", type=int, default=100, help="test samples (0: no test loss)")
     lg.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     lg.add_argument("--out", default="runs/lr-grid")
+    _add_executor_args(lg)
     lg.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     ft = sub.add_parser("finetune", help="LoRA vs LoRA+ on a pretrained transformer and SST-2, best against best")
@@ -129,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--quick", action="store_true", help="fewer widths, ranks and steps")
     st.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     st.add_argument("--out", default=None, help="default runs/<name>")
+    _add_executor_args(st)
     st.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     fg = sub.add_parser("figures", help="redraw stored runs and collect their figures in the gallery")
@@ -147,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--out", default="runs/validate")
     va.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     va.add_argument("--tolerance", type=float, default=0.15, help="allowed distance to the predicted exponent")
+    _add_executor_args(va)
     va.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     th = sub.add_parser("theory", help="predicted exponents, classification and derivation")

@@ -37,8 +37,8 @@ def slope_summary(results: pd.DataFrame, step: int) -> pd.DataFrame:
 
 
 def coord_check(args) -> int:
-    from studies.runner import run_coord_check_shard
-    from studies.shards import Shard, ShardStore, run_shards
+    from studies.runner import coord_check_shards
+    from studies.shards import ShardStore, run_shards
 
     spec = _spec_from_args(args)
     if args.workers < 1:
@@ -46,8 +46,7 @@ def coord_check(args) -> int:
     device = resolve_device(args.device)
     out = prepare_out_dir(args.out)
     store = ShardStore(out, {"study": "coord-check", **spec.to_dict(), "device": str(device)}, force=args.force)
-    shards = [Shard(f"w{w}_s{s}", run_coord_check_shard, (spec, w, s, device))
-              for w in sorted(spec.widths) for s in spec.seeds]
+    shards = coord_check_shards(spec, device)
     skipped = sum(store.is_done(sh.key) for sh in shards)
     start = time.perf_counter()
     results = run_shards(shards, store, args.executor, args.workers, args.scheduler)
@@ -80,17 +79,24 @@ def validate(args) -> int:
     from scaling.verdicts import compare
     from studies.report import verdict_summary, write_report
     from studies.store import git_revision, write_text
-    from studies.validate import FULL, QUICK, overshoot_table, run_overshoot_control, run_suite
+    from dataclasses import asdict
+
+    from studies.shards import ShardStore
+    from studies.validate import FULL, QUICK, overshoot_table, run_suite
 
     if not 0 < args.tolerance < 10:
         raise SpecError(f"--tolerance must be in (0, 10), got {args.tolerance}")
+    if args.workers < 1:
+        raise SpecError(f"--workers must be at least 1, got {args.workers}")
     settings = QUICK if args.quick else FULL
     device = resolve_device(args.device)
     out = prepare_out_dir(args.out)
+    store = ShardStore(out, {"study": "validate", **asdict(settings), "device": str(device)}, force=args.force)
+    skipped = len(store.done)
     start = time.perf_counter()
-    results = run_suite(settings, device, progress=sys.stderr.isatty())
+    results, control = run_suite(settings, device, store, args.executor, args.workers, args.scheduler,
+                                 progress=sys.stderr.isatty())
     exponents = compare(results, settings.verdict_steps(), tol=args.tolerance)
-    control = run_overshoot_control(settings, device)
     overshoot = overshoot_table(results, control, settings.verdict_steps())
     figures = {}
     (out / "figures").mkdir(exist_ok=True)
@@ -118,13 +124,13 @@ def validate(args) -> int:
         figures[f"phase: {opt}, init {init}"] = name
     wall = time.perf_counter() - start
     meta = {"settings": "quick" if args.quick else "full", "device": str(device), "wall_time_s": wall,
-            "git_revision": git_revision()}
+            "git_revision": git_revision(), "executor": args.executor, "resumed_shards": skipped}
     write_csv(results, out / "results.csv")
     write_csv(exponents, out / "exponents.csv")
     write_csv(control, out / "control_results.csv")
     write_json(metadata({"suite": meta["settings"], "tolerance": args.tolerance,
                          "widths": settings.widths, "seeds": settings.seeds, "steps": settings.steps},
-                        str(device), wall), out / "meta.json")
+                        str(device), wall, executor=args.executor, resumed_shards=skipped), out / "meta.json")
     write_text(write_report(exponents, meta, figures, args.tolerance, overshoot), out / "report.md")
     summary = verdict_summary(exponents)
     print(summary.to_string(index=False))
@@ -166,6 +172,7 @@ def lr_grid(args) -> int:
     """Train the grid at every width, then write grid/curves/optima tables, figures, report."""
     from studies.lr_grid import LrGridSpec, curve_frame, run_lr_grid
     from studies.lr_grid_report import write_outputs
+    from studies.shards import ShardStore
 
     if args.seeds <= 0:
         raise SpecError(f"--seeds must be a positive integer, got {args.seeds}")
@@ -174,18 +181,24 @@ def lr_grid(args) -> int:
                       eval_at=tuple(args.eval_at), seeds=tuple(range(args.seeds)), optimizer=args.optimizer,
                       init=args.init, rank=args.rank, batch_size=args.batch_size, data=args.data,
                       test_size=args.test_size)
+    if args.workers < 1:
+        raise SpecError(f"--workers must be at least 1, got {args.workers}")
     device = resolve_device(args.device)
     out = prepare_out_dir(args.out)
+    store = ShardStore(out, {"study": "lr-grid", **spec.to_dict(), "device": str(device)}, force=args.force)
+    skipped = len(store.done)
     start = time.perf_counter()
-    grid, curves = run_lr_grid(spec, device, progress=sys.stderr.isatty())
+    grid, curves = run_lr_grid(spec, device, store, args.executor, args.workers, args.scheduler,
+                               progress=sys.stderr.isatty())
     wall = time.perf_counter() - start
     curve_table = curve_frame(spec, curves, grid)
     meta = metadata(spec.to_dict(), str(device), wall, study="lr-grid", init=str(grid.init.iloc[0]),
-                    pairs=len(spec.pairs()[0]))
+                    pairs=len(spec.pairs()[0]), executor=args.executor, resumed_shards=skipped)
     write_outputs(out, grid, curve_table, meta)
     n_div = int(grid[grid.step == max(spec.eval_at)].groupby(["width", "eta_a", "eta_b", "seed"]).diverged.any().sum())
     print(f"lr-grid {spec.model} / {spec.optimizer}: {len(spec.pairs()[0])} pairs x {len(spec.seeds)} seeds x "
-          f"{len(spec.widths)} widths, {spec.steps} steps in {wall:.1f}s; {n_div} runs diverged")
+          f"{len(spec.widths)} widths, {spec.steps} steps in {wall:.1f}s ({skipped} shards already done); "
+          f"{n_div} runs diverged")
     print((out / "report.md").read_text().split("## Figures")[0])
     return 0
 
@@ -224,17 +237,23 @@ def bench(args) -> int:
 def bert_width(args) -> int:
     """The width sweep of a BERT-style encoder (studies.bert_sweep)."""
     from studies.bert_sweep import BertSweepSpec, render, run_bert_sweep
+    from studies.shards import ShardStore
 
+    if args.workers < 1:
+        raise SpecError(f"--workers must be at least 1, got {args.workers}")
     spec = BertSweepSpec(widths=(64, 128, 256), seeds=(0, 1)) if args.quick else BertSweepSpec()
     out = prepare_out_dir(args.out or "runs/bert-width")
+    store = ShardStore(out, {"study": "bert-width", **spec.to_dict()}, force=args.force)
+    skipped = len(store.done)
     start = time.perf_counter()
-    results = run_bert_sweep(spec, progress=sys.stderr.isatty())
+    results = run_bert_sweep(spec, store, args.executor, args.workers, args.scheduler, progress=sys.stderr.isatty())
     wall = time.perf_counter() - start
-    meta = metadata(spec.to_dict(), "cpu", wall, study="bert-width")
+    meta = metadata(spec.to_dict(), "cpu", wall, study="bert-width", executor=args.executor, resumed_shards=skipped)
     write_csv(results, out / "results.csv")
     write_json(meta, out / "meta.json")
     render(out, results, meta)
-    print(f"study bert-width: {len(spec.widths)} widths x {len(spec.seeds)} seeds in {wall:.1f}s")
+    print(f"study bert-width: {len(spec.widths)} widths x {len(spec.seeds)} seeds in {wall:.1f}s "
+          f"({skipped} shards already done)")
     print((out / "report.md").read_text().split("![")[0])
     return 0
 
@@ -271,20 +290,25 @@ def finetune(args) -> int:
 def study(args) -> int:
     """Run a named study; write results, summary, figure, report."""
     from studies.companions import STUDIES, run_study, variants, write_outputs
+    from studies.shards import ShardStore
 
     if args.name == "bert-width":
         return bert_width(args)
     if args.name not in STUDIES:
         raise SpecError(f"unknown study {args.name!r}; choose from {', '.join(STUDIES + ('bert-width',))}")
+    if args.workers < 1:
+        raise SpecError(f"--workers must be at least 1, got {args.workers}")
     specs = [v.spec.to_dict() | {"variant": v.label} for v in variants(args.name, args.quick)]
     device = resolve_device(args.device)
     out = prepare_out_dir(args.out or f"runs/{args.name}")
+    store = ShardStore(out, {"study": args.name, "variants": specs, "device": str(device)}, force=args.force)
+    skipped = len(store.done)
     start = time.perf_counter()
-    results = run_study(args.name, args.quick, device)
+    results = run_study(args.name, args.quick, device, store, args.executor, args.workers, args.scheduler)
     wall = time.perf_counter() - start
     write_outputs(out, args.name, results, metadata({"variants": specs, "quick": args.quick}, str(device), wall,
-                                                     study=args.name))
-    print(f"study {args.name}: {len(specs)} coordinate checks in {wall:.1f}s")
+                                                     study=args.name, executor=args.executor, resumed_shards=skipped))
+    print(f"study {args.name}: {len(specs)} coordinate checks in {wall:.1f}s ({skipped} shards already done)")
     print((out / "report.md").read_text().split("![")[0])
     return 0
 

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from studies.runner import run_coord_check
+from studies.runner import coord_check_shards
+from studies.shards import ShardStore, run_shards
 from studies.spec import CoordCheckSpec
 from studies.store import write_csv, write_json, write_text
 
@@ -54,9 +55,14 @@ def variants(study: str, quick: bool) -> list[Variant]:
     raise ValueError(f"unknown study {study!r}; choose from {', '.join(STUDIES)}")
 
 
-def run_study(study: str, quick: bool, device: torch.device) -> pd.DataFrame:
-    frames = [run_coord_check(v.spec, device, progress=False).assign(variant=v.label) for v in variants(study, quick)]
-    return pd.concat(frames, ignore_index=True)
+def run_study(study: str, quick: bool, device: torch.device, store: ShardStore, executor: str = "inline",
+              workers: int = 2, scheduler: str | None = None) -> pd.DataFrame:
+    """Every shard of every variant that the store does not hold yet; results with a
+    ``variant`` column."""
+    per_variant = [(v.label, coord_check_shards(v.spec, device, f"v{i}_")) for i, v in enumerate(variants(study, quick))]
+    run_shards([sh for _, shards in per_variant for sh in shards], store, executor, workers, scheduler)
+    return pd.concat([store.load([sh.key for sh in shards]).assign(variant=label) for label, shards in per_variant],
+                     ignore_index=True)
 
 
 def _gmean(v: pd.Series) -> float:

@@ -15,11 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from studies.spec import SpecError
+from studies.store import read_table
 
 
 def _read(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(path)
+        return read_table(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise SpecError(f"{path}: unreadable table ({err})") from None
 

@@ -1,7 +1,8 @@
 """Learning-rate grids: train and test loss for every (eta_A, eta_B) pair, at several widths.
 
-One population per (width, seed): every pair of the grid is a run, trained together (blocks
-of runs when the (runs x samples x n) activations would not fit the memory budget). The tidy
+One shard per (width, seed): every pair of the grid is a run, trained together as one
+population (blocks of runs when the (runs x samples x n) activations would not fit the memory
+budget). Shards are stored as they finish, so an interrupted grid resumes (studies.shards). The tidy
 table has one row per (width, eta_a, eta_b, seed, step, split); the optima and lambda*(n)
 come from ``scaling.optimum``.
 """
@@ -15,6 +16,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from studies.shards import Shard, ShardStore, run_shards
 from studies.spec import SpecError, _positive_ints, check_choices
 from toy_models.models import MODELS, ModelConfig, build_model
 from toy_models.population import Population
@@ -120,23 +122,32 @@ def train_grid(spec: LrGridSpec, width: int, seed: int, device: torch.device) ->
     return out
 
 
-def run_lr_grid(spec: LrGridSpec, device: torch.device, progress: bool = True):
-    """Train the whole grid. Returns (tidy table at the eval steps, curves) where curves maps
-    (width, seed) to train_grid's dict."""
+def lr_grid_shard(spec: LrGridSpec, width: int, seed: int, device: torch.device):
+    """One shard: the grid at one (width, seed). Returns (tidy rows at the eval steps, the
+    curves of train_grid)."""
     eta_a, eta_b = spec.pairs()
     init = spec.init or MODELS[spec.model].default_init
-    curves, frames = {}, []
+    c = train_grid(spec, width, seed, device)
+    frames = [pd.DataFrame({
+        "model": spec.model, "optimizer": spec.optimizer, "init": init, "width": width,
+        "eta_a": eta_a, "eta_b": eta_b, "seed": seed, "step": step, "split": split,
+        "loss": c[split][step], "diverged": (c["diverged_step"] >= 0) & (c["diverged_step"] <= step),
+        "diverged_step": c["diverged_step"]})
+        for split in ("train", "test") if split in c for step in spec.eval_at]
+    return pd.concat(frames, ignore_index=True)[GRID_COLUMNS], c
+
+
+def run_lr_grid(spec: LrGridSpec, device: torch.device, store: ShardStore, executor: str = "inline",
+                workers: int = 2, scheduler: str | None = None, progress: bool = True):
+    """Train every shard of the grid the store does not hold yet. Returns (tidy table at the
+    eval steps, curves) where curves maps (width, seed) to train_grid's dict."""
     jobs = [(w, s) for w in spec.widths for s in spec.seeds]
-    for width, seed in tqdm(jobs, desc="lr-grid", unit="shard", disable=not progress):
-        c = curves[(width, seed)] = train_grid(spec, width, seed, device)
-        for split in [k for k in ("train", "test") if k in c]:
-            for step in spec.eval_at:
-                frames.append(pd.DataFrame({
-                    "model": spec.model, "optimizer": spec.optimizer, "init": init, "width": width,
-                    "eta_a": eta_a, "eta_b": eta_b, "seed": seed, "step": step, "split": split,
-                    "loss": c[split][step], "diverged": (c["diverged_step"] >= 0) & (c["diverged_step"] <= step),
-                    "diverged_step": c["diverged_step"]}))
-    return pd.concat(frames, ignore_index=True)[GRID_COLUMNS], curves
+    shards = [Shard(f"w{w}_s{s}", lr_grid_shard, (spec, w, s, device)) for w, s in jobs]
+    with tqdm(total=sum(not store.is_done(sh.key) for sh in shards), desc="lr-grid", unit="shard",
+              disable=not progress) as bar:
+        table = run_shards(shards, store, executor, workers, scheduler, progress=lambda key: bar.update())
+    curves = {job: store.load_arrays(sh.key) for job, sh in zip(jobs, shards)}
+    return table, curves
 
 
 def loss_cube(table: pd.DataFrame, widths, seeds, step: int, split: str) -> np.ndarray:

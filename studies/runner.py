@@ -66,6 +66,14 @@ def run_coord_check_shard(spec: CoordCheckSpec, width: int, seed: int, device: t
     return trajectory_frame(traj, labels)[RESULT_COLUMNS]
 
 
+def coord_check_shards(spec: CoordCheckSpec, device: torch.device, prefix: str = "") -> list:
+    """The shards of a coordinate check, one per (width, seed), narrowest first; keys
+    ``<prefix>w<width>_s<seed>``."""
+    from studies.shards import Shard
+    return [Shard(f"{prefix}w{w}_s{s}", run_coord_check_shard, (spec, w, s, device))
+            for w in sorted(spec.widths) for s in spec.seeds]
+
+
 def run_coord_check(spec: CoordCheckSpec, device: torch.device, progress: bool = True) -> pd.DataFrame:
     """Every shard of a coordinate check, widest last so the progress bar is honest early."""
     shards = [(w, s) for w in sorted(spec.widths) for s in spec.seeds]

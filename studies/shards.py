@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
 from studies.spec import SpecError
-from studies.store import write_csv, write_text
+from studies.store import read_table, write_atomic, write_csv, write_text
 
 EXECUTORS = ("inline", "local", "dask")
 SHARD_THREADS = 1  # torch threads per shard: fixed, so that every executor computes the same bits
@@ -34,8 +35,9 @@ SHARD_THREADS = 1  # torch threads per shard: fixed, so that every executor comp
 
 @dataclass(frozen=True)
 class Shard:
-    """One unit of work: ``fn(*args)`` returns a tidy DataFrame. ``fn`` must be a module-level
-    function and ``args`` picklable (shards travel to other processes)."""
+    """One unit of work: ``fn(*args)`` returns a tidy DataFrame, or (DataFrame, dict of numpy
+    arrays) when the shard also has bulk results that are no table (whole loss curves). ``fn``
+    must be a module-level function and ``args`` picklable (shards travel to other processes)."""
 
     key: str
     fn: Callable[..., pd.DataFrame]
@@ -70,9 +72,15 @@ class ShardStore:
     def is_done(self, key: str) -> bool:
         return key in self.done
 
-    def save(self, key: str, frame: pd.DataFrame) -> None:
-        """Write the shard's table, then list it in the manifest (both atomic)."""
+    def save(self, key: str, frame: pd.DataFrame, arrays: dict[str, np.ndarray] | None = None) -> None:
+        """Write the shard's arrays (``<key>.npz``, exact bits) and table, then list it in the
+        manifest (each atomic): a listed shard has all its files."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        if arrays is not None:
+            def write_npz(tmp):
+                with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
+                    np.savez(f, **arrays)
+            write_atomic(self.dir / f"{key}.npz", write_npz)
         name = f"{key}.csv"
         write_csv(frame, self.dir / name)
         self.done[key] = name
@@ -80,7 +88,12 @@ class ShardStore:
                               default=str) + "\n", self.manifest_path)
 
     def load(self, keys: list[str]) -> pd.DataFrame:
-        return pd.concat([pd.read_csv(self.dir / self.done[k]) for k in keys], ignore_index=True)
+        return pd.concat([read_table(self.dir / self.done[k]) for k in keys], ignore_index=True)
+
+    def load_arrays(self, key: str) -> dict[str, np.ndarray]:
+        """The arrays a finished shard saved next to its table."""
+        with np.load(self.dir / f"{key}.npz") as saved:
+            return {name: saved[name] for name in saved.files}
 
 
 def _call(shard_fn, args) -> pd.DataFrame:
@@ -96,8 +109,9 @@ def run_shards(shards: list[Shard], store: ShardStore, executor: str = "inline",
         raise SpecError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     todo = [s for s in shards if not store.is_done(s.key)]
 
-    def finished(key, frame):
-        store.save(key, frame)
+    def finished(key, result):
+        frame, arrays = result if isinstance(result, tuple) else (result, None)
+        store.save(key, frame, arrays)
         if progress:
             progress(key)
 

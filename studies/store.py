@@ -37,6 +37,14 @@ def write_atomic(path: Path, write) -> None:
             os.unlink(tmp)
 
 
+LABEL_COLUMNS = {"init": str}  # init names such as "1" and "2" are labels, not numbers
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A table written by write_csv, with its label columns read back as labels."""
+    return pd.read_csv(path, dtype=LABEL_COLUMNS)
+
+
 def write_csv(df: pd.DataFrame, path: Path) -> None:
     write_atomic(path, lambda tmp: df.to_csv(tmp, index=False))
 

@@ -13,7 +13,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from studies.runner import run_coord_check
+from studies.runner import coord_check_shards
+from studies.shards import ShardStore, run_shards
 from studies.spec import CoordCheckSpec
 
 SCHEMES = ("loraplus", "lora-const", "lora-sqrt", "lora-inv")
@@ -50,13 +51,12 @@ def suite_specs(settings: SuiteSettings) -> list[CoordCheckSpec]:
             for model, opt, init in CONFIGS]
 
 
-def run_overshoot_control(settings: SuiteSettings, device: torch.device) -> pd.DataFrame:
+def control_spec(settings: SuiteSettings) -> CoordCheckSpec:
     """The control for the Init[2] overshoot (scaling.theory): linear, Adam, Init[2], LoRA+,
     with the teacher's output directions inside span(B0), where A's own target is Theta(1)."""
-    spec = CoordCheckSpec(model="linear", optimizer="adam", init="2", schemes=("loraplus",),
+    return CoordCheckSpec(model="linear", optimizer="adam", init="2", schemes=("loraplus",),
                           widths=settings.widths["linear"], steps=settings.steps,
                           seeds=tuple(range(settings.seeds["linear"])), teacher="b0-aligned")
-    return run_coord_check(spec, device, progress=False).assign(teacher="b0-aligned")
 
 
 def overshoot_table(suite: pd.DataFrame, control: pd.DataFrame, steps) -> pd.DataFrame:
@@ -77,8 +77,16 @@ def overshoot_table(suite: pd.DataFrame, control: pd.DataFrame, steps) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def run_suite(settings: SuiteSettings, device: torch.device, progress: bool = True) -> pd.DataFrame:
-    specs = suite_specs(settings)
-    frames = [run_coord_check(spec, device, progress=False)
-              for spec in tqdm(specs, desc="validate", unit="config", disable=not progress)]
-    return pd.concat(frames, ignore_index=True)
+def run_suite(settings: SuiteSettings, device: torch.device, store: ShardStore, executor: str = "inline",
+              workers: int = 2, scheduler: str | None = None,
+              progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every shard of the suite and of the overshoot control that the store does not hold yet.
+    Returns (suite results, control results); both in the runner's tidy format."""
+    suite = [sh for spec in suite_specs(settings)
+             for sh in coord_check_shards(spec, device, f"{spec.model}_{spec.optimizer}_init{spec.init}_")]
+    control = coord_check_shards(control_spec(settings), device, "control_")
+    with tqdm(total=sum(not store.is_done(sh.key) for sh in suite + control), desc="validate", unit="shard",
+              disable=not progress) as bar:
+        run_shards(suite + control, store, executor, workers, scheduler, progress=lambda key: bar.update())
+    return (store.load([sh.key for sh in suite]),
+            store.load([sh.key for sh in control]).assign(teacher="b0-aligned"))

@@ -5,13 +5,14 @@ import pandas as pd
 import pytest
 
 from studies.bert_sweep import BertSweepSpec, bert_predictor, render, run_bert_sweep
+from studies.shards import ShardStore
 from studies.spec import SpecError
 
 
 def test_tiny_sweep_measures_every_lora_layer_and_judges_it(tmp_path):
     spec = BertSweepSpec(widths=(64, 128), seeds=(0, 1), layers=1, vocab=32, seq_len=8, batch_size=8,
                          pretrain_steps=2, steps=3)
-    results = run_bert_sweep(spec, progress=False)
+    results = run_bert_sweep(spec, ShardStore(tmp_path / "run", spec.to_dict()), progress=False)
     assert set(results.layer) == {"L0.query", "L0.value"}
     assert set(results.scheme) == {"lora-const", "loraplus"} and set(results.width) == {64, 128}
     d1 = results[(results.metric == "delta1") & (results.step == 1)]

@@ -36,7 +36,8 @@ def test_study_writes_summary_figure_and_report_and_gallery_collects_it(study, t
 def test_init_study_both_zero_never_moves(monkeypatch, tmp_path):
     monkeypatch.setattr(companions, "variants", tiny_variants)
     import torch
-    results = companions.run_study("init", True, torch.device("cpu"))
+    from studies.shards import ShardStore
+    results = companions.run_study("init", True, torch.device("cpu"), ShardStore(tmp_path, {"study": "init"}))
     zero = results[results.variant.str.endswith("zero")]
     loss = zero[zero.metric == "loss"].groupby("step").value.mean()
     assert loss.nunique() == 1  # both gradients are zero: the saddle is never left

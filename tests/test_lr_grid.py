@@ -8,6 +8,7 @@ import torch
 
 from studies.cli import main
 from studies.lr_grid import LrGridSpec, best_pairs, curve_frame, log_grid, run_lr_grid, train_grid
+from studies.shards import ShardStore
 from studies.spec import SpecError
 from toy_models.models import ModelConfig, build_model
 from toy_models.population import Population
@@ -38,9 +39,9 @@ def test_each_grid_run_equals_its_own_population():
         assert np.allclose(c["test"][:, j], solo.metrics["test_loss"][:, 0, 0].numpy(), rtol=1e-6, equal_nan=True)
 
 
-def test_tidy_table_and_best_curves():
+def test_tidy_table_and_best_curves(tmp_path):
     spec = tiny_spec()
-    grid, curves = run_lr_grid(spec, torch.device("cpu"), progress=False)
+    grid, curves = run_lr_grid(spec, torch.device("cpu"), ShardStore(tmp_path, spec.to_dict()), progress=False)
     n_pairs = len(spec.pairs()[0])
     assert len(grid) == 2 * 2 * 2 * 2 * n_pairs  # widths x seeds x steps x splits x pairs
     assert {"model", "width", "eta_a", "eta_b", "seed", "step", "split", "loss", "diverged"} <= set(grid.columns)

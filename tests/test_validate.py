@@ -1,0 +1,35 @@
+"""The main job end to end on a tiny suite: outputs, exit code, and resuming from its shards."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from studies import validate
+from studies.cli import main
+
+TINY = validate.SuiteSettings(widths={"toy": (256, 512, 1024), "linear": (64, 128, 256), "mlp": (64, 128, 256)},
+                              seeds={"toy": 3, "linear": 2, "mlp": 2}, steps=3)
+
+
+def test_validate_writes_its_outputs_and_resumes_without_recomputing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(validate, "QUICK", TINY)
+    out = tmp_path / "v"
+    code = main(["validate", "--quick", "--out", str(out)])
+    exponents = pd.read_csv(out / "exponents.csv", dtype={"init": str})
+    assert code == (1 if (exponents.verdict == "FAIL").any() else 0)
+    assert set(exponents.verdict) <= {"PASS", "FAIL", "INCONCLUSIVE"}
+    assert set(zip(exponents.model, exponents.optimizer, exponents.init)) == set(validate.CONFIGS)
+    assert (out / "report.md").read_text().startswith("#")
+    assert (out / "figures" / "phase_adam_init1.png").is_file()
+    n_shards = sum(len(TINY.widths[m]) * TINY.seeds[m] for m, _, _ in validate.CONFIGS) + 3 * 2  # + the control
+    assert len(json.loads((out / "manifest.json").read_text())["done"]) == n_shards
+    first = (out / "exponents.csv").read_bytes()
+    capsys.readouterr()
+
+    calls = []
+    monkeypatch.setattr(validate, "run_shards", lambda shards, store, *a, **k: calls.append(
+        [s.key for s in shards if not store.is_done(s.key)]))
+    assert main(["validate", "--quick", "--out", str(out)]) == code
+    assert calls == [[]]  # every shard came from the store
+    assert (out / "exponents.csv").read_bytes() == first
