@@ -6,6 +6,7 @@ shows the traceback); nothing on disk is touched before the inputs are validated
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -60,11 +61,15 @@ def _range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+DEFAULT_WORKERS = max(1, min(8, os.cpu_count() or 1))  # each local worker holds one shard's memory
+
+
 def _add_executor_args(parser: argparse.ArgumentParser) -> None:
     """Where a sharded study's shards run, and what to do with shards already in --out."""
-    parser.add_argument("--executor", default="inline", choices=("inline", "local", "dask"),
-                        help="inline | local (process pool) | dask")
-    parser.add_argument("--workers", type=int, default=2, help="processes for --executor local / a local Dask cluster")
+    parser.add_argument("--executor", default="auto", choices=("auto", "inline", "local", "dask"),
+                        help="auto (local on a CPU, inline on a GPU) | inline | local (process pool) | dask")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                        help=f"processes for --executor local / a local Dask cluster (default {DEFAULT_WORKERS})")
     parser.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (dask executor)")
     parser.add_argument("--force", action="store_true", help="recompute even if --out holds another spec's shards")
 

@@ -14,6 +14,14 @@ from studies.store import metadata, prepare_out_dir, write_csv, write_json, writ
 SUMMARY_METRICS = ("delta1", "delta2", "delta3", "z_a", "dz_b")
 
 
+def _executor(args, device) -> str:
+    """The executor that will run a sharded study's shards (--executor auto resolved)."""
+    from studies.shards import resolve_executor
+    if args.workers < 1:
+        raise SpecError(f"--workers must be at least 1, got {args.workers}")
+    return resolve_executor(args.executor, device)
+
+
 def _spec_from_args(args) -> CoordCheckSpec:
     if args.seeds <= 0:
         raise SpecError(f"--seeds must be a positive integer, got {args.seeds}")
@@ -41,18 +49,17 @@ def coord_check(args) -> int:
     from studies.shards import ShardStore, run_shards
 
     spec = _spec_from_args(args)
-    if args.workers < 1:
-        raise SpecError(f"--workers must be at least 1, got {args.workers}")
     device = resolve_device(args.device)
+    executor = _executor(args, device)
     out = prepare_out_dir(args.out)
     store = ShardStore(out, {"study": "coord-check", **spec.to_dict(), "device": str(device)}, force=args.force)
     shards = coord_check_shards(spec, device)
     skipped = sum(store.is_done(sh.key) for sh in shards)
     start = time.perf_counter()
-    results = run_shards(shards, store, args.executor, args.workers, args.scheduler)
+    results = run_shards(shards, store, executor, args.workers, args.scheduler)
     wall = time.perf_counter() - start
     write_csv(results, out / "results.csv")
-    write_json(metadata(spec.to_dict(), str(device), wall, executor=args.executor, resumed_shards=skipped),
+    write_json(metadata(spec.to_dict(), str(device), wall, executor=executor, resumed_shards=skipped),
                out / "meta.json")
     table = slope_summary(results, spec.steps)
     n_div = int((results.metric == "diverged").sum())
@@ -86,15 +93,14 @@ def validate(args) -> int:
 
     if not 0 < args.tolerance < 10:
         raise SpecError(f"--tolerance must be in (0, 10), got {args.tolerance}")
-    if args.workers < 1:
-        raise SpecError(f"--workers must be at least 1, got {args.workers}")
     settings = QUICK if args.quick else FULL
     device = resolve_device(args.device)
+    executor = _executor(args, device)
     out = prepare_out_dir(args.out)
     store = ShardStore(out, {"study": "validate", **asdict(settings), "device": str(device)}, force=args.force)
     skipped = len(store.done)
     start = time.perf_counter()
-    results, control = run_suite(settings, device, store, args.executor, args.workers, args.scheduler,
+    results, control = run_suite(settings, device, store, executor, args.workers, args.scheduler,
                                  progress=sys.stderr.isatty())
     exponents = compare(results, settings.verdict_steps(), tol=args.tolerance)
     overshoot = overshoot_table(results, control, settings.verdict_steps())
@@ -124,13 +130,13 @@ def validate(args) -> int:
         figures[f"phase: {opt}, init {init}"] = name
     wall = time.perf_counter() - start
     meta = {"settings": "quick" if args.quick else "full", "device": str(device), "wall_time_s": wall,
-            "git_revision": git_revision(), "executor": args.executor, "resumed_shards": skipped}
+            "git_revision": git_revision(), "executor": executor, "resumed_shards": skipped}
     write_csv(results, out / "results.csv")
     write_csv(exponents, out / "exponents.csv")
     write_csv(control, out / "control_results.csv")
     write_json(metadata({"suite": meta["settings"], "tolerance": args.tolerance,
                          "widths": settings.widths, "seeds": settings.seeds, "steps": settings.steps},
-                        str(device), wall, executor=args.executor, resumed_shards=skipped), out / "meta.json")
+                        str(device), wall, executor=executor, resumed_shards=skipped), out / "meta.json")
     write_text(write_report(exponents, meta, figures, args.tolerance, overshoot), out / "report.md")
     summary = verdict_summary(exponents)
     print(summary.to_string(index=False))
@@ -181,19 +187,18 @@ def lr_grid(args) -> int:
                       eval_at=tuple(args.eval_at), seeds=tuple(range(args.seeds)), optimizer=args.optimizer,
                       init=args.init, rank=args.rank, batch_size=args.batch_size, data=args.data,
                       test_size=args.test_size)
-    if args.workers < 1:
-        raise SpecError(f"--workers must be at least 1, got {args.workers}")
     device = resolve_device(args.device)
+    executor = _executor(args, device)
     out = prepare_out_dir(args.out)
     store = ShardStore(out, {"study": "lr-grid", **spec.to_dict(), "device": str(device)}, force=args.force)
     skipped = len(store.done)
     start = time.perf_counter()
-    grid, curves = run_lr_grid(spec, device, store, args.executor, args.workers, args.scheduler,
+    grid, curves = run_lr_grid(spec, device, store, executor, args.workers, args.scheduler,
                                progress=sys.stderr.isatty())
     wall = time.perf_counter() - start
     curve_table = curve_frame(spec, curves, grid)
     meta = metadata(spec.to_dict(), str(device), wall, study="lr-grid", init=str(grid.init.iloc[0]),
-                    pairs=len(spec.pairs()[0]), executor=args.executor, resumed_shards=skipped)
+                    pairs=len(spec.pairs()[0]), executor=executor, resumed_shards=skipped)
     write_outputs(out, grid, curve_table, meta)
     n_div = int(grid[grid.step == max(spec.eval_at)].groupby(["width", "eta_a", "eta_b", "seed"]).diverged.any().sum())
     print(f"lr-grid {spec.model} / {spec.optimizer}: {len(spec.pairs()[0])} pairs x {len(spec.seeds)} seeds x "
@@ -239,16 +244,15 @@ def bert_width(args) -> int:
     from studies.bert_sweep import BertSweepSpec, render, run_bert_sweep
     from studies.shards import ShardStore
 
-    if args.workers < 1:
-        raise SpecError(f"--workers must be at least 1, got {args.workers}")
     spec = BertSweepSpec(widths=(64, 128, 256), seeds=(0, 1)) if args.quick else BertSweepSpec()
+    executor = _executor(args, "cpu")
     out = prepare_out_dir(args.out or "runs/bert-width")
     store = ShardStore(out, {"study": "bert-width", **spec.to_dict()}, force=args.force)
     skipped = len(store.done)
     start = time.perf_counter()
-    results = run_bert_sweep(spec, store, args.executor, args.workers, args.scheduler, progress=sys.stderr.isatty())
+    results = run_bert_sweep(spec, store, executor, args.workers, args.scheduler, progress=sys.stderr.isatty())
     wall = time.perf_counter() - start
-    meta = metadata(spec.to_dict(), "cpu", wall, study="bert-width", executor=args.executor, resumed_shards=skipped)
+    meta = metadata(spec.to_dict(), "cpu", wall, study="bert-width", executor=executor, resumed_shards=skipped)
     write_csv(results, out / "results.csv")
     write_json(meta, out / "meta.json")
     render(out, results, meta)
@@ -296,18 +300,17 @@ def study(args) -> int:
         return bert_width(args)
     if args.name not in STUDIES:
         raise SpecError(f"unknown study {args.name!r}; choose from {', '.join(STUDIES + ('bert-width',))}")
-    if args.workers < 1:
-        raise SpecError(f"--workers must be at least 1, got {args.workers}")
     specs = [v.spec.to_dict() | {"variant": v.label} for v in variants(args.name, args.quick)]
     device = resolve_device(args.device)
+    executor = _executor(args, device)
     out = prepare_out_dir(args.out or f"runs/{args.name}")
     store = ShardStore(out, {"study": args.name, "variants": specs, "device": str(device)}, force=args.force)
     skipped = len(store.done)
     start = time.perf_counter()
-    results = run_study(args.name, args.quick, device, store, args.executor, args.workers, args.scheduler)
+    results = run_study(args.name, args.quick, device, store, executor, args.workers, args.scheduler)
     wall = time.perf_counter() - start
     write_outputs(out, args.name, results, metadata({"variants": specs, "quick": args.quick}, str(device), wall,
-                                                     study=args.name, executor=args.executor, resumed_shards=skipped))
+                                                     study=args.name, executor=executor, resumed_shards=skipped))
     print(f"study {args.name}: {len(specs)} coordinate checks in {wall:.1f}s ({skipped} shards already done)")
     print((out / "report.md").read_text().split("![")[0])
     return 0

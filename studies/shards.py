@@ -10,9 +10,11 @@ same ``--out`` is refused unless ``force`` (which forgets the old shards).
 
 Executors: ``inline`` (this process), ``local`` (a process pool of ``workers``) and ``dask``
 (a ``distributed`` cluster at ``scheduler``, or a LocalCluster when none is given; Slurm users
-get one through dask-jobqueue's ``SLURMCluster`` and pass its scheduler address). Every shard
-sets the same torch thread count before it runs, so results are bit-identical whichever
-executor ran them.
+get one through dask-jobqueue's ``SLURMCluster`` and pass its scheduler address); ``auto``
+is ``local`` on a CPU and ``inline`` on a GPU. Every shard runs with the same torch thread
+count (one: a BLAS reduction split over threads may change the last bits), so results are
+bit-identical whichever executor ran them; on a CPU the cores are used by running shards side
+by side.
 """
 from __future__ import annotations
 
@@ -29,8 +31,15 @@ import pandas as pd
 from studies.spec import SpecError
 from studies.store import read_table, write_atomic, write_csv, write_text
 
-EXECUTORS = ("inline", "local", "dask")
+EXECUTORS = ("auto", "inline", "local", "dask")
 SHARD_THREADS = 1  # torch threads per shard: fixed, so that every executor computes the same bits
+
+
+def resolve_executor(name: str, device) -> str:
+    """``auto``: a local process pool on a CPU, this process on a GPU (one device, one process)."""
+    if name != "auto":
+        return name
+    return "inline" if getattr(device, "type", str(device)) == "cuda" else "local"
 
 
 @dataclass(frozen=True)
@@ -105,9 +114,13 @@ def _call(shard_fn, args) -> pd.DataFrame:
 def run_shards(shards: list[Shard], store: ShardStore, executor: str = "inline", workers: int = 2,
                scheduler: str | None = None, progress: Callable[[str], Any] | None = None) -> pd.DataFrame:
     """Run every shard the store does not hold yet; return all shards' tables in shard order."""
-    if executor not in EXECUTORS:
-        raise SpecError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    if executor not in EXECUTORS or executor == "auto":
+        raise SpecError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS[1:])}")
+    if workers < 1:
+        raise SpecError(f"--workers must be at least 1, got {workers}")
     todo = [s for s in shards if not store.is_done(s.key)]
+    if executor == "local" and (len(todo) < 2 or workers == 1):
+        executor = "inline"  # a pool of one gains nothing; the bits are the same
 
     def finished(key, result):
         frame, arrays = result if isinstance(result, tuple) else (result, None)
@@ -124,13 +137,16 @@ def run_shards(shards: list[Shard], store: ShardStore, executor: str = "inline",
         finally:
             torch.set_num_threads(threads)
     elif executor == "local":
-        if workers < 1:
-            raise SpecError(f"--workers must be at least 1, got {workers}")
         import multiprocessing
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"))
+        try:
             futures = {pool.submit(_call, s.fn, s.args): s.key for s in todo}
             for f in as_completed(futures):
                 finished(futures[f], f.result())
+        except BaseException:  # Ctrl-C or a failed shard: drop the queued shards instead of running them all
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     else:
         _run_dask(todo, finished, scheduler, workers)
     return store.load([s.key for s in shards])

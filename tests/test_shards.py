@@ -31,13 +31,13 @@ def test_interrupted_run_resumes_and_gives_the_same_bits(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(runner, "run_coord_check_shard", dies_after_two)
     out = tmp_path / "resumed"
-    assert run(out) == 130
+    assert run(out, "--executor", "inline") == 130  # inline: the patched shard runs in this process
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["done"]) == 2 and not (out / "results.csv").exists()
     monkeypatch.setattr(runner, "run_coord_check_shard", real)
     counted = []
     monkeypatch.setattr(runner, "run_coord_check_shard", lambda *a: counted.append(a[1:3]) or real(*a))
-    assert run(out) == 0
+    assert run(out, "--executor", "inline") == 0
     assert len(counted) == 2  # only the two missing shards were computed
     assert "2 of 4 shards already done" in capsys.readouterr().out
     assert (out / "results.csv").read_bytes() == (reference / "results.csv").read_bytes()
@@ -57,7 +57,7 @@ def test_a_different_spec_is_refused_unless_forced(tmp_path, capsys):
 
 @pytest.mark.parametrize("executor", ["local", "dask"])
 def test_every_executor_gives_identical_results(tmp_path, executor):
-    assert run(tmp_path / "inline") == 0
+    assert run(tmp_path / "inline", "--executor", "inline") == 0
     assert run(tmp_path / executor, "--executor", executor, "--workers", "2") == 0
     assert (tmp_path / executor / "results.csv").read_bytes() == (tmp_path / "inline" / "results.csv").read_bytes()
 
@@ -114,10 +114,10 @@ def test_lr_grid_resumes_from_its_shards_with_the_same_bits(tmp_path, monkeypatc
 
     monkeypatch.setattr(lr_grid, "lr_grid_shard", dies_after_one)
     out = tmp_path / "resumed"
-    assert main([*GRID_ARGS, "--out", str(out)]) == 130
+    assert main([*GRID_ARGS, "--out", str(out), "--executor", "inline"]) == 130
     assert len(json.loads((out / "manifest.json").read_text())["done"]) == 1 and not (out / "grid.csv").exists()
     monkeypatch.setattr(lr_grid, "lr_grid_shard", real)
-    assert main([*GRID_ARGS, "--out", str(out)]) == 0
+    assert main([*GRID_ARGS, "--out", str(out), "--executor", "inline"]) == 0
     assert "1 shards already done" in capsys.readouterr().out
     assert main([*GRID_ARGS, "--out", str(tmp_path / "local"), "--executor", "local"]) == 0
     for run_dir in (out, tmp_path / "local"):
