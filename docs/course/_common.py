@@ -3,7 +3,8 @@ import os
 from pathlib import Path
 
 QUICK = os.environ.get("COURSE_QUICK") == "1"
-FIGURES = Path(__file__).resolve().parents[2] / "figures" / "gallery" / "course"
+# the gallery holds the full settings' figures; the tests send their quick ones elsewhere
+FIGURES = Path(os.environ.get("COURSE_FIGURES") or Path(__file__).resolve().parents[2] / "figures" / "gallery" / "course")
 FIGURES.mkdir(parents=True, exist_ok=True)
 
 
