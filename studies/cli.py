@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--no-bracket", action="store_true", help="do not extend a ratio's lr grid when its best lr is at an edge")
     ft.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     ft.add_argument("--out", default="runs/finetune")
+    _add_executor_args(ft)
     ft.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     st = sub.add_parser("study", help="a named study: init | rank | contribution | bert-width")

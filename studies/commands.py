@@ -266,6 +266,7 @@ def finetune(args) -> int:
     """LoRA vs LoRA+ fine-tunes over (ratio, lr, seed); tables, figures and report."""
     from studies.finetune import FinetuneSpec, run_finetune
     from studies.finetune_report import write_outputs
+    from studies.shards import ShardStore
 
     if args.task != "sst2":
         raise SpecError(f"unknown task {args.task!r}; this version runs sst2")
@@ -278,14 +279,18 @@ def finetune(args) -> int:
                         dev_limit=args.dev_limit or None, eval_every=args.eval_every,
                         monitor_every=args.monitor_every, bracket=not args.no_bracket,
                         device=str(resolve_device(args.device)))
+    executor = _executor(args, spec.device)
     out = prepare_out_dir(args.out)
+    store = ShardStore(out, {"study": "finetune", **spec.to_dict()}, force=args.force)
+    skipped = len(store.done)
 
     def progress(ratio, lr, seed, last):
         print(f"  ratio {ratio:g} lr {lr:.3g} seed {seed}: step {last['step']}, dev acc {last['dev_acc']:.4f}",
               file=sys.stderr, flush=True)
 
-    evals, monitor, wall, sizes = run_finetune(spec, progress)
-    meta = metadata(spec.to_dict(), spec.device, wall, study="finetune", **sizes)
+    evals, monitor, wall, sizes = run_finetune(spec, store, executor, args.workers, args.scheduler, progress)
+    meta = metadata(spec.to_dict(), spec.device, wall, study="finetune", executor=executor, workers=args.workers,
+                    resumed_shards=skipped, **sizes)
     write_outputs(out, evals, monitor, meta)
     print((out / "report.md").read_text().split("## Figures")[0])
     return 0

@@ -1,6 +1,7 @@
 """LoRA vs LoRA+ on a pretrained transformer and real data (SST-2), compared fairly.
 
-Every (ratio, lr, seed) is one fine-tune: PEFT LoRA on the chosen modules of a sequence
+Every (ratio, lr, seed) is one fine-tune and one shard (studies.shards: an interrupted study
+resumes, and on a CPU two one-thread runs side by side beat one two-thread run): PEFT LoRA on the chosen modules of a sequence
 classifier, ``scaling.loraplus`` AdamW (betas 0.9, 0.99; eps 1e-8; the paper's settings) with
 a linear decay to 0 and no warm-up, and the feature-learning monitor on. Dev accuracy and loss
 are recorded every ``eval_every`` steps. Fairness: a LoRA+ gain can be a disguised larger
@@ -10,6 +11,7 @@ with ``bracket`` on, the grid is extended outward (by its own spacing) until it 
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from studies.shards import Shard, ShardStore, run_shards
 from studies.spec import SpecError
 from studies.sst2 import load_sst2
 
@@ -150,6 +153,9 @@ def build_peft_model(spec: FinetuneSpec, model_path: str, seed: int):
         raise SpecError(f"--targets {','.join(spec.targets)}: {str(err).splitlines()[0]}") from None
 
 
+_INITIAL_EVALS: dict = {}  # (spec, model path, seed) -> step-0 (accuracy, loss), per process
+
+
 def finetune_run(spec: FinetuneSpec, model_path: str, data: Data, ratio: float, lr: float, seed: int):
     """One fine-tune. Returns (eval rows, monitor table)."""
     from scaling.loraplus import create_loraplus_optimizer
@@ -165,7 +171,10 @@ def finetune_run(spec: FinetuneSpec, model_path: str, data: Data, ratio: float, 
     gen = torch.Generator().manual_seed(10_000 + seed)
     order = torch.randperm(len(data.train_ids), generator=gen)
     pos, losses, rows = 0, [], []
-    acc, dev_loss = evaluate(model, data, device=dev)
+    initial = (spec, model_path, seed)  # the step-0 model depends on nothing else (B = 0)
+    if initial not in _INITIAL_EVALS:
+        _INITIAL_EVALS[initial] = evaluate(model, data, device=dev)
+    acc, dev_loss = _INITIAL_EVALS[initial]
     rows.append({"ratio": ratio, "lr": lr, "seed": seed, "step": 0, "dev_acc": acc, "dev_loss": dev_loss,
                  "train_loss": math.nan})
     for step in range(1, spec.steps + 1):
@@ -226,9 +235,13 @@ def steps_to_target(evals: pd.DataFrame, ratio: float, lr: float, target: float)
     return float(hit.index[0]) if len(hit) else math.nan
 
 
-def run_finetune(spec: FinetuneSpec, progress=None):
-    """The whole study, with the bracketing extension. Returns (evals, monitor, wall seconds,
-    {train_size, dev_size})."""
+MONITOR_COLUMNS = ["step", "layer", "metric", "value", "ratio", "lr", "seed"]
+
+
+@functools.lru_cache(maxsize=2)
+def prepared(spec: FinetuneSpec) -> tuple[str, Data]:
+    """(model path, tokenised data) of a spec, once per process (every shard of a worker
+    reuses them)."""
     from transformers import AutoTokenizer
 
     model_path = resolve_model(spec.model)
@@ -236,34 +249,62 @@ def run_finetune(spec: FinetuneSpec, progress=None):
         tokenizer = AutoTokenizer.from_pretrained(model_path)
     except OSError as err:
         raise SpecError(f"--model {spec.model}: {str(err).splitlines()[0]}") from None
-    data = load_data(spec, tokenizer)
+    return model_path, load_data(spec, tokenizer)
+
+
+def finetune_shard(spec: FinetuneSpec, ratio: float, lr: float, seed: int) -> pd.DataFrame:
+    """One fine-tune as a shard: its eval rows and its monitor rows in one table, told apart
+    by the column ``table`` ("eval" / "monitor"); ``split_tables`` separates them."""
+    model_path, data = prepared(spec)
+    rows, monitor = finetune_run(spec, model_path, data, ratio, lr, seed)
+    return pd.concat([pd.DataFrame(rows, columns=EVAL_COLUMNS).assign(table="eval"),
+                      monitor.reindex(columns=MONITOR_COLUMNS).assign(table="monitor")], ignore_index=True)
+
+
+def split_tables(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(evals, monitor) from shards' combined tables."""
+    evals = frame[frame.table == "eval"][EVAL_COLUMNS].reset_index(drop=True)
+    monitor = frame[frame.table == "monitor"][MONITOR_COLUMNS].reset_index(drop=True)
+    return evals, monitor.astype({"step": int, "seed": int})
+
+
+def run_finetune(spec: FinetuneSpec, store: ShardStore, executor: str = "inline", workers: int = 2,
+                 scheduler: str | None = None, progress=None):
+    """The whole study as shards, one per (ratio, lr, seed): the grid, then the bracketing
+    extensions in rounds (every ratio whose best lr is at an edge of its grid gets the next lr
+    outward, at most ``max_extensions`` times). Returns (evals, monitor, wall seconds,
+    {train_size, dev_size}); ``progress(ratio, lr, seed, last eval row)`` after each run."""
+    _, data = prepared(spec)  # a bad model or data set fails here, before any shard starts
+    sizes = {"train_size": len(data.train_ids), "dev_size": len(data.dev_ids)}
+    shards: dict[str, Shard] = {}
+
+    def finished(key):
+        if progress:
+            evals = split_tables(store.load([key]))[0]
+            last = evals.iloc[-1]
+            progress(last.ratio, last.lr, int(last.seed), last)
+
+    def run(pairs):
+        for ratio, lr in pairs:
+            for seed in spec.seeds:
+                key = f"r{ratio!r}_lr{lr!r}_s{seed}"
+                shards.setdefault(key, Shard(key, finetune_shard, (spec, ratio, lr, seed)))
+        run_shards(list(shards.values()), store, executor, workers, scheduler, progress=finished)
+        return split_tables(store.load(list(shards)))
+
     start = time.perf_counter()
-    evals, monitors, done = [], [], set()
-
-    def run(ratio, lr):
-        for seed in spec.seeds:
-            if (ratio, lr, seed) in done:
-                continue
-            rows, mon = finetune_run(spec, model_path, data, ratio, lr, seed)
-            evals.extend(rows)
-            monitors.append(mon)
-            done.add((ratio, lr, seed))
-            if progress:
-                progress(ratio, lr, seed, rows[-1])
-
-    for ratio in spec.ratios:
-        for lr in spec.lrs:
-            run(ratio, lr)
+    evals, monitor = run([(ratio, lr) for ratio in spec.ratios for lr in spec.lrs])
     if spec.bracket and len(spec.lrs) >= 2:
         factor = spec.lrs[1] / spec.lrs[0]
-        for ratio in spec.ratios:
-            for _ in range(spec.max_extensions):
-                table = pd.DataFrame(evals, columns=EVAL_COLUMNS)
-                b = best_lrs(table, spec.steps).set_index("ratio").loc[ratio]
-                if b.bracketed:
-                    break
-                lowest = table[table.ratio == ratio].lr.min()
-                run(ratio, b.best_lr / factor if b.best_lr == lowest else b.best_lr * factor)
-    monitor = pd.concat(monitors, ignore_index=True) if monitors else pd.DataFrame()
-    sizes = {"train_size": len(data.train_ids), "dev_size": len(data.dev_ids)}
-    return pd.DataFrame(evals, columns=EVAL_COLUMNS), monitor, time.perf_counter() - start, sizes
+        for _ in range(spec.max_extensions):
+            best = best_lrs(evals, spec.steps).set_index("ratio")
+            outward = []
+            for ratio in spec.ratios:
+                b = best.loc[ratio]
+                if not b.bracketed:
+                    lowest = evals[evals.ratio == ratio].lr.min()
+                    outward.append((ratio, b.best_lr / factor if b.best_lr == lowest else b.best_lr * factor))
+            if not outward:
+                break
+            evals, monitor = run(outward)
+    return evals, monitor, time.perf_counter() - start, sizes

@@ -2,6 +2,8 @@
 smoke test on a tiny config-built model saved locally."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
@@ -68,9 +70,10 @@ def test_three_step_finetune_smoke(tmp_path, tiny_model_dir, capsys):
     write(data / "train.tsv", ("label", "sentence"), ROWS)
     write(data / "dev.tsv", ("label", "content"), ROWS[:4])
     out = tmp_path / "ft"
-    assert main(["finetune", "--model", str(tiny_model_dir), "--data", str(data), "--ratios", "1,16",
-                 "--lrs", "1e-3,4e-3,1.6e-2", "--steps", "3", "--seeds", "2", "--batch-size", "2", "--eval-every", "1",
-                 "--monitor-every", "1", "--rank", "2", "--no-bracket", "--out", str(out)]) == 0
+    args = ["finetune", "--model", str(tiny_model_dir), "--data", str(data), "--ratios", "1,16",
+            "--lrs", "1e-3,4e-3,1.6e-2", "--steps", "3", "--seeds", "2", "--batch-size", "2", "--eval-every", "1",
+            "--monitor-every", "1", "--rank", "2", "--no-bracket"]
+    assert main(args + ["--out", str(out)]) == 0
     evals = pd.read_csv(out / "evals.csv")
     assert len(evals) == 2 * 3 * 2 * 4  # ratios x lrs x seeds x (steps 0..3)
     monitor = pd.read_csv(out / "monitor.csv")
@@ -78,6 +81,14 @@ def test_three_step_finetune_smoke(tmp_path, tiny_model_dir, capsys):
     for name in ("report.md", "best_per_ratio.csv", "figures/accuracy_vs_ratio.png", "figures/curves.png",
                  "figures/steps_to_target.png", "figures/monitor.png"):
         assert (out / name).is_file(), name
+    # one shard per (ratio, lr, seed): a rerun computes nothing, and inline gives the pool's bits
+    first = (out / "evals.csv").read_bytes()
+    capsys.readouterr()
+    assert main(args + ["--out", str(out)]) == 0
+    assert json.loads((out / "meta.json").read_text())["resumed_shards"] == 12
+    assert (out / "evals.csv").read_bytes() == first
+    assert main(args + ["--out", str(tmp_path / "inline"), "--executor", "inline"]) == 0
+    assert (tmp_path / "inline" / "evals.csv").read_bytes() == first
 
 
 def test_bracketing_rule_and_steps_to_target():
