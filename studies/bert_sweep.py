@@ -30,7 +30,7 @@ N0 = 64
 
 @dataclass(frozen=True)
 class BertSweepSpec:
-    widths: tuple[int, ...] = (64, 128, 256, 512)
+    widths: tuple[int, ...] = (64, 128, 256, 512, 1024)
     seeds: tuple[int, ...] = (0, 1, 2)
     schemes: tuple[str, ...] = ("lora-const", "loraplus")
     layers: int = 2

@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--data", default="../shared/data/sst2", help="directory with train.tsv/dev.tsv | hf:glue/sst2")
     ft.add_argument("--ratios", type=_float_list, default=[1.0, 4.0, 16.0])
     ft.add_argument("--lrs", type=_float_list, default=[2.5e-4, 1e-3, 4e-3], help="A's learning rates")
-    ft.add_argument("--steps", type=int, default=150)
+    ft.add_argument("--steps", type=int, default=100)
     ft.add_argument("--seeds", type=int, default=2, help="number of seeds (0..S-1)")
     ft.add_argument("--rank", type=int, default=8)
     ft.add_argument("--alpha", type=float, default=8.0)

@@ -285,7 +285,7 @@ def finetune(args) -> int:
     skipped = len(store.done)
 
     def progress(ratio, lr, seed, last):
-        print(f"  ratio {ratio:g} lr {lr:.3g} seed {seed}: step {last['step']}, dev acc {last['dev_acc']:.4f}",
+        print(f"  ratio {ratio:g} lr {lr:.3g} seed {seed}: step {int(last['step'])}, dev acc {last['dev_acc']:.4f}",
               file=sys.stderr, flush=True)
 
     evals, monitor, wall, sizes = run_finetune(spec, store, executor, args.workers, args.scheduler, progress)

@@ -33,7 +33,7 @@ class FinetuneSpec:
     data: str = "../shared/data/sst2"
     ratios: tuple[float, ...] = (1.0, 4.0, 16.0)
     lrs: tuple[float, ...] = (2.5e-4, 1e-3, 4e-3)
-    steps: int = 150
+    steps: int = 100
     seeds: tuple[int, ...] = (0, 1)
     rank: int = 8
     alpha: float = 8.0
