@@ -3,7 +3,9 @@
 For each hidden size n (depth fixed, heads n/64, intermediate 4n) and seed:
   1. a BertForSequenceClassification built from config is pretrained for ``pretrain_steps``
      full-parameter Adam steps on a synthetic task (is the majority of the tokens in the
-     lower half of the vocabulary?), so that the base is not random;
+     lower half of the vocabulary?), so that the base is not random; the hidden matrices'
+     rate follows Adam's width rule, pretrain_lr x n0/n, so the base is trained alike at
+     every width (one rate for all widths leaves it collapsed from n = 512 on);
   2. for each scheme, PEFT LoRA (Init[1]-like: A random, B = 0) on query and value is trained
      with Adam on a second synthetic task (is the first token in the lower half?) on one fixed
      batch, eta_A = cA (n/n0)^gA and eta_B = cB (n/n0)^gB, and ``scaling.monitor`` measures
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -71,7 +74,8 @@ def _batch(spec: BertSweepSpec, gen: torch.Generator, task: str):
 
 
 def pretrained_base(spec: BertSweepSpec, width: int, seed: int):
-    """A briefly pretrained BERT-style classifier of hidden size ``width`` (state dict, config)."""
+    """A briefly pretrained BERT-style classifier of hidden size ``width``: (state dict, config,
+    mean pretraining loss over the last 10 steps; chance is log 2 = 0.693)."""
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(seed)
@@ -79,14 +83,24 @@ def pretrained_base(spec: BertSweepSpec, width: int, seed: int):
                      num_attention_heads=width // 64, intermediate_size=4 * width, max_position_embeddings=64,
                      num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     model = BertForSequenceClassification(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=spec.pretrain_lr)
+    # Adam's width rule for the hidden matrices (lr ~ n0/n; embeddings, biases and norms keep
+    # pretrain_lr): with one lr for all widths the base collapses from n = 512 on (pretrain loss
+    # stuck at chance, every token mapped to one hidden state, encoder gradients ~1e-8, below
+    # Adam's eps), and the LoRA fine-tune then measures a dead network, not the width.
+    hidden = [p for name, p in model.named_parameters() if p.ndim == 2 and "embeddings" not in name]
+    others = [p for name, p in model.named_parameters() if not (p.ndim == 2 and "embeddings" not in name)]
+    opt = torch.optim.Adam([{"params": hidden, "lr": spec.pretrain_lr * N0 / width},
+                            {"params": others, "lr": spec.pretrain_lr}])
     gen = torch.Generator().manual_seed(1000 + seed)
+    losses = []
     for _ in range(spec.pretrain_steps):
         ids, labels = _batch(spec, gen, "pretrain")
-        model(input_ids=ids, labels=labels).loss.backward()
+        loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
         opt.step()
         opt.zero_grad()
-    return model.state_dict(), cfg
+        losses.append(loss.item())
+    return model.state_dict(), cfg, float(np.mean(losses[-10:]))
 
 
 def lora_run(spec: BertSweepSpec, state, cfg, width: int, seed: int, scheme: str) -> pd.DataFrame:
@@ -126,9 +140,9 @@ def lora_run(spec: BertSweepSpec, state, cfg, width: int, seed: int, scheme: str
 
 def bert_shard(spec: BertSweepSpec, width: int, seed: int) -> pd.DataFrame:
     """One shard: pretrain the base at (width, seed), then every scheme's LoRA run from it."""
-    state, cfg = pretrained_base(spec, width, seed)
+    state, cfg, pretrain_loss = pretrained_base(spec, width, seed)
     return pd.concat([lora_run(spec, state, cfg, width, seed, scheme) for scheme in spec.schemes],
-                     ignore_index=True)
+                     ignore_index=True).assign(pretrain_loss=pretrain_loss)
 
 
 def run_bert_sweep(spec: BertSweepSpec, store: ShardStore, executor: str = "inline", workers: int = 2,
@@ -145,6 +159,15 @@ def bert_predictor(model, optimizer, init, gA, gB, step):
     inputs, deeper layers as in the mlp model."""
     from scaling.theory import predict
     return predict("mlp" if model == "bert" else model, optimizer, init, gA, gB, step)
+
+
+def _pretrain_lines(results: pd.DataFrame) -> list[str]:
+    """The report's line on the base models (absent from runs stored before it was recorded)."""
+    if "pretrain_loss" not in results:
+        return []
+    losses = results.groupby("width").pretrain_loss.mean()
+    return ["Base models: mean pretraining loss over the last 10 steps, per width (chance 0.693): "
+            + ", ".join(f"n = {w}: {v:.3f}" for w, v in losses.items()) + ".", ""]
 
 
 def render(out, results: pd.DataFrame, meta: dict) -> dict[str, str]:
@@ -174,6 +197,7 @@ def render(out, results: pd.DataFrame, meta: dict) -> dict[str, str]:
             f"Verdicts: {counts.get('PASS', 0)} PASS, {counts.get('FAIL', 0)} FAIL, {counts.get('INCONCLUSIVE', 0)} "
             "INCONCLUSIVE (tolerance 0.15; the rules of `validate`).", "",
             verdict_summary(exponents).to_markdown(index=False), "",
+            *_pretrain_lines(results),
             f"## First LoRA layer ({first})", "", shown.to_markdown(index=False, floatfmt="+.2f"), "",
             "![bert width](figures/bert_width.png)"]
     write_text("\n".join(text) + "\n", out / "report.md")
