@@ -25,7 +25,7 @@ EXPLANATIONS = [
     "derivation makes no sharp prediction there (reported INCONCLUSIVE).",
     "MLP hidden layers under Init[2], late steps: A starts at 0, so Z_A is built from Adam's steps "
     "alone, and at finite width it still grows with n (z_a's local slopes fall from about +0.3 at "
-    "n = 128 to about 0 at n = 4096 by step 6); delta2 = Z_A dB inherits the excess. The trend is "
+    "n = 128 to about 0 at n = 4096 at step 6); delta2 = Z_A dB inherits the excess. The trend is "
     "visible only with widths to 4096 and 32 seeds (INCONCLUSIVE); with 8 seeds to n = 2048 the "
     "fit, pulled by the narrow widths, FAILed. By step 8 the excess reaches delta1 too and persists "
     "to n = 8192 (FAIL in the full suite): not explained yet.",
