@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from scaling.rules import parse_scheme
 from studies.shards import Shard, ShardStore, run_shards
@@ -149,9 +148,8 @@ def run_bert_sweep(spec: BertSweepSpec, store: ShardStore, executor: str = "inli
                    scheduler: str | None = None, progress: bool = True) -> pd.DataFrame:
     """Every (width, seed) shard the store does not hold yet; all shards' results."""
     shards = [Shard(f"w{w}_s{s}", bert_shard, (spec, w, s)) for w in spec.widths for s in spec.seeds]
-    with tqdm(total=sum(not store.is_done(sh.key) for sh in shards), desc="bert-sweep", unit="shard",
-              disable=not progress) as bar:
-        return run_shards(shards, store, executor, workers, scheduler, progress=lambda key: bar.update())
+    run_shards(shards, store, executor, workers, scheduler, bar="bert-sweep" if progress else None)
+    return store.load([sh.key for sh in shards])
 
 
 def bert_predictor(model, optimizer, init, gA, gB, step):

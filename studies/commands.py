@@ -7,19 +7,23 @@ import time
 import pandas as pd
 
 from scaling.rules import split_schemes
-from studies.runner import resolve_device, run_coord_check
+from studies.runner import resolve_device
 from studies.spec import CoordCheckSpec, SpecError
 from studies.store import metadata, prepare_out_dir, write_csv, write_json, write_text
 
 SUMMARY_METRICS = ("delta1", "delta2", "delta3", "z_a", "dz_b")
 
 
-def _executor(args, device) -> str:
-    """The executor that will run a sharded study's shards (--executor auto resolved)."""
-    from studies.shards import resolve_executor
+def _open_study(args, device, out_path, spec: dict):
+    """A sharded study's start: its executor (--executor auto resolved), its --out directory
+    (created) and the shard store there (refusing another spec's shards unless --force).
+    Returns (executor, out, store)."""
+    from studies.shards import ShardStore, resolve_executor
     if args.workers < 1:
         raise SpecError(f"--workers must be at least 1, got {args.workers}")
-    return resolve_executor(args.executor, device)
+    executor = resolve_executor(args.executor, device)
+    out = prepare_out_dir(out_path)
+    return executor, out, ShardStore(out, spec, force=args.force)
 
 
 def _spec_from_args(args) -> CoordCheckSpec:
@@ -46,17 +50,17 @@ def slope_summary(results: pd.DataFrame, step: int) -> pd.DataFrame:
 
 def coord_check(args) -> int:
     from studies.runner import coord_check_shards
-    from studies.shards import ShardStore, run_shards
+    from studies.shards import run_shards
 
     spec = _spec_from_args(args)
     device = resolve_device(args.device)
-    executor = _executor(args, device)
-    out = prepare_out_dir(args.out)
-    store = ShardStore(out, {"study": "coord-check", **spec.to_dict(), "device": str(device)}, force=args.force)
+    executor, out, store = _open_study(args, device, args.out,
+                                       {"study": "coord-check", **spec.to_dict(), "device": str(device)})
     shards = coord_check_shards(spec, device)
-    skipped = sum(store.is_done(sh.key) for sh in shards)
+    skipped = len(store.done)
     start = time.perf_counter()
-    results = run_shards(shards, store, executor, args.workers, args.scheduler)
+    run_shards(shards, store, executor, args.workers, args.scheduler)
+    results = store.load([sh.key for sh in shards])
     wall = time.perf_counter() - start
     write_csv(results, out / "results.csv")
     write_json(metadata(spec.to_dict(), str(device), wall, executor=executor, resumed_shards=skipped),
@@ -88,16 +92,14 @@ def validate(args) -> int:
     from studies.store import git_revision, write_text
     from dataclasses import asdict
 
-    from studies.shards import ShardStore
     from studies.validate import FULL, QUICK, overshoot_table, run_suite
 
     if not 0 < args.tolerance < 10:
         raise SpecError(f"--tolerance must be in (0, 10), got {args.tolerance}")
     settings = QUICK if args.quick else FULL
     device = resolve_device(args.device)
-    executor = _executor(args, device)
-    out = prepare_out_dir(args.out)
-    store = ShardStore(out, {"study": "validate", **asdict(settings), "device": str(device)}, force=args.force)
+    executor, out, store = _open_study(args, device, args.out,
+                                       {"study": "validate", **asdict(settings), "device": str(device)})
     skipped = len(store.done)
     start = time.perf_counter()
     results, control = run_suite(settings, device, store, executor, args.workers, args.scheduler,
@@ -178,7 +180,6 @@ def lr_grid(args) -> int:
     """Train the grid at every width, then write grid/curves/optima tables, figures, report."""
     from studies.lr_grid import LrGridSpec, curve_frame, run_lr_grid
     from studies.lr_grid_report import write_outputs
-    from studies.shards import ShardStore
 
     if args.seeds <= 0:
         raise SpecError(f"--seeds must be a positive integer, got {args.seeds}")
@@ -188,9 +189,8 @@ def lr_grid(args) -> int:
                       init=args.init, rank=args.rank, batch_size=args.batch_size, data=args.data,
                       test_size=args.test_size)
     device = resolve_device(args.device)
-    executor = _executor(args, device)
-    out = prepare_out_dir(args.out)
-    store = ShardStore(out, {"study": "lr-grid", **spec.to_dict(), "device": str(device)}, force=args.force)
+    executor, out, store = _open_study(args, device, args.out,
+                                       {"study": "lr-grid", **spec.to_dict(), "device": str(device)})
     skipped = len(store.done)
     start = time.perf_counter()
     grid, curves = run_lr_grid(spec, device, store, executor, args.workers, args.scheduler,
@@ -242,12 +242,10 @@ def bench(args) -> int:
 def bert_width(args) -> int:
     """The width sweep of a BERT-style encoder (studies.bert_sweep)."""
     from studies.bert_sweep import BertSweepSpec, render, run_bert_sweep
-    from studies.shards import ShardStore
 
     spec = BertSweepSpec(widths=(64, 128, 256), seeds=(0, 1)) if args.quick else BertSweepSpec()
-    executor = _executor(args, "cpu")
-    out = prepare_out_dir(args.out or "runs/bert-width")
-    store = ShardStore(out, {"study": "bert-width", **spec.to_dict()}, force=args.force)
+    executor, out, store = _open_study(args, "cpu", args.out or "runs/bert-width",
+                                       {"study": "bert-width", **spec.to_dict()})
     skipped = len(store.done)
     start = time.perf_counter()
     results = run_bert_sweep(spec, store, executor, args.workers, args.scheduler, progress=sys.stderr.isatty())
@@ -266,7 +264,6 @@ def finetune(args) -> int:
     """LoRA vs LoRA+ fine-tunes over (ratio, lr, seed); tables, figures and report."""
     from studies.finetune import FinetuneSpec, run_finetune
     from studies.finetune_report import write_outputs
-    from studies.shards import ShardStore
 
     if args.task != "sst2":
         raise SpecError(f"unknown task {args.task!r}; this version runs sst2")
@@ -279,9 +276,7 @@ def finetune(args) -> int:
                         dev_limit=args.dev_limit or None, eval_every=args.eval_every,
                         monitor_every=args.monitor_every, bracket=not args.no_bracket,
                         device=str(resolve_device(args.device)))
-    executor = _executor(args, spec.device)
-    out = prepare_out_dir(args.out)
-    store = ShardStore(out, {"study": "finetune", **spec.to_dict()}, force=args.force)
+    executor, out, store = _open_study(args, spec.device, args.out, {"study": "finetune", **spec.to_dict()})
     skipped = len(store.done)
 
     def progress(ratio, lr, seed, last):
@@ -299,7 +294,6 @@ def finetune(args) -> int:
 def study(args) -> int:
     """Run a named study; write results, summary, figure, report."""
     from studies.companions import STUDIES, run_study, variants, write_outputs
-    from studies.shards import ShardStore
 
     if args.name == "bert-width":
         return bert_width(args)
@@ -307,9 +301,8 @@ def study(args) -> int:
         raise SpecError(f"unknown study {args.name!r}; choose from {', '.join(STUDIES + ('bert-width',))}")
     specs = [v.spec.to_dict() | {"variant": v.label} for v in variants(args.name, args.quick)]
     device = resolve_device(args.device)
-    executor = _executor(args, device)
-    out = prepare_out_dir(args.out or f"runs/{args.name}")
-    store = ShardStore(out, {"study": args.name, "variants": specs, "device": str(device)}, force=args.force)
+    executor, out, store = _open_study(args, device, args.out or f"runs/{args.name}",
+                                       {"study": args.name, "variants": specs, "device": str(device)})
     skipped = len(store.done)
     start = time.perf_counter()
     results = run_study(args.name, args.quick, device, store, executor, args.workers, args.scheduler)

@@ -1,7 +1,6 @@
 """What a finetune run writes: summary tables, the four figures, report.md (from the tables)."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from studies.shards import Shard, ShardStore, run_shards
 from studies.spec import SpecError, _positive_ints, check_choices
@@ -143,9 +142,8 @@ def run_lr_grid(spec: LrGridSpec, device: torch.device, store: ShardStore, execu
     eval steps, curves) where curves maps (width, seed) to train_grid's dict."""
     jobs = [(w, s) for w in spec.widths for s in spec.seeds]
     shards = [Shard(f"w{w}_s{s}", lr_grid_shard, (spec, w, s, device)) for w, s in jobs]
-    with tqdm(total=sum(not store.is_done(sh.key) for sh in shards), desc="lr-grid", unit="shard",
-              disable=not progress) as bar:
-        table = run_shards(shards, store, executor, workers, scheduler, progress=lambda key: bar.update())
+    run_shards(shards, store, executor, workers, scheduler, bar="lr-grid" if progress else None)
+    table = store.load([sh.key for sh in shards])
     curves = {job: store.load_arrays(sh.key) for job, sh in zip(jobs, shards)}
     return table, curves
 

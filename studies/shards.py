@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from studies.spec import SpecError
 from studies.store import read_table, write_atomic, write_csv, write_text
@@ -112,8 +113,11 @@ def _call(shard_fn, args) -> pd.DataFrame:
 
 
 def run_shards(shards: list[Shard], store: ShardStore, executor: str = "inline", workers: int = 2,
-               scheduler: str | None = None, progress: Callable[[str], Any] | None = None) -> pd.DataFrame:
-    """Run every shard the store does not hold yet; return all shards' tables in shard order."""
+               scheduler: str | None = None, progress: Callable[[str, pd.DataFrame], Any] | None = None,
+               bar: str | None = None) -> None:
+    """Run every shard the store does not hold yet; afterwards ``store.load`` has them all.
+    ``progress(key, table)`` after each finished shard; ``bar``: the label of a progress bar
+    over the shards still to run (None: no bar)."""
     if executor not in EXECUTORS or executor == "auto":
         raise SpecError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS[1:])}")
     if workers < 1:
@@ -122,12 +126,21 @@ def run_shards(shards: list[Shard], store: ShardStore, executor: str = "inline",
     if executor == "local" and (len(todo) < 2 or workers == 1):
         executor = "inline"  # a pool of one gains nothing; the bits are the same
 
+    counter = tqdm(total=len(todo), desc=bar, unit="shard", disable=bar is None)
+
     def finished(key, result):
         frame, arrays = result if isinstance(result, tuple) else (result, None)
         store.save(key, frame, arrays)
+        counter.update()
         if progress:
-            progress(key)
+            progress(key, frame)
 
+    with counter:
+        _run(todo, finished, executor, workers, scheduler)
+
+
+def _run(todo: list[Shard], finished, executor: str, workers: int, scheduler: str | None) -> None:
+    """Run the shards on the executor, calling ``finished(key, result)`` as each one ends."""
     if executor == "inline":
         import torch
         threads = torch.get_num_threads()
@@ -149,7 +162,6 @@ def run_shards(shards: list[Shard], store: ShardStore, executor: str = "inline",
         pool.shutdown()
     else:
         _run_dask(todo, finished, scheduler, workers)
-    return store.load([s.key for s in shards])
 
 
 def _run_dask(todo: list[Shard], finished, scheduler: str | None, workers: int) -> None:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from studies.runner import coord_check_shards
 from studies.shards import ShardStore, run_shards
@@ -88,8 +87,6 @@ def run_suite(settings: SuiteSettings, device: torch.device, store: ShardStore, 
     suite = [sh for spec in suite_specs(settings)
              for sh in coord_check_shards(spec, device, f"{spec.model}_{spec.optimizer}_init{spec.init}_")]
     control = coord_check_shards(control_spec(settings), device, "control_")
-    with tqdm(total=sum(not store.is_done(sh.key) for sh in suite + control), desc="validate", unit="shard",
-              disable=not progress) as bar:
-        run_shards(suite + control, store, executor, workers, scheduler, progress=lambda key: bar.update())
+    run_shards(suite + control, store, executor, workers, scheduler, bar="validate" if progress else None)
     return (store.load([sh.key for sh in suite]),
             store.load([sh.key for sh in control]).assign(teacher="b0-aligned"))
