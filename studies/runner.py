@@ -75,9 +75,8 @@ def coord_check_shards(spec: CoordCheckSpec, device: torch.device, prefix: str =
 
 
 def run_coord_check(spec: CoordCheckSpec, device: torch.device, progress: bool = True) -> pd.DataFrame:
-    """Every shard of a coordinate check, widest last so the progress bar is honest early."""
-    shards = [(w, s) for w in sorted(spec.widths) for s in spec.seeds]
-    frames = [run_coord_check_shard(spec, w, s, device)
-              for w, s in tqdm(shards, desc=f"coord-check {spec.model}", unit="shard",
-                               disable=not progress, leave=False)]
+    """Every shard of a coordinate check in this process, without a store (the course and the
+    tests use it), widest last so the progress bar is honest early."""
+    frames = [sh.fn(*sh.args) for sh in tqdm(coord_check_shards(spec, device), desc=f"coord-check {spec.model}",
+                                             unit="shard", disable=not progress, leave=False)]
     return pd.concat(frames, ignore_index=True)
