@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-METRICS = ("delta1", "delta2", "delta3", "dz_b", "z_a", "dz_a", "dw_fro", "dw_op", "share_a", "share_b")
+METRICS = ("delta1", "delta2", "delta3", "dz_b", "z_a", "dz_a", "dw_fro", "dw_op", "share_a", "share_b",
+           "loss_drop")
 
 
 def rms(v: torch.Tensor) -> torch.Tensor:
@@ -78,7 +79,8 @@ def layer_metrics(z, A0, B0, A1, B1, gA, gB, A_init, B_init, scale: float) -> di
 
     gA, gB: the gradients the step was computed from. share_a / share_b are the first-order
     loss decreases -<gA, dA> and -<gB, dB> as fractions of their sum (the "equivalent
-    contribution" argument: efficient training has both Theta(1)). z_a is Z_A after the step,
+    contribution" argument: efficient training has both Theta(1)); loss_drop is their sum, the
+    step's first-order loss decrease through this layer (loss units). z_a is Z_A after the step,
     dz_a the part of it that training added, (A1 - A_init) z: Z_A = A_init z + dz_a, so z_a's
     slope is a crossover between the two parts' exponents while dz_a shows the updates' own.
     """
@@ -99,5 +101,5 @@ def layer_metrics(z, A0, B0, A1, B1, gA, gB, A_init, B_init, scale: float) -> di
     return {
         "delta1": d1, "delta2": d2, "delta3": d3, "dz_b": dzb,
         "z_a": rms(za0 + dza), "dz_a": rms(z @ (A1 - A_init).mT), "dw_fro": fro, "dw_op": op,
-        "share_a": drop_a / total, "share_b": drop_b / total,
+        "share_a": drop_a / total, "share_b": drop_b / total, "loss_drop": total,
     }

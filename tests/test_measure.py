@@ -110,6 +110,7 @@ def test_layer_metrics_shares_add_to_one_and_follow_their_definition():
     drop_a = eta_a * gA.pow(2).sum((1, 2))
     drop_b = eta_b * gB.pow(2).sum((1, 2))
     torch.testing.assert_close(m["share_a"], drop_a / (drop_a + drop_b), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m["loss_drop"], drop_a + drop_b, rtol=1e-12, atol=0)
     assert m["share_a"][3].item() == 0.0 and m["share_b"][3].item() == 1.0
     assert m["share_a"][0] < m["share_a"][1] < m["share_a"][2]
     d1, d2, d3, dzb = decompose(z, A0, B0, A1, B1, 0.5)
