@@ -43,6 +43,14 @@ teacher it falls with n from step 2 on.) Not in ``toy`` (a scalar b0) and not in
 there the hidden layers reach the loss through a mean-field readout w (entries 1/n), the
 output moves by w^T B0 dZ_A = Theta(n^-1/2) dZ_A, so A's target is Theta(n^1/2), far beyond
 Theta(1) steps: nothing to overshoot, the exponents stay exact.
+
+The B0 path (Init[2], finite width): that same random sum is a term the fixed-t exponents
+drop. A's steps move the features along B0's random columns, and the loss sees that only as
+Theta(n^(gA + 1/2)) per step (``first_step_loss_drop``; for LoRA+ and lora-inv n^-1/2). At
+n = 128 it is most of the mlp's early loss decrease, so narrow widths train faster at a given
+step than the limit says, and the late-step slopes of Z_A and the deltas carry the excess until
+n is large enough for the path to be negligible by that step (the validate report's "Known
+reasons"; measurements in docs/investigations/init2_b0_path.md).
 """
 from __future__ import annotations
 
@@ -295,6 +303,59 @@ def predict(model: str, optimizer: str, init: str, gA: float, gB: float, step: i
     assumptions = ASSUMPTIONS["sgd" if optimizer == "sgd" else "adam"] + (ASSUMPTIONS["mlp"] if model == "mlp" else [])
     return Prediction(model, optimizer, init, float(gA), float(gB), step, exps,
                       classify(history[-1]), derivation, notes, assumptions, claim, blowup)
+
+
+@dataclass
+class FirstStepPrediction:
+    """Predicted exponent of one LoRA layer's first-step loss decrease (``loss_drop`` at t = 1)."""
+
+    exponent: float
+    derivation: list[Step]
+
+
+def first_step_loss_drop(model: str, optimizer: str, init: str, gA: float, gB: float,
+                         loss_reduction: str = "mean") -> FirstStepPrediction | None:
+    """The first-order loss decrease of the first Adam step through one LoRA layer,
+    -<grad_A, dA> - <grad_B, dB> = eta_A sum |grad_A| + eta_B sum |grad_B| (Adam's first step
+    is sign(grad) times the rate); None where not derived (SGD, unknown init).
+
+    The layer reaches the loss through a vector v of n coordinates, each Theta(1/n): the
+    back-propagated readout W_out (entries 1/n) in the ``mlp``, the error E / n of the mean
+    loss over the n outputs in ``linear`` (with ``loss_reduction="sum"`` it is E, and every
+    exponent there is one larger: the loss itself is then Theta(n)). The ``toy`` model has one
+    output and a scalar b.
+    - Init[1] (B0 = 0): grad_A = 0; grad_B = v Z_A(0)^T has n r entries Theta(1/n): gamma = gB.
+    - Init[2] (A0 = 0): grad_B = 0; grad_A = (B0^T v) z^T, and B0^T v is a sum of n terms of
+      size 1/n with random signs (B0's columns are independent of v): Theta(n^-1/2) per entry
+      over n r entries, gamma = gA + 1/2 (toy: grad_a = b0 U x, entries Theta(1): gamma = 1 + gA).
+    The Init[2] decrease is the "B0 path": the feature change B0 dA z = Theta(n^(1 + gA)) lies
+    along random directions that the readout sees only as a random sum. The fixed-t exponents
+    of the recursion leave it out (for LoRA+ and lora-inv it vanishes like n^-1/2), but at
+    n = 128 it is most of the early loss decrease, and it is what the mlp's Init[2] transient
+    (report, "Known reasons") is made of. Exact at any (gA, gB): at step 1 every quantity is at
+    its initial value, and a sum of absolute values cannot cancel.
+    """
+    if optimizer not in ("adam", "adamw") or init not in INIT_NAMES or (optimizer, model) not in SUPPORTED:
+        return None
+    if init == "zero":
+        return FirstStepPrediction(NEG_INF, [Step("loss_drop (1)", "no gradient at the saddle", NEG_INF,
+                                                  "A = B = 0: every LoRA gradient is zero")])
+    toy = model == "toy"  # one output and a scalar b: no sum over the output coordinates
+    if init == "1":
+        g = float(gB)
+        grad = (Step("grad_b (1)", "U a0^T x", 0.0, "one Theta(1) entry") if toy else
+                Step("grad_B (1)", "v Z_A(0)^T", -1.0, "aligned with v: n r entries of size 1/n"))
+        drop = Step("loss_drop (1)", "eta_B sum |grad_B|", g, "gB + gamma[grad_B] + gamma[number of entries]")
+    else:
+        g = float(gA) + (1.0 if toy else 0.5)
+        grad = (Step("grad_a (1)", "b0 U x", 0.0, "b0 = Theta(1): n entries Theta(1)") if toy else
+                Step("grad_A (1)", "(B0^T v) z^T", -0.5, "B0^T v: n terms of size 1/n with random signs (B0 independent of v)"))
+        drop = Step("loss_drop (1)", "eta_A sum |grad_A|", g, "gA + gamma[grad_A] + 1 (n r entries)")
+    steps = [grad, drop]
+    if model == "linear" and loss_reduction == "sum":
+        g += 1.0
+        steps.append(Step("loss_drop (1)", "sum over outputs", g, "v = E instead of E / n: one power of n more"))
+    return FirstStepPrediction(g, steps)
 
 
 def blowup_step(history: list[dict[str, float]]) -> int | None:

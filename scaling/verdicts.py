@@ -25,7 +25,7 @@ import pandas as pd
 
 from scaling.gamma import DEFAULT_SETTLE_TOL, fit_power_law
 from scaling.rules import parse_scheme
-from scaling.theory import NEG_INF, PREDICTED_METRICS, fmt, predict
+from scaling.theory import NEG_INF, PREDICTED_METRICS, first_step_loss_drop, fmt, predict
 
 DEFAULT_TOLERANCE = 0.15
 EXPONENT_COLUMNS = ["model", "optimizer", "init", "scheme", "metric", "layer", "step", "slope",
@@ -89,6 +89,19 @@ def crossover(metric: str, step: int, exponents: dict, previous: dict | None, wi
     return None
 
 
+def _row(config: tuple, metric: str, layer: str, step: int, fit, predicted: float, verdict_: str, reason: str,
+         n_diverged: int, classification: str, claim: str) -> dict:
+    """One row of EXPONENT_COLUMNS; config = (model, optimizer, init, scheme)."""
+    return dict(zip(EXPONENT_COLUMNS[:4], config), metric=metric, layer=layer, step=step,
+                slope=fit.slope if fit else np.nan, ci_low=fit.ci_low if fit else np.nan,
+                ci_high=fit.ci_high if fit else np.nan, predicted=predicted, verdict=verdict_, reason=reason,
+                r2=fit.r2 if fit else np.nan,
+                local_slopes=" ".join(f"{s:+.2f}" for s in fit.local_slopes) if fit else "",
+                n_widths=fit.n_widths if fit else 0, n_seeds=fit.n_seeds if fit else 0,
+                n_diverged=n_diverged, classification=classification, claim=claim,
+                drift=fit.drift if fit else np.nan)
+
+
 def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,
             settle_tol: float = DEFAULT_SETTLE_TOL, predictor=predict, first_layers=None) -> pd.DataFrame:
     """Fit and judge every (model, optimizer, init, scheme, metric, layer) at each of ``steps``.
@@ -124,14 +137,30 @@ def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,
                     # The derivation assumes Theta(1) layer inputs; an unstable earlier layer
                     # breaks that (scaling.theory.ASSUMPTIONS["mlp"]).
                     v, why = "INCONCLUSIVE", "no sharp prediction: an unstable earlier layer makes this layer's input grow"
-                rows.append({"model": model, "optimizer": opt, "init": init, "scheme": scheme,
-                             "metric": metric, "layer": layer, "step": int(step),
-                             "slope": fit.slope if fit else np.nan, "ci_low": fit.ci_low if fit else np.nan,
-                             "ci_high": fit.ci_high if fit else np.nan,
-                             "predicted": expected if expected != NEG_INF else -math.inf,
-                             "verdict": v, "reason": why, "r2": fit.r2 if fit else np.nan,
-                             "local_slopes": " ".join(f"{s:+.2f}" for s in fit.local_slopes) if fit else "",
-                             "n_widths": fit.n_widths if fit else 0, "n_seeds": fit.n_seeds if fit else 0,
-                             "n_diverged": int((d.step <= step).sum()), "classification": pred.classification,
-                             "claim": pred.claim, "drift": fit.drift if fit else np.nan})
+                rows.append(_row((model, opt, init, scheme), metric, layer, int(step), fit, expected, v, why,
+                                 int((d.step <= step).sum()), pred.classification, pred.claim))
+    return pd.DataFrame(rows, columns=EXPONENT_COLUMNS)
+
+
+
+def compare_first_step(results: pd.DataFrame, tol: float = DEFAULT_TOLERANCE,
+                       settle_tol: float = DEFAULT_SETTLE_TOL, predictor=first_step_loss_drop) -> pd.DataFrame:
+    """Judge each layer's first-step loss decrease (metric ``loss_drop`` at step 1) against
+    ``scaling.theory.first_step_loss_drop``: rows in EXPONENT_COLUMNS for every configuration
+    it predicts (the suite's loss is the mean over output coordinates)."""
+    rows = []
+    div = results[results.metric == "diverged"]
+    at = results[(results.metric == "loss_drop") & (results.step == 1)]
+    for (model, opt, init, scheme), g in at.groupby(["model", "optimizer", "init", "scheme"], sort=False):
+        sch = parse_scheme(scheme)
+        pred = predictor(model, opt, init, sch.gA, sch.gB)
+        if pred is None:
+            continue
+        d = div[(div.model == model) & (div.optimizer == opt) & (div.init == init) & (div.scheme == scheme)]
+        classification = predict(model, opt, init, sch.gA, sch.gB, 1).classification
+        for layer, m in g.groupby("layer", sort=False):
+            fit = fit_power_law(m.width, m.value, m.seed, settle_tol=settle_tol)
+            v, why = verdict(fit, pred.exponent, bool((m.value == 0).all()), tol)
+            rows.append(_row((model, opt, init, scheme), "loss_drop", layer, 1, fit, pred.exponent, v, why,
+                             int((d.step <= 1).sum()), classification, "exact"))
     return pd.DataFrame(rows, columns=EXPONENT_COLUMNS)

@@ -100,3 +100,15 @@ def test_phase_diagram_marks_the_loraplus_point_efficient():
     i, j = list(gBs).index(0.0), list(gAs).index(-1.0)
     assert grid[i, j] == 1  # CLASSES.index("efficient")
     assert not math.isnan(grid.sum())
+
+
+def test_first_step_loss_drop_follows_the_b0_path_under_init2():
+    from scaling.theory import first_step_loss_drop
+    for gA, gB in ((-1, 0), (-1, -1), (-0.5, -0.5), (0, 0)):
+        assert first_step_loss_drop("mlp", "adam", "1", gA, gB).exponent == gB          # B's aligned step
+        assert first_step_loss_drop("mlp", "adam", "2", gA, gB).exponent == gA + 0.5    # random sum over B0
+        assert first_step_loss_drop("linear", "adamw", "2", gA, gB).exponent == gA + 0.5
+        assert first_step_loss_drop("toy", "adam", "2", gA, gB).exponent == gA + 1      # scalar b0: no sum
+        assert first_step_loss_drop("linear", "adam", "1", gA, gB, loss_reduction="sum").exponent == gB + 1
+    assert first_step_loss_drop("mlp", "adam", "zero", -1, 0).exponent == NEG_INF
+    assert first_step_loss_drop("toy", "sgd", "1", -1, 0) is None

@@ -92,3 +92,21 @@ def test_a_wrong_prediction_against_real_measurements_fails(lora_plus_run):
     assert delta1.verdict == "FAIL" and delta1.predicted == 1.0
     assert {"model", "optimizer", "init", "scheme", "metric", "layer", "step", "slope", "ci_low", "ci_high",
             "predicted", "verdict"} <= set(e.columns)
+
+
+def test_first_step_loss_drop_passes_its_prediction_and_the_aligned_exponent_fails():
+    """mlp, Init[2], LoRA+: the first step's loss decrease goes like n^-1/2 (the B0 path), not
+    like n^0 as it would if B0's columns were aligned with the readout."""
+    from scaling.theory import first_step_loss_drop
+    from scaling.verdicts import compare_first_step
+    spec = CoordCheckSpec(model="mlp", optimizer="adam", init="2", schemes=("loraplus",),
+                          widths=(256, 512, 1024, 2048), steps=1, seeds=tuple(range(6)))
+    results = run_coord_check(spec, torch.device("cpu"), progress=False)
+    e = compare_first_step(results)
+    assert set(e.layer) == {"hidden1", "hidden2"} and (e.metric == "loss_drop").all() and (e.step == 1).all()
+    assert (e.verdict == "PASS").all() and (e.predicted == -0.5).all()
+
+    def aligned(model, optimizer, init, gA, gB):
+        return dataclasses.replace(first_step_loss_drop(model, optimizer, init, gA, gB), exponent=gA + 1.0)
+    wrong = compare_first_step(results, predictor=aligned)
+    assert (wrong.verdict == "FAIL").all()
