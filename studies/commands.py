@@ -87,12 +87,12 @@ def validate(args) -> int:
     from figures.coord_check import plot_coord_check
     from figures.phase import plot_phase_diagram
     from scaling.rules import parse_scheme
-    from scaling.verdicts import compare
+    from scaling.verdicts import compare, compare_first_step
     from studies.report import verdict_summary, write_report
     from studies.store import git_revision, write_text
     from dataclasses import asdict
 
-    from studies.validate import FULL, QUICK, overshoot_table, run_suite
+    from studies.validate import FULL, QUICK, overshoot_table, progress_table, run_suite
 
     if not 0 < args.tolerance < 10:
         raise SpecError(f"--tolerance must be in (0, 10), got {args.tolerance}")
@@ -104,8 +104,10 @@ def validate(args) -> int:
     start = time.perf_counter()
     results, control = run_suite(settings, device, store, executor, args.workers, args.scheduler,
                                  progress=sys.stderr.isatty())
-    exponents = compare(results, settings.verdict_steps(), tol=args.tolerance)
+    exponents = pd.concat([compare(results, settings.verdict_steps(), tol=args.tolerance),
+                           compare_first_step(results, tol=args.tolerance)], ignore_index=True)
     overshoot = overshoot_table(results, control, settings.verdict_steps())
+    progress = progress_table(results, sorted({1, 2, settings.steps // 2, settings.steps}))
     figures = {}
     (out / "figures").mkdir(exist_ok=True)
     for (model, opt, init), r in results.groupby(["model", "optimizer", "init"], sort=False):
@@ -139,7 +141,7 @@ def validate(args) -> int:
     write_json(metadata({"suite": meta["settings"], "tolerance": args.tolerance,
                          "widths": settings.widths, "seeds": settings.seeds, "steps": settings.steps},
                         str(device), wall, executor=executor, resumed_shards=skipped), out / "meta.json")
-    write_text(write_report(exponents, meta, figures, args.tolerance, overshoot), out / "report.md")
+    write_text(write_report(exponents, meta, figures, args.tolerance, overshoot, progress), out / "report.md")
     summary = verdict_summary(exponents)
     print(summary.to_string(index=False))
     counts = exponents.verdict.value_counts()
@@ -152,7 +154,7 @@ def theory(args) -> int:
     """Print predicted exponents (and the derivation, or the phase diagram)."""
     import json
 
-    from scaling.theory import predict
+    from scaling.theory import NEG_INF, first_step_loss_drop, fmt, predict
     if args.phase_diagram:
         import matplotlib.pyplot as plt
 
@@ -165,14 +167,24 @@ def theory(args) -> int:
         print(f"wrote {args.out}")
         return 0
     pred = predict(args.model, args.optimizer, args.init, args.gA, args.gB, args.step)
+    # The first step's loss decrease (the Init[2] "B0 path"), where it is derived.
+    first = first_step_loss_drop(args.model, args.optimizer, args.init, args.gA, args.gB)
     if args.json:
-        print(json.dumps(pred.to_dict(), indent=2))
+        d = pred.to_dict()
+        if first is not None:
+            d["loss_drop_step1"] = None if first.exponent == NEG_INF else first.exponent
+        print(json.dumps(d, indent=2))
     elif args.latex:
         print(pred.to_latex())
     elif args.markdown:
         print(pred.to_markdown())
     else:
         print(pred.to_text(explain=args.explain))
+        if first is not None:
+            print(f"  first step's loss decrease through the layer: gamma[loss_drop(1)] = {fmt(first.exponent)}")
+            if args.explain:
+                print("\n".join(f"  {s.quantity:<16} = {s.expression:<34} gamma = {fmt(s.exponent):<6} {s.reason}"
+                                for s in first.derivation))
     return 0
 
 

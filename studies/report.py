@@ -23,12 +23,17 @@ EXPLANATIONS = [
     "cross-term exponent.",
     "MLP layers after the first under an unstable scheme have inputs that grow with n: the "
     "derivation makes no sharp prediction there (reported INCONCLUSIVE).",
-    "MLP hidden layers under Init[2], late steps: A starts at 0, so Z_A is built from Adam's steps "
-    "alone, and at finite width it still grows with n (z_a's local slopes fall from about +0.3 at "
-    "n = 128 to about 0 at n = 4096 at step 6); delta2 = Z_A dB inherits the excess. The trend is "
-    "visible only with widths to 4096 and 32 seeds (INCONCLUSIVE); with 8 seeds to n = 2048 the "
-    "fit, pulled by the narrow widths, FAILed. By step 8 the excess reaches delta1 too and persists "
-    "to n = 8192 (FAIL in the full suite): not explained yet.",
+    "MLP hidden layers under Init[2], late steps (the B0 path): A's first steps move the features along "
+    "B0's random columns, which the Theta(1/n) readout sees only as a random sum, so the output moves by "
+    "Theta(n^(gA + 1/2)) per step (the loss_drop rows at step 1 test this exponent). For LoRA+ and "
+    "lora-inv that is n^-1/2, absent from the fixed-t limit, yet at n = 128 it is most of the early "
+    "loss decrease; see 'The B0 path' below. Narrow runs move so fast per step that A's gradient "
+    "turns within a few steps and Adam's normalised steps shrink, so dz_a per step, "
+    "and with it z_a, delta1 = B dA z, delta2 and delta3, grow with n at late steps until n is large "
+    "enough for the path to be negligible by that step. Under LoRA+ the learned B takes over "
+    "(the step-8 local slopes reach about 0 by n = 8192); under lora-inv the output learns only "
+    "through this path, so its progress by step t stays width-dependent to far larger n (the full "
+    "suite's step-8 FAILs). Measured in docs/investigations/init2_b0_path.md.",
 ]
 
 
@@ -59,9 +64,10 @@ def prediction_table(exponents: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], tolerance: float,
-                 overshoot: pd.DataFrame | None = None) -> str:
+                 overshoot: pd.DataFrame | None = None, progress: pd.DataFrame | None = None) -> str:
     """Markdown text of DIR/report.md; figures maps a caption to a relative file name;
-    overshoot: studies.validate.overshoot_table (the Init[2] control), if it was run."""
+    overshoot: studies.validate.overshoot_table (the Init[2] control), if it was run;
+    progress: studies.validate.progress_table (the mlp's training progress per width)."""
     counts = exponents.verdict.value_counts()
     lines = ["# loraplus-scaling validate", "",
              f"Settings: {meta['settings']}. Device {meta['device']}, wall time {meta['wall_time_s']:.0f} s, "
@@ -101,6 +107,20 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
                   "directions inside span(B0) it is Theta(1). If the overshoot is what bends the Init[2] "
                   "slopes, only the independent teacher's slopes fall below 0 after step 1.", "",
                   table[["teacher", "metric", "step", "slope", "local_slopes"]].to_markdown(index=False)]
+    if progress is not None and not progress.empty:
+        drops = exponents[(exponents.metric == "loss_drop") & (exponents.model == "mlp")]
+        lines += ["", "## The B0 path (mlp, Adam)", "",
+                  "Under Init[2] the first steps move the loss through B0's random columns, which the readout "
+                  "sees as a random sum: the first-step loss decrease scales like n^(gA + 1/2) (n^gB under "
+                  "Init[1], where B's own aligned step moves it). Measured slopes:", "",
+                  drops[["init", "scheme", "layer", "predicted", "slope", "ci_low", "ci_high", "verdict"]]
+                  .round(2).to_markdown(index=False), "",
+                  "Training progress 1 - L(t)/L(0), mean over seeds, per width. In the fixed-t limit the "
+                  "Init[2] progress of LoRA+ would be width-independent and that of lora-inv zero; at these "
+                  "widths the B0 path puts narrow runs ahead. Its per-step motion is what shrinks Adam's "
+                  "late steps at narrow widths and lifts the Init[2] late-step slopes (measured, with an "
+                  "intervention, in docs/investigations/init2_b0_path.md).", "",
+                  progress.round(3).to_markdown(index=False)]
     lines += ["", "## Phase diagrams", ""]
     lines += [f"![{c}]({p})" for c, p in figures.items() if c.startswith("phase")]
     return "\n".join(lines) + "\n"

@@ -79,6 +79,25 @@ def overshoot_table(suite: pd.DataFrame, control: pd.DataFrame, steps) -> pd.Dat
     return pd.DataFrame(rows)
 
 
+def progress_table(suite: pd.DataFrame, steps, model: str = "mlp",
+                   schemes=("loraplus", "lora-inv")) -> pd.DataFrame:
+    """Training progress 1 - L(t) / L(0) (mean over seeds) of ``model`` under Adam: one row per
+    (init, scheme, step), one column per width. Under Init[2] the B0 path (scaling.theory.
+    first_step_loss_drop) makes narrow widths train faster early on than the fixed-t limit says."""
+    loss = suite[(suite.model == model) & (suite.optimizer == "adam") & (suite.metric == "loss")
+                 & suite.scheme.isin(schemes)]
+    if loss.empty:
+        return pd.DataFrame()
+    keys = ["init", "scheme", "width", "seed"]
+    start = loss[loss.step == 0].set_index(keys).value
+    rows = []
+    for step in steps:
+        later = loss[loss.step == step].set_index(keys).value
+        progress = (1 - later / start).dropna().groupby(["init", "scheme", "width"]).mean()
+        rows.append(progress.unstack("width").assign(step=step))
+    return pd.concat(rows).reset_index().set_index(["init", "scheme", "step"]).sort_index().reset_index()
+
+
 def run_suite(settings: SuiteSettings, device: torch.device, store: ShardStore, executor: str = "inline",
               workers: int = 2, scheduler: str | None = None,
               progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -20,7 +20,13 @@ def test_validate_writes_its_outputs_and_resumes_without_recomputing(tmp_path, m
     assert code == (1 if (exponents.verdict == "FAIL").any() else 0)
     assert set(exponents.verdict) <= {"PASS", "FAIL", "INCONCLUSIVE"}
     assert set(zip(exponents.model, exponents.optimizer, exponents.init)) == set(validate.CONFIGS)
-    assert (out / "report.md").read_text().startswith("#")
+    report = (out / "report.md").read_text()
+    assert report.startswith("#")
+    # the first step's loss decrease is judged for every Adam configuration, per layer
+    drops = exponents[exponents.metric == "loss_drop"]
+    assert set(drops.step) == {1} and set(zip(drops.model, drops.init)) == {
+        (m, i) for m, o, i in validate.CONFIGS if o == "adam"}
+    assert "## The B0 path (mlp, Adam)" in report
     assert (out / "figures" / "phase_adam_init1.png").is_file()
     n_shards = sum(len(TINY.widths[m]) * TINY.seeds[m] for m, _, _ in validate.CONFIGS) + 3 * 2  # + the control
     assert len(json.loads((out / "manifest.json").read_text())["done"]) == n_shards
