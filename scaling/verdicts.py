@@ -15,6 +15,9 @@ which carries Z_A(t-1)) is Z_A(0) + dz_a, and dz_b is delta1 + delta2 + delta3; 
 predicted to dominate is still the smaller one at the widest width measured, the sum's slope
 is a crossover, not the asymptotic exponent, and its verdict is INCONCLUSIVE (``crossover``).
 The terms themselves (dz_a, the deltas) are judged on their own.
+
+``compare_first_step`` judges one more quantity the same way: each layer's first-step loss
+decrease (``loss_drop`` at step 1) against ``scaling.theory.first_step_loss_drop``.
 """
 from __future__ import annotations
 
@@ -140,7 +143,6 @@ def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,
                 rows.append(_row((model, opt, init, scheme), metric, layer, int(step), fit, expected, v, why,
                                  int((d.step <= step).sum()), pred.classification, pred.claim))
     return pd.DataFrame(rows, columns=EXPONENT_COLUMNS)
-
 
 
 def compare_first_step(results: pd.DataFrame, tol: float = DEFAULT_TOLERANCE,
