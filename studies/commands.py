@@ -119,6 +119,13 @@ def validate(args) -> int:
             fig.savefig(out / name, dpi=110)
             plt.close(fig)
             figures[f"{model}/{opt}/{init}: coordinate check at step {settings.steps}"] = name
+        if model == "mlp" and opt == "adam":  # the B0 path: first-step loss decrease against width
+            fig = plot_coord_check(r, 1, e, layer="hidden2", metrics=("loss_drop",),
+                                   title=f"init {init}: first-step loss decrease")
+            name = f"figures/loss_drop_{model}_init{init}.png"
+            fig.savefig(out / name, dpi=110)
+            plt.close(fig)
+            figures[f"b0 path: {model}, init {init}"] = name
     for opt, init in dict.fromkeys(zip(exponents.optimizer, exponents.init)):
         e = exponents[(exponents.optimizer == opt) & (exponents.init == init)]
         worst = (e.assign(rank=e.verdict.map({"PASS": 0, "INCONCLUSIVE": 1, "FAIL": 2}))

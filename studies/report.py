@@ -120,7 +120,8 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
                   "widths the B0 path puts narrow runs ahead. Its per-step motion is what shrinks Adam's "
                   "late steps at narrow widths and lifts the Init[2] late-step slopes (measured, with an "
                   "intervention, in docs/investigations/init2_b0_path.md).", "",
-                  progress.round(3).to_markdown(index=False)]
+                  progress.round(3).to_markdown(index=False), ""]
+        lines += [f"![{c}]({p})" for c, p in figures.items() if c.startswith("b0 path")]
     lines += ["", "## Phase diagrams", ""]
     lines += [f"![{c}]({p})" for c, p in figures.items() if c.startswith("phase")]
     return "\n".join(lines) + "\n"

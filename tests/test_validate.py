@@ -26,7 +26,8 @@ def test_validate_writes_its_outputs_and_resumes_without_recomputing(tmp_path, m
     drops = exponents[exponents.metric == "loss_drop"]
     assert set(drops.step) == {1} and set(zip(drops.model, drops.init)) == {
         (m, i) for m, o, i in validate.CONFIGS if o == "adam"}
-    assert "## The B0 path (mlp, Adam)" in report
+    assert "## The B0 path (mlp, Adam)" in report and "figures/loss_drop_mlp_init2.png" in report
+    assert (out / "figures" / "loss_drop_mlp_init2.png").is_file()
     assert (out / "figures" / "phase_adam_init1.png").is_file()
     n_shards = sum(len(TINY.widths[m]) * TINY.seeds[m] for m, _, _ in validate.CONFIGS) + 3 * 2  # + the control
     assert len(json.loads((out / "manifest.json").read_text())["done"]) == n_shards
