@@ -53,8 +53,35 @@ for scaling in sizes:
 slopes = {k: np.polyfit(np.log(ranks[2:]), np.log(v[2:]), 1)[0] for k, v in sizes.items()}
 print({k: round(v, 2) for k, v in slopes.items()})
 
+# %% [markdown]
+# **A term the limit drops (the B0 path).** Under Init[2] the first step moves only A, and the
+# features change by B0 dA z: Theta(n^(1 + gA)) per coordinate, but along B0's random columns.
+# A hidden layer of the mlp reaches the loss through a readout v with entries Theta(1/n), which
+# sees that change only as a random sum: the loss falls by Theta(n^(gA + 1/2)). Under Init[1]
+# B moves first, its step is built from v itself, and the loss falls by Theta(n^gB). For LoRA+
+# both inits are "efficient", yet their first steps scale differently: n^0 against n^-1/2.
+# That n^-1/2 term vanishes in the limit, but at n = 128 it is a sixth of the loss, and it is
+# behind the mlp's Init[2] late-step excess in `validate` (docs/investigations/init2_b0_path.md).
+
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
+from scaling.gamma import fit_power_law
+from scaling.theory import first_step_loss_drop
+
+widths = (128, 256, 512, 1024) if QUICK else (128, 256, 512, 1024, 2048, 4096)
+drops, drop_fits = {}, {}
+for init in ("1", "2"):
+    spec = CoordCheckSpec(model="mlp", optimizer="adam", init=init, schemes=("loraplus",), widths=widths,
+                          steps=1, seeds=tuple(range(6)))
+    r = run_coord_check(spec, torch.device("cpu"), progress=False)
+    d = r[(r.metric == "loss_drop") & (r.step == 1)]          # both hidden layers, every seed
+    drops[init] = d.groupby("width").value.apply(lambda v: float(np.exp(np.log(v).mean())))
+    drop_fits[init] = fit_power_law(d.width, d.value, d.seed)
+    predicted = first_step_loss_drop("mlp", "adam", init, -1, 0).exponent
+    print(f"init {init}: first-step loss decrease ~ n^{drop_fits[init].slope:+.2f} "
+          f"[{drop_fits[init].ci_low:+.2f}, {drop_fits[init].ci_high:+.2f}], predicted n^{predicted:+.1f}")
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
 for init, curve in losses.items():
     axes[0].semilogy(curve.index, curve.values, label=f"init {init}")
 axes[0].set(title="linear n = 512, Adam, LoRA+ rates", xlabel="step", ylabel="loss")
@@ -63,6 +90,12 @@ for scaling, v in sizes.items():
     axes[1].loglog(ranks, v, "o-", label=f"alpha/{'r' if scaling == 'r' else 'sqrt(r)'} (slope {slopes[scaling]:+.2f})")
 axes[1].set(title="delta2 at step 2 against rank (mlp, n = 256)", xlabel="rank r")
 axes[1].legend()
+for init, curve in drops.items():
+    axes[2].loglog(curve.index, curve.values, "o-", label=f"init {init} (slope {drop_fits[init].slope:+.2f})")
+axes[2].set(title="first-step loss decrease per layer (mlp, LoRA+)", xlabel="width n")
+axes[2].set_xticks(widths, [str(w) for w in widths])
+axes[2].tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
+axes[2].legend()
 save(fig, "lesson5_init_rank")
 
 # %% [markdown]
@@ -72,7 +105,11 @@ save(fig, "lesson5_init_rank")
 # 2. Under SGD instead of Adam, redo the rank argument: is the r-sum still aligned?
 # 3. How would you choose alpha once you have fixed alpha/r? (The forum's "set alpha to the first r
 #    tried" answer, restated.)
+# 4. Under lora-inv (gA = gB = -1) and Init[2], through which path does the mlp's output learn,
+#    and how fast per step? Check your answer against the training-progress table in
+#    `validate`'s report.
 
 # %%
 assert losses["zero"].nunique() == 1 and losses["1"].iloc[-1] < 0.5 * losses["2"].iloc[-1]
 assert slopes["sqrt-r"] - slopes["r"] > 0.3
+assert abs(drop_fits["1"].slope - 0.0) < 0.15 and abs(drop_fits["2"].slope + 0.5) < 0.15
