@@ -43,6 +43,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss-reduction", default="mean", help="mean | sum over output coordinates")
     p.add_argument("--teacher", default="independent",
                    help="toy/linear teacher directions: independent | b0-aligned (inside span(B0))")
+    p.add_argument("--b0-scale", type=float, default=1.0,
+                   help="multiply the initial B (Init[2], paper) by this: scales the Init[2] 'B0 path'")
 
 
 def _float_list(text: str) -> list[float]:

@@ -34,7 +34,8 @@ def _spec_from_args(args) -> CoordCheckSpec:
                           steps=args.steps, seeds=tuple(range(args.seeds)), rank=args.rank,
                           alpha=args.alpha, alpha_scaling=args.alpha_scaling,
                           batch_size=args.batch_size, data=args.data, depth=args.depth,
-                          dtype=args.dtype, loss_reduction=args.loss_reduction, teacher=args.teacher)
+                          dtype=args.dtype, loss_reduction=args.loss_reduction, teacher=args.teacher,
+                          b0_scale=args.b0_scale)
 
 
 def slope_summary(results: pd.DataFrame, step: int) -> pd.DataFrame:

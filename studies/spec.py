@@ -58,6 +58,7 @@ class CoordCheckSpec:
     teacher: str = "independent"
     weight_decay: float | None = None
     extra: dict = field(default_factory=dict)
+    b0_scale: float = 1.0
 
     def __post_init__(self):
         check_choices(self.model, self.optimizer, self.init)
@@ -95,9 +96,11 @@ class CoordCheckSpec:
         return ModelConfig(width=width, rank=rank, alpha=self.alpha, alpha_scaling=self.alpha_scaling,
                            init=self.init, batch_size=self.batch_size, data=self.data,
                            depth=self.depth, dtype=self.dtype, loss_reduction=self.loss_reduction,
-                           teacher=self.teacher)
+                           teacher=self.teacher, b0_scale=self.b0_scale)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["schemes"], d["widths"], d["seeds"] = list(self.schemes), list(self.widths), list(self.seeds)
+        if d["b0_scale"] == 1.0:  # added later: left out at its default so older stores still resume
+            del d["b0_scale"]
         return d

@@ -46,6 +46,8 @@ BAD_INPUTS = {
     "unknown device": ["--device", "tpu"],
     "unknown option": ["--colour", "red"],
     "non-positive alpha": ["--alpha", "0"],
+    "non-positive b0 scale": ["--b0-scale", "0"],
+    "infinite b0 scale": ["--b0-scale", "inf"],
 }
 
 

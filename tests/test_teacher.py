@@ -1,5 +1,7 @@
-"""The linear models' teacher option: the control for the Init[2] overshoot."""
+"""The Init[2] controls: the linear models' teacher option (the overshoot) and b0_scale (the B0 path)."""
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -29,3 +31,20 @@ def test_teacher_is_refused_where_it_means_nothing():
         ModelConfig(width=64, teacher="other").check()
     with pytest.raises(SpecError, match="toy and linear"):
         CoordCheckSpec(model="mlp", teacher="b0-aligned")
+
+
+def test_b0_scale_multiplies_the_random_b0_only():
+    """b0_scale is an intervention on Init[2]'s B0 (and the paper init's B); it leaves A0, the base,
+    the data and Init[1]'s zero B0 alone, and a spec at the default hashes as before it existed."""
+    for init in ("1", "2", "paper"):
+        plain = build_model("mlp", ModelConfig(width=32, init=init, dtype="float64"), seed=3)
+        scaled = build_model("mlp", ModelConfig(width=32, init=init, dtype="float64", b0_scale=0.25), seed=3)
+        for (a, b), (a4, b4) in zip(plain.lora_init(), scaled.lora_init()):
+            assert torch.equal(a, a4) and torch.allclose(b4, 0.25 * b, rtol=0, atol=0)
+        assert torch.equal(plain.w_hidden[0], scaled.w_hidden[0]) and torch.equal(plain.probe[0], scaled.probe[0])
+    with pytest.raises(ValueError, match="b0 scale"):
+        ModelConfig(width=32, b0_scale=-1.0).check()
+    with pytest.raises(ValueError, match="b0 scale"):
+        ModelConfig(width=32, b0_scale=math.nan).check()
+    assert "b0_scale" not in CoordCheckSpec(model="mlp").to_dict()
+    assert CoordCheckSpec(model="mlp", b0_scale=0.5).to_dict()["b0_scale"] == 0.5

@@ -38,6 +38,9 @@ class ModelConfig:
       drawn independently of the LoRA init; "b0-aligned": U = B0 (Init[2]'s random B), so the
       target lies in the span A alone can reach, a control for the Init[2] overshoot
       (scaling.theory, "Overshoot").
+    b0_scale: multiplies the initial B (Init[2] and "paper"; Init[1]'s B0 = 0 stays 0). An
+      intervention knob: it scales the "B0 path" (scaling.theory.first_step_loss_drop) without
+      changing any predicted exponent.
     """
 
     width: int
@@ -53,6 +56,7 @@ class ModelConfig:
     input_dim: int | None = None
     dtype: str = "float32"
     teacher: str = "independent"
+    b0_scale: float = 1.0
 
     @property
     def lora_scale(self) -> float:
@@ -85,6 +89,8 @@ class ModelConfig:
             raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if not (math.isfinite(self.b0_scale) and self.b0_scale > 0):
+            raise ValueError(f"b0 scale must be a finite positive number, got {self.b0_scale}")
 
 
 class LoraModel:
@@ -143,9 +149,9 @@ class LoraModel:
         (fresh copies of one draw: the draw is deterministic and not free at large n)."""
         if "_lora_init" not in self.__dict__:
             gen = self.generator("lora")
-            self._lora_init = [tuple(self.to_device(t) for t in
-                                     init_lora_factors(self.cfg.init, n_out, n_in, self.rank, gen))
-                               for n_out, n_in in self.layer_shapes]
+            factors = [init_lora_factors(self.cfg.init, n_out, n_in, self.rank, gen)
+                       for n_out, n_in in self.layer_shapes]
+            self._lora_init = [(self.to_device(a), self.to_device(b * self.cfg.b0_scale)) for a, b in factors]
         return [(a.clone(), b.clone()) for a, b in self._lora_init]
 
     def lora(self, z: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:

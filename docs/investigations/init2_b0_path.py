@@ -13,7 +13,8 @@ and lora-inv, one step at a time, and records for every (scheme, width, seed, st
   dza_per_step     rms(dA(t) z) / (eta_A mean_s sum_j z_sj): the part of step t that reaches
                    Z_A, as a fraction of a perfectly aligned full step
 
-``--b0-scale`` multiplies B0 (an intervention: the B0 path shrinks with it). Writes a CSV and
+``--b0-scale`` multiplies B0 (an intervention: the B0 path shrinks with it; the same option
+exists for ``loraplus-scaling coord-check``). Writes a CSV and
 prints the seed means as Markdown tables. Results and their reading:
 docs/investigations/init2_b0_path.md.
 
@@ -54,10 +55,8 @@ def pre_activation_grads(model, x, y, As, Bs):
 def trace(width: int, seed: int, schemes: list[str], steps: int, b0_scale: float) -> list[dict]:
     """Rows of METRICS for one (width, seed), every scheme trained side by side."""
     spec = CoordCheckSpec(model="mlp", optimizer="adam", init="2", schemes=tuple(schemes),
-                          widths=(width,), steps=steps, seeds=(seed,))
+                          widths=(width,), steps=steps, seeds=(seed,), b0_scale=b0_scale)
     model = build_model("mlp", spec.model_config(width), seed)
-    if b0_scale != 1.0:  # the model caches its LoRA init; every population copies it
-        model._lora_init = [(a, b * b0_scale) for a, b in model.lora_init()]
     rates = [parse_scheme(s).rates(width, "adam") for s in schemes]
     eta_a = torch.tensor([r[0] for r in rates], dtype=model.dtype)
     pop = Population(model, eta_a, [r[1] for r in rates], "adam")
