@@ -93,7 +93,7 @@ def validate(args) -> int:
     from studies.store import git_revision, write_text
     from dataclasses import asdict
 
-    from studies.validate import FULL, QUICK, overshoot_table, progress_table, run_suite
+    from studies.validate import FULL, QUICK, b0_control_table, overshoot_table, progress_table, run_suite
 
     if not 0 < args.tolerance < 10:
         raise SpecError(f"--tolerance must be in (0, 10), got {args.tolerance}")
@@ -103,12 +103,13 @@ def validate(args) -> int:
                                        {"study": "validate", **asdict(settings), "device": str(device)})
     skipped = len(store.done)
     start = time.perf_counter()
-    results, control = run_suite(settings, device, store, executor, args.workers, args.scheduler,
-                                 progress=sys.stderr.isatty())
+    results, control, b0_control = run_suite(settings, device, store, executor, args.workers, args.scheduler,
+                                             progress=sys.stderr.isatty())
     exponents = pd.concat([compare(results, settings.verdict_steps(), tol=args.tolerance),
                            compare_first_step(results, tol=args.tolerance)], ignore_index=True)
     overshoot = overshoot_table(results, control, settings.verdict_steps())
     progress = progress_table(results, sorted({1, 2, settings.steps // 2, settings.steps}))
+    b0_table = b0_control_table(results, b0_control, settings.verdict_steps(), args.tolerance)
     figures = {}
     (out / "figures").mkdir(exist_ok=True)
     for (model, opt, init), r in results.groupby(["model", "optimizer", "init"], sort=False):
@@ -146,10 +147,11 @@ def validate(args) -> int:
     write_csv(results, out / "results.csv")
     write_csv(exponents, out / "exponents.csv")
     write_csv(control, out / "control_results.csv")
+    write_csv(b0_control, out / "b0_control_results.csv")
     write_json(metadata({"suite": meta["settings"], "tolerance": args.tolerance,
                          "widths": settings.widths, "seeds": settings.seeds, "steps": settings.steps},
                         str(device), wall, executor=executor, resumed_shards=skipped), out / "meta.json")
-    write_text(write_report(exponents, meta, figures, args.tolerance, overshoot, progress), out / "report.md")
+    write_text(write_report(exponents, meta, figures, args.tolerance, overshoot, progress, b0_table), out / "report.md")
     summary = verdict_summary(exponents)
     print(summary.to_string(index=False))
     counts = exponents.verdict.value_counts()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from scaling.theory import fmt
+from studies.validate import B0_CONTROL_SCALE
 
 EXPLANATIONS = [
     "Unstable schemes (lora-const, lora-sqrt), past the blow-up step: the output overshoots its "
@@ -64,10 +65,12 @@ def prediction_table(exponents: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], tolerance: float,
-                 overshoot: pd.DataFrame | None = None, progress: pd.DataFrame | None = None) -> str:
+                 overshoot: pd.DataFrame | None = None, progress: pd.DataFrame | None = None,
+                 b0_control: pd.DataFrame | None = None) -> str:
     """Markdown text of DIR/report.md; figures maps a caption to a relative file name;
     overshoot: studies.validate.overshoot_table (the Init[2] control), if it was run;
-    progress: studies.validate.progress_table (the mlp's training progress per width)."""
+    progress: studies.validate.progress_table (the mlp's training progress per width);
+    b0_control: studies.validate.b0_control_table (the B0-path control)."""
     counts = exponents.verdict.value_counts()
     lines = ["# loraplus-scaling validate", "",
              f"Settings: {meta['settings']}. Device {meta['device']}, wall time {meta['wall_time_s']:.0f} s, "
@@ -122,6 +125,22 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
                   "intervention, in docs/investigations/init2_b0_path.md).", "",
                   progress.round(3).to_markdown(index=False), ""]
         lines += [f"![{c}]({p})" for c, p in figures.items() if c.startswith("b0 path")]
+    if b0_control is not None:
+        lines += ["", f"### Control: B0 scaled by {B0_CONTROL_SCALE:g}", "",
+                  "The same mlp runs (Adam, Init[2], LoRA+ and lora-inv; same widths, seeds, base and data) "
+                  f"with B0 multiplied by {B0_CONTROL_SCALE:g}. No predicted exponent changes; the B0 path shrinks. If the "
+                  "B0 path is what lifts the late-step slopes, the slopes here should sit at their "
+                  "predictions (verdicts can still be INCONCLUSIVE where the local slopes scatter). Every "
+                  "row that is not a PASS in either:", ""]
+        if b0_control.empty:
+            lines.append("All PASS in both.")
+        else:
+            t = b0_control.assign(
+                suite=[f"{r.slope:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] {r.verdict}" for r in b0_control.itertuples()],
+                b0_scaled=[f"{r.slope_b0_scaled:+.2f} [{r.ci_low_b0_scaled:+.2f}, {r.ci_high_b0_scaled:+.2f}] "
+                            f"{r.verdict_b0_scaled}" for r in b0_control.itertuples()])
+            lines.append(t[["scheme", "metric", "layer", "step", "predicted", "suite", "b0_scaled"]]
+                         .rename(columns={"b0_scaled": f"B0 x {B0_CONTROL_SCALE:g}"}).to_markdown(index=False))
     lines += ["", "## Phase diagrams", ""]
     lines += [f"![{c}]({p})" for c, p in figures.items() if c.startswith("phase")]
     return "\n".join(lines) + "\n"

@@ -61,6 +61,32 @@ def control_spec(settings: SuiteSettings) -> CoordCheckSpec:
                           seeds=tuple(range(settings.seeds["linear"])), teacher="b0-aligned")
 
 
+B0_CONTROL_SCALE = 0.25
+
+
+def b0_control_spec(settings: SuiteSettings) -> CoordCheckSpec:
+    """The control for the B0 path (scaling.theory.first_step_loss_drop): the mlp under Adam and
+    Init[2], LoRA+ and lora-inv, with B0 scaled by B0_CONTROL_SCALE and everything else (widths,
+    seeds, base, data) as in the suite. The predicted exponents do not depend on B0's scale; the
+    B0 path shrinks with it."""
+    return CoordCheckSpec(model="mlp", optimizer="adam", init="2", schemes=("loraplus", "lora-inv"),
+                          widths=settings.widths["mlp"], steps=settings.steps,
+                          seeds=tuple(range(settings.seeds["mlp"])), b0_scale=B0_CONTROL_SCALE)
+
+
+def b0_control_table(suite: pd.DataFrame, control: pd.DataFrame, steps, tol: float) -> pd.DataFrame:
+    """The suite's verdicts for the control's configurations beside the control's: one row per
+    (scheme, metric, layer, step) that is not a PASS in at least one of the two."""
+    from scaling.verdicts import compare
+    twin = suite[(suite.model == "mlp") & (suite.optimizer == "adam") & (suite.init == "2")
+                 & suite.scheme.isin(control.scheme.unique())]
+    keys = ["scheme", "metric", "layer", "step"]
+    cols = keys + ["predicted", "slope", "ci_low", "ci_high", "verdict"]
+    both = compare(twin, steps, tol=tol)[cols].merge(compare(control, steps, tol=tol)[cols],
+                                                     on=keys + ["predicted"], suffixes=("", "_b0_scaled"))
+    return both[(both.verdict != "PASS") | (both.verdict_b0_scaled != "PASS")].reset_index(drop=True)
+
+
 def overshoot_table(suite: pd.DataFrame, control: pd.DataFrame, steps) -> pd.DataFrame:
     """Slopes of z_a and delta1 (linear, Adam, Init[2], LoRA+) under both teachers: one row
     per (teacher, metric, step) with slope and 95% interval."""
@@ -100,12 +126,16 @@ def progress_table(suite: pd.DataFrame, steps, model: str = "mlp",
 
 def run_suite(settings: SuiteSettings, device: torch.device, store: ShardStore, executor: str = "inline",
               workers: int = 2, scheduler: str | None = None,
-              progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every shard of the suite and of the overshoot control that the store does not hold yet.
-    Returns (suite results, control results); both in the runner's tidy format."""
+              progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Every shard of the suite and of its two controls (the Init[2] overshoot, the B0 path)
+    that the store does not hold yet. Returns (suite, overshoot control, B0 control) results,
+    each in the runner's tidy format."""
     suite = [sh for spec in suite_specs(settings)
              for sh in coord_check_shards(spec, device, f"{spec.model}_{spec.optimizer}_init{spec.init}_")]
     control = coord_check_shards(control_spec(settings), device, "control_")
-    run_shards(suite + control, store, executor, workers, scheduler, bar="validate" if progress else None)
+    b0_control = coord_check_shards(b0_control_spec(settings), device, "b0control_")
+    run_shards(suite + control + b0_control, store, executor, workers, scheduler,
+               bar="validate" if progress else None)
     return (store.load([sh.key for sh in suite]),
-            store.load([sh.key for sh in control]).assign(teacher="b0-aligned"))
+            store.load([sh.key for sh in control]).assign(teacher="b0-aligned"),
+            store.load([sh.key for sh in b0_control]).assign(b0_scale=B0_CONTROL_SCALE))

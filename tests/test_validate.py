@@ -28,8 +28,12 @@ def test_validate_writes_its_outputs_and_resumes_without_recomputing(tmp_path, m
         (m, i) for m, o, i in validate.CONFIGS if o == "adam"}
     assert "## The B0 path (mlp, Adam)" in report and "figures/loss_drop_mlp_init2.png" in report
     assert (out / "figures" / "loss_drop_mlp_init2.png").is_file()
+    assert "### Control: B0 scaled by 0.25" in report
+    b0 = pd.read_csv(out / "b0_control_results.csv", dtype={"init": str})
+    assert set(b0.scheme) == {"loraplus", "lora-inv"} and (b0.b0_scale == 0.25).all()
     assert (out / "figures" / "phase_adam_init1.png").is_file()
-    n_shards = sum(len(TINY.widths[m]) * TINY.seeds[m] for m, _, _ in validate.CONFIGS) + 3 * 2  # + the control
+    n_shards = (sum(len(TINY.widths[m]) * TINY.seeds[m] for m, _, _ in validate.CONFIGS)
+                + 3 * 2 + 3 * 2)  # + the overshoot and B0 controls
     assert len(json.loads((out / "manifest.json").read_text())["done"]) == n_shards
     first = (out / "exponents.csv").read_bytes()
     capsys.readouterr()
