@@ -282,6 +282,10 @@ def predict(model: str, optimizer: str, init: str, gA: float, gB: float, step: i
     if optimizer == "adam" and init == "2" and gB > 0 and history[-1]["delta1"] == 0 and history[-1]["delta2"] == 0:
         notes.append("Init[2] has a rescaling family of efficient points gA = -1 - gB, gB >= 0 (A -> A/c, B -> cB); "
                      "only gB = 0 keeps B's entries Theta(1)")
+    if optimizer == "adam" and init == "2" and model == "mlp" and gA + 0.5 < 0:
+        notes.append(f"finite width: the B0 path moves the output by Theta(n^{fmt(gA + 0.5)}) per step, zero in this "
+                     "limit but not small at n ~ 10^2 .. 10^4, where it lifts late-step slopes "
+                     "(first_step_loss_drop; docs/investigations/init2_b0_path.md)")
     blowup = blowup_step(history)
     claim = "exact"
     if optimizer == "adam" and init == "2" and model in OVERSHOOT_MODELS and 1 + gA > -0.5 and step > 1:
