@@ -109,7 +109,7 @@ def validate(args) -> int:
                            compare_first_step(results, tol=args.tolerance)], ignore_index=True)
     overshoot = overshoot_table(results, control, settings.verdict_steps())
     progress = progress_table(results, sorted({1, 2, settings.steps // 2, settings.steps}))
-    b0_table = b0_control_table(results, b0_control, settings.verdict_steps(), args.tolerance)
+    b0_table = b0_control_table(exponents, b0_control, settings.verdict_steps(), args.tolerance)
     figures = {}
     (out / "figures").mkdir(exist_ok=True)
     for (model, opt, init), r in results.groupby(["model", "optimizer", "init"], sort=False):

@@ -74,16 +74,17 @@ def b0_control_spec(settings: SuiteSettings) -> CoordCheckSpec:
                           seeds=tuple(range(settings.seeds["mlp"])), b0_scale=B0_CONTROL_SCALE)
 
 
-def b0_control_table(suite: pd.DataFrame, control: pd.DataFrame, steps, tol: float) -> pd.DataFrame:
-    """The suite's verdicts for the control's configurations beside the control's: one row per
-    (scheme, metric, layer, step) that is not a PASS in at least one of the two."""
+def b0_control_table(exponents: pd.DataFrame, control: pd.DataFrame, steps, tol: float) -> pd.DataFrame:
+    """The suite's verdicts (its exponents table, already judged) for the control's
+    configurations beside the control's own: one row per (scheme, metric, layer, step) that is
+    not a PASS in at least one of the two."""
     from scaling.verdicts import compare
-    twin = suite[(suite.model == "mlp") & (suite.optimizer == "adam") & (suite.init == "2")
-                 & suite.scheme.isin(control.scheme.unique())]
+    twin = exponents[(exponents.model == "mlp") & (exponents.optimizer == "adam") & (exponents.init == "2")
+                     & exponents.scheme.isin(control.scheme.unique())]
     keys = ["scheme", "metric", "layer", "step"]
     cols = keys + ["predicted", "slope", "ci_low", "ci_high", "verdict"]
-    both = compare(twin, steps, tol=tol)[cols].merge(compare(control, steps, tol=tol)[cols],
-                                                     on=keys + ["predicted"], suffixes=("", "_b0_scaled"))
+    both = twin[cols].merge(compare(control, steps, tol=tol)[cols], on=keys + ["predicted"],
+                            suffixes=("", "_b0_scaled"))
     return both[(both.verdict != "PASS") | (both.verdict_b0_scaled != "PASS")].reset_index(drop=True)
 
 
