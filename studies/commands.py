@@ -112,22 +112,21 @@ def validate(args) -> int:
     b0_table = b0_control_table(exponents, b0_control, settings.verdict_steps(), args.tolerance)
     figures = {}
     (out / "figures").mkdir(exist_ok=True)
+
+    def save(fig, name: str, caption: str) -> None:
+        fig.savefig(out / "figures" / name, dpi=110)
+        plt.close(fig)
+        figures[caption] = f"figures/{name}"
+
     for (model, opt, init), r in results.groupby(["model", "optimizer", "init"], sort=False):
         e = exponents[(exponents.model == model) & (exponents.optimizer == opt) & (exponents.init == init)]
         for layer in list(dict.fromkeys(r.layer[r.layer != "all"]))[:1]:
-            fig = plot_coord_check(r, settings.steps, e, layer=layer,
-                                   title=f"{model}, {opt}, init {init}, layer {layer}")
-            name = f"figures/coord_{model}_{opt}_init{init}.png"
-            fig.savefig(out / name, dpi=110)
-            plt.close(fig)
-            figures[f"{model}/{opt}/{init}: coordinate check at step {settings.steps}"] = name
+            save(plot_coord_check(r, settings.steps, e, layer=layer, title=f"{model}, {opt}, init {init}, layer {layer}"),
+                 f"coord_{model}_{opt}_init{init}.png", f"{model}/{opt}/{init}: coordinate check at step {settings.steps}")
         if model == "mlp" and opt == "adam":  # the B0 path: first-step loss decrease against width
-            fig = plot_coord_check(r, 1, e, layer="hidden2", metrics=("loss_drop",),
-                                   title=f"init {init}: first-step loss decrease")
-            name = f"figures/loss_drop_{model}_init{init}.png"
-            fig.savefig(out / name, dpi=110)
-            plt.close(fig)
-            figures[f"b0 path: {model}, init {init}"] = name
+            save(plot_coord_check(r, 1, e, layer="hidden2", metrics=("loss_drop",),
+                                  title=f"init {init}: first-step loss decrease"),
+                 f"loss_drop_{model}_init{init}.png", f"b0 path: {model}, init {init}")
     for opt, init in dict.fromkeys(zip(exponents.optimizer, exponents.init)):
         e = exponents[(exponents.optimizer == opt) & (exponents.init == init)]
         worst = (e.assign(rank=e.verdict.map({"PASS": 0, "INCONCLUSIVE": 1, "FAIL": 2}))
@@ -136,11 +135,7 @@ def validate(args) -> int:
         measured = pd.DataFrame([{"gA": schemes[s].gA, "gB": schemes[s].gB,
                                   "verdict": ["PASS", "INCONCLUSIVE", "FAIL"][k]} for s, k in worst.items()])
         model = "toy" if opt == "sgd" else "linear"
-        fig = plot_phase_diagram(opt, init, model, measured)
-        name = f"figures/phase_{opt}_init{init}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        figures[f"phase: {opt}, init {init}"] = name
+        save(plot_phase_diagram(opt, init, model, measured), f"phase_{opt}_init{init}.png", f"phase: {opt}, init {init}")
     wall = time.perf_counter() - start
     meta = {"settings": "quick" if args.quick else "full", "device": str(device), "wall_time_s": wall,
             "git_revision": git_revision(), "executor": executor, "resumed_shards": skipped}
