@@ -67,8 +67,8 @@ def measurement_overhead(name: str, width: int, steps: int = 10) -> dict:
 
 
 def _widest_shard(queue) -> None:
-    from studies.runner import run_coord_check_shard
-    from studies.spec import CoordCheckSpec
+    from studies.run.runner import run_coord_check_shard
+    from studies.run.spec import CoordCheckSpec
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     spec = CoordCheckSpec(model="linear", widths=(8192,), steps=6, seeds=(0,))
     start = time.perf_counter()

@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 
 from scaling.rules import parse_scheme
-from studies.shards import Shard, ShardStore, run_shards
-from studies.spec import SpecError, _positive_ints
+from studies.run.shards import Shard, ShardStore, run_shards
+from studies.run.spec import SpecError, _positive_ints
 
 N0 = 64
 
@@ -174,8 +174,8 @@ def render(out, results: pd.DataFrame, meta: dict) -> dict[str, str]:
 
     from figures.coord_check import plot_coord_check
     from scaling.verdicts import compare
-    from studies.report import verdict_summary
-    from studies.store import write_csv, write_text
+    from studies.reports.validate import verdict_summary
+    from studies.run.store import write_csv, write_text
 
     steps = int(results.step.max())
     exponents = compare(results, sorted({1, 2, steps}), predictor=bert_predictor,

@@ -7,9 +7,9 @@ import time
 import pandas as pd
 
 from scaling.rules import split_schemes
-from studies.runner import resolve_device
-from studies.spec import CoordCheckSpec, SpecError
-from studies.store import metadata, prepare_out_dir, write_csv, write_json, write_text
+from studies.run.runner import resolve_device
+from studies.run.spec import CoordCheckSpec, SpecError
+from studies.run.store import metadata, prepare_out_dir, write_csv, write_json, write_text
 
 SUMMARY_METRICS = ("delta1", "delta2", "delta3", "z_a", "dz_b")
 
@@ -18,7 +18,7 @@ def _open_study(args, device, out_path, spec: dict):
     """A sharded study's start: its executor (--executor auto resolved), its --out directory
     (created) and the shard store there (refusing another spec's shards unless --force).
     Returns (executor, out, store)."""
-    from studies.shards import ShardStore, resolve_executor
+    from studies.run.shards import ShardStore, resolve_executor
     if args.workers < 1:
         raise SpecError(f"--workers must be at least 1, got {args.workers}")
     executor = resolve_executor(args.executor, device)
@@ -50,8 +50,8 @@ def slope_summary(results: pd.DataFrame, step: int) -> pd.DataFrame:
 
 
 def coord_check(args) -> int:
-    from studies.runner import coord_check_shards
-    from studies.shards import run_shards
+    from studies.run.runner import coord_check_shards
+    from studies.run.shards import run_shards
 
     spec = _spec_from_args(args)
     device = resolve_device(args.device)
@@ -89,8 +89,8 @@ def validate(args) -> int:
     from figures.phase import plot_phase_diagram
     from scaling.rules import parse_scheme
     from scaling.verdicts import compare, compare_first_step
-    from studies.report import verdict_summary, write_report
-    from studies.store import git_revision, write_text
+    from studies.reports.validate import verdict_summary, write_report
+    from studies.run.store import git_revision, write_text
     from dataclasses import asdict
 
     from studies.validate import FULL, QUICK, b0_control_table, overshoot_table, progress_table, run_suite
@@ -196,7 +196,7 @@ def theory(args) -> int:
 def lr_grid(args) -> int:
     """Train the grid at every width, then write grid/curves/optima tables, figures, report."""
     from studies.lr_grid import LrGridSpec, curve_frame, run_lr_grid
-    from studies.lr_grid_report import write_outputs
+    from studies.reports.lr_grid import write_outputs
 
     if args.seeds <= 0:
         raise SpecError(f"--seeds must be a positive integer, got {args.seeds}")
@@ -229,7 +229,7 @@ def figures(args) -> int:
     """Redraw stored runs' figures and reports from their tables; collect them in the gallery."""
     from pathlib import Path
 
-    from studies.gallery import build_gallery
+    from studies.reports.gallery import build_gallery
 
     source = Path(args.source)
     if not source.exists():
@@ -280,7 +280,7 @@ def bert_width(args) -> int:
 def finetune(args) -> int:
     """LoRA vs LoRA+ fine-tunes over (ratio, lr, seed); tables, figures and report."""
     from studies.finetune import FinetuneSpec, run_finetune
-    from studies.finetune_report import write_outputs
+    from studies.reports.finetune import write_outputs
 
     if args.task != "sst2":
         raise SpecError(f"unknown task {args.task!r}; this version runs sst2")

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from studies.runner import coord_check_shards
-from studies.shards import ShardStore, run_shards
-from studies.spec import CoordCheckSpec
-from studies.store import write_csv, write_json, write_text
+from studies.run.runner import coord_check_shards
+from studies.run.shards import ShardStore, run_shards
+from studies.run.spec import CoordCheckSpec
+from studies.run.store import write_csv, write_json, write_text
 
 STUDIES = ("init", "rank", "contribution")
 

@@ -1,6 +1,6 @@
 """LoRA vs LoRA+ on a pretrained transformer and real data (SST-2), compared fairly.
 
-Every (ratio, lr, seed) is one fine-tune and one shard (studies.shards: an interrupted study
+Every (ratio, lr, seed) is one fine-tune and one shard (studies.run.shards: an interrupted study
 resumes; on 2 CPU cores two one-thread runs side by side go as fast as one two-thread run, no
 faster): PEFT LoRA on the chosen modules of a sequence classifier, ``scaling.loraplus`` AdamW
 (betas 0.9, 0.99; eps 1e-8; the paper's settings) with a linear decay to 0 and no warm-up, and
@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from studies.shards import Shard, ShardStore, run_shards
-from studies.spec import SpecError
+from studies.run.shards import Shard, ShardStore, run_shards
+from studies.run.spec import SpecError
 from studies.sst2 import load_sst2
 
 EVAL_COLUMNS = ["ratio", "lr", "seed", "step", "dev_acc", "dev_loss", "train_loss"]

@@ -2,7 +2,7 @@
 
 One shard per (width, seed): every pair of the grid is a run, trained together as one
 population (blocks of runs when the (runs x samples x n) activations would not fit the memory
-budget). Shards are stored as they finish, so an interrupted grid resumes (studies.shards). The tidy
+budget). Shards are stored as they finish, so an interrupted grid resumes (studies.run.shards). The tidy
 table has one row per (width, eta_a, eta_b, seed, step, split); the optima and lambda*(n)
 come from ``scaling.optimum``.
 """
@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from studies.shards import Shard, ShardStore, run_shards
-from studies.spec import SpecError, _positive_ints, check_choices
+from studies.run.shards import Shard, ShardStore, run_shards
+from studies.run.spec import SpecError, _positive_ints, check_choices
 from toy_models.models import MODELS, ModelConfig, build_model
 from toy_models.population import Population
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from studies.spec import SpecError
+from studies.run.spec import SpecError
 
 TEXT_NAMES = ("sentence", "content", "text")
 SPLIT_FILES = {"train": "train.tsv", "dev": "dev.tsv", "validation": "dev.tsv"}

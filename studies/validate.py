@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from studies.runner import coord_check_shards
-from studies.shards import ShardStore, run_shards
-from studies.spec import CoordCheckSpec
+from studies.run.runner import coord_check_shards
+from studies.run.shards import ShardStore, run_shards
+from studies.run.spec import CoordCheckSpec
 
 SCHEMES = ("loraplus", "lora-const", "lora-sqrt", "lora-inv")
 CONFIGS = [("toy", "adam", "1"), ("toy", "adam", "2"), ("linear", "adam", "1"), ("linear", "adam", "2"),

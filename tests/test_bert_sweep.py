@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from studies.bert_sweep import BertSweepSpec, bert_predictor, render, run_bert_sweep
-from studies.shards import ShardStore
-from studies.spec import SpecError
+from studies.run.shards import ShardStore
+from studies.run.spec import SpecError
 
 
 def test_tiny_sweep_measures_every_lora_layer_and_judges_it(tmp_path):

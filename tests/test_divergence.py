@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from studies.runner import RESULT_COLUMNS, run_coord_check_shard, trajectory_frame
-from studies.spec import CoordCheckSpec
+from studies.run.runner import RESULT_COLUMNS, run_coord_check_shard, trajectory_frame
+from studies.run.spec import CoordCheckSpec
 from tests.oracle import train_oracle
 from toy_models import ModelConfig, Population, build_model
 

@@ -10,7 +10,7 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 
 from studies.cli import main
 from studies.finetune import FinetuneSpec, best_lrs, steps_to_target
-from studies.spec import SpecError
+from studies.run.spec import SpecError
 from studies.sst2 import from_records, load_sst2, read_tsv
 
 ROWS = [("a great movie", 1), ("awful and dull", 0), ("loved it", 1), ("boring plot", 0), ("fun", 1), ("bad", 0)]

@@ -8,8 +8,8 @@ import torch
 
 from studies.cli import main
 from studies.lr_grid import LrGridSpec, best_pairs, curve_frame, log_grid, run_lr_grid, train_grid
-from studies.shards import ShardStore
-from studies.spec import SpecError
+from studies.run.shards import ShardStore
+from studies.run.spec import SpecError
 from toy_models.models import ModelConfig, build_model
 from toy_models.population import Population
 

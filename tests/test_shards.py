@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from studies import runner
+from studies.run import runner
 from studies.cli import main
 
 ARGS = ["coord-check", "--model", "linear", "--widths", "32,64", "--steps", "2", "--seeds", "2",

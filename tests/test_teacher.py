@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from studies.spec import CoordCheckSpec, SpecError
+from studies.run.spec import CoordCheckSpec, SpecError
 from toy_models.models import ModelConfig, build_model
 
 

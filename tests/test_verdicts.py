@@ -10,8 +10,8 @@ import torch
 from scaling.gamma import PowerLawFit
 from scaling.theory import NEG_INF, predict
 from scaling.verdicts import compare, crossover, verdict
-from studies.runner import run_coord_check
-from studies.spec import CoordCheckSpec
+from studies.run.runner import run_coord_check
+from studies.run.spec import CoordCheckSpec
 
 
 def fit(slope, lo, hi, settled=True):

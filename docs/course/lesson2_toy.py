@@ -25,8 +25,8 @@ from _common import QUICK, save
 from figures.coord_check import plot_coord_check
 from scaling.theory import predict
 from scaling.verdicts import compare
-from studies.runner import run_coord_check
-from studies.spec import CoordCheckSpec
+from studies.run.runner import run_coord_check
+from studies.run.spec import CoordCheckSpec
 
 torch.set_num_threads(1)
 print(predict("toy", "sgd", "2", gA=-1, gB=0, step=2).to_text(explain=True))

@@ -25,8 +25,8 @@ from _common import QUICK, save
 from figures.coord_check import plot_coord_check
 from figures.phase import plot_phase_diagram
 from scaling.verdicts import compare
-from studies.runner import run_coord_check
-from studies.spec import CoordCheckSpec
+from studies.run.runner import run_coord_check
+from studies.run.spec import CoordCheckSpec
 
 torch.set_num_threads(1)
 widths = (128, 256, 512, 1024) if QUICK else (128, 256, 512, 1024, 2048, 4096)

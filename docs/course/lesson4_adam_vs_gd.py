@@ -22,8 +22,8 @@ import torch
 
 from _common import QUICK, save
 from scaling.gamma import fit_power_law
-from studies.runner import run_coord_check
-from studies.spec import CoordCheckSpec
+from studies.run.runner import run_coord_check
+from studies.run.spec import CoordCheckSpec
 
 torch.set_num_threads(1)
 widths = (128, 256, 512, 1024) if QUICK else (128, 256, 512, 1024, 2048, 4096)

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from _common import QUICK, save
-from studies.runner import run_coord_check
-from studies.spec import CoordCheckSpec
+from studies.run.runner import run_coord_check
+from studies.run.spec import CoordCheckSpec
 
 torch.set_num_threads(1)
 steps = 20 if QUICK else 60

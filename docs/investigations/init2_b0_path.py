@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from scaling.rules import parse_scheme
-from studies.spec import CoordCheckSpec
+from studies.run.spec import CoordCheckSpec
 from toy_models.models import build_model
 from toy_models.population import Population
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from scaling.optimum import equal_rate_gap, optimum_table
 from studies.lr_grid import loss_cube
-from studies.store import write_csv, write_json, write_text
+from studies.run.store import write_csv, write_json, write_text
 
 
 def analyse(grid: pd.DataFrame, widths, seeds, eta_a, eta_b, steps, splits):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from studies.finetune import best_lrs, steps_to_target
-from studies.store import write_csv, write_json, write_text
+from studies.run.store import write_csv, write_json, write_text
 
 TARGET_FRACTION = 0.98
 

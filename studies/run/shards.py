@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from studies.spec import SpecError
-from studies.store import read_table, write_atomic, write_csv, write_text
+from studies.run.spec import SpecError
+from studies.run.store import read_table, write_atomic, write_csv, write_text
 
 EXECUTORS = ("auto", "inline", "local", "dask")
 SHARD_THREADS = 1  # torch threads per shard: fixed, so that every executor computes the same bits

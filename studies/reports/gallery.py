@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from studies.spec import SpecError
-from studies.store import read_table
+from studies.run.spec import SpecError
+from studies.run.store import read_table
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -33,13 +33,13 @@ def render_run(run: Path) -> dict[str, str]:
         raise SpecError(f"{run}: unreadable meta.json ({err})") from None
     study = meta.get("study", "lr-grid" if (run / "grid.csv").is_file() else None)
     if study == "lr-grid":
-        from studies.lr_grid_report import render
+        from studies.reports.lr_grid import render
         for name in ("grid.csv", "curves.csv"):
             if not (run / name).is_file():
                 raise SpecError(f"{run}: not an lr-grid run (missing {name})")
         return render(run, _read(run / "grid.csv"), _read(run / "curves.csv"), meta)
     if study == "finetune":
-        from studies.finetune_report import render as render_finetune
+        from studies.reports.finetune import render as render_finetune
         for name in ("evals.csv", "monitor.csv"):
             if not (run / name).is_file():
                 raise SpecError(f"{run}: not a finetune run (missing {name})")

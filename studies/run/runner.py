@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from studies.spec import CoordCheckSpec
+from studies.run.spec import CoordCheckSpec
 from toy_models.models import build_model
 from toy_models.population import Population, Trajectory
 
@@ -69,7 +69,7 @@ def run_coord_check_shard(spec: CoordCheckSpec, width: int, seed: int, device: t
 def coord_check_shards(spec: CoordCheckSpec, device: torch.device, prefix: str = "") -> list:
     """The shards of a coordinate check, one per (width, seed), narrowest first; keys
     ``<prefix>w<width>_s<seed>``."""
-    from studies.shards import Shard
+    from studies.run.shards import Shard
     return [Shard(f"{prefix}w{w}_s{s}", run_coord_check_shard, (spec, w, s, device))
             for w in sorted(spec.widths) for s in spec.seeds]
 
