@@ -15,6 +15,7 @@ biases, norms of the base model         lr x ratio (every 1-D parameter)      lr
 ``weight_decay=``                       ignored (only loraplus_weight_decay)  honoured (either name)
 empty groups                            always 4 groups                       never (unless ``group_layout="peft"``)
 group names                             none                                  every group has ``name``
+group order                             A, embedding, B, B without decay      the same, then ours (below)
 ======================================  ====================================  ==============================
 
 Group order. PEFT's groups come in a fixed order: A (lr), embedding (loraplus_lr_embedding),
@@ -49,10 +50,14 @@ Switching in the middle of a run. ``optimizer.load_state_dict`` accepts a state 
 from PEFT's ``create_loraplus_optimizer`` for the same model, from our other layout, or from
 an older version of this module (groups in another order): the saved groups are matched to
 parameters (PEFT's by PEFT's own grouping of the model, ours by group name) and each
-parameter's state (Adam moments, step) moves to it. The group settings (rates, weight decay,
-betas) stay those this optimiser was built with; attach or rebuild the LR scheduler after
-loading. The reverse, our state into PEFT's optimiser: ``peft_opt.load_state_dict(
-state_dict_for(peft_opt, ours))``.
+parameter's state (Adam moments, step) moves to it. A group with the name and exactly the
+parameters of a saved group takes its settings, as torch's own load does (a scheduler's
+current rates carry over); every other group, and every group when the state is PEFT's,
+keeps the settings this optimiser was built with, so PEFT's boosted rate for a head's bias
+never comes back with its state. A scheduler's state is per group: build a new scheduler for
+the new optimiser (``last_epoch`` to continue the schedule) rather than loading PEFT's. The
+reverse, our checkpoint into PEFT's optimiser: load it into ours over the same model, then
+``peft_opt.load_state_dict(state_dict_for(peft_opt, ours))``.
 
 Roles. Every trainable parameter gets one role: ``lora_A``, ``lora_B``, ``lora_embedding``
 or ``other``; LoRA factors are found by the name PEFT (and ``scaling.lora_layers``) give their
@@ -282,6 +287,9 @@ class _ForeignStateAdapter:
             if params is not None:
                 return remap_state_dict(state_dict, params, optimizer.param_groups)
         sizes = [len(g["params"]) for g in saved]
+        if not any("name" in g for g in saved) and _peft_factory() is None:
+            raise ValueError(f"optimizer state dict: its {len(saved)} groups have no names, as PEFT's optimizer "
+                             "writes them; reading them needs PEFT's grouping, so install peft")
         raise ValueError(f"optimizer state dict: its {len(saved)} groups (sizes {sizes}) match neither this "
                          f"optimizer's groups (sizes {[len(p) for _, p in ours]}) nor PEFT's "
                          "create_loraplus_optimizer for this model; was it saved for another model?")
@@ -317,9 +325,8 @@ def peft_param_groups(model: nn.Module) -> list[list[nn.Parameter]] | None:
     """The parameters of the four groups PEFT's ``create_loraplus_optimizer`` builds for
     ``model`` (A, embedding, B, B without decay), read from PEFT itself so that the grouping
     is the installed PEFT's; None if PEFT is not installed or refuses the model."""
-    try:
-        from peft.optimizers import create_loraplus_optimizer as peft_create
-    except ImportError:
+    peft_create = _peft_factory()
+    if peft_create is None:
         return None
 
     class GroupRecorder:  # stands in for the optimiser class: keeps the groups PEFT built
@@ -333,20 +340,36 @@ def peft_param_groups(model: nn.Module) -> list[list[nn.Parameter]] | None:
     return [list(g["params"]) for g in recorded.param_groups]
 
 
+def _peft_factory() -> Callable | None:
+    try:
+        from peft.optimizers import create_loraplus_optimizer
+    except ImportError:
+        return None
+    return create_loraplus_optimizer
+
+
 def remap_state_dict(state_dict: dict, saved_params: list[list], groups: list[dict]) -> dict:
     """``state_dict`` (an optimiser's, whose i-th group held the parameters ``saved_params[i]``)
-    rewritten for an optimiser with parameter groups ``groups`` over the same parameters: each
-    parameter's state moves to it; the group settings are those of ``groups``."""
+    rewritten for an optimiser with parameter groups ``groups`` over the same parameters. Each
+    parameter's state moves to it. A group with the name and exactly the parameters of a saved
+    group takes that group's settings, as torch's own load does (a scheduler's current rates
+    carry over); every other group keeps its own, so state from another rule (PEFT's) never
+    brings that rule's rates with it."""
     position = {id(p): i for i, p in enumerate(p for g in groups for p in g["params"])}
-    state = {}
+    state, saved_settings = {}, {}
     for saved_group, params in zip(state_dict["param_groups"], saved_params, strict=True):
         for index, param in zip(saved_group["params"], params, strict=True):
             if id(param) not in position:
                 raise ValueError("optimizer state dict: it holds a parameter this optimizer does not train")
             if index in state_dict["state"]:
                 state[position[id(param)]] = state_dict["state"][index]
-    new_groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [position[id(p)] for p in g["params"]]}
-                  for g in groups]
+        if params:
+            saved_settings[saved_group.get("name"), frozenset(map(id, params))] = saved_group
+    new_groups = []
+    for g in groups:
+        settings = {**g, **saved_settings.get((g.get("name"), frozenset(map(id, g["params"]))), {})}
+        settings.pop("param_names", None)
+        new_groups.append({**settings, "params": [position[id(p)] for p in g["params"]]})
     return {"state": state, "param_groups": new_groups}
 
 

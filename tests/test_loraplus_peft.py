@@ -292,10 +292,13 @@ def test_a_checkpoint_with_our_groups_in_another_order_loads_by_group_name():
     train(model, before, 2, seed=0)
     saved = saved_and_loaded(before)
     saved["param_groups"] = saved["param_groups"][::-1]  # as written by a version that ordered by model order
+    for g in saved["param_groups"]:
+        g["lr"] *= 0.5  # as a scheduler halfway through would have left them
     after = create_loraplus_optimizer(model, lr=LR, weight_decay=WD)
     after.load_state_dict(saved)
     assert_same_state(model, before, model, after)
     assert group_names(after) == group_names(before)
+    assert [g["lr"] for g in after.param_groups] == [0.5 * g["lr"] for g in before.param_groups]
 
 
 def test_a_state_dict_for_another_model_is_refused_clearly():
@@ -314,5 +317,5 @@ def test_without_peft_installed_a_peft_state_dict_is_refused_clearly(monkeypatch
     saved = peft_create_loraplus_optimizer(model, torch.optim.AdamW, lr=LR, loraplus_lr_ratio=RATIO).state_dict()
     monkeypatch.setitem(sys.modules, "peft.optimizers", None)  # import fails as if PEFT were absent
     ours = create_loraplus_optimizer(model, lr=LR)
-    with pytest.raises(ValueError, match="groups"):
+    with pytest.raises(ValueError, match="install peft"):
         ours.load_state_dict(saved)
