@@ -35,7 +35,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", default=None, help="1 (B=0) | 2 (A=0) | zero | paper; default: the model's")
     p.add_argument("--rank", type=int, default=None, help="LoRA rank r (default 1 for toy, else 4)")
     p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: alpha = r)")
-    p.add_argument("--alpha-scaling", default="r", help="r (alpha/r) | sqrt-r (rsLoRA, alpha/sqrt(r))")
+    p.add_argument("--alpha-scaling", default="r", help="r (alpha/r) | sqrt-r (rsLoRA, alpha/sqrt(r)) | none (alpha, rank-free)")
     p.add_argument("--batch-size", type=int, default=None, help="samples per step (default: the model's)")
     p.add_argument("--data", default="fixed", help="fixed (one batch) | fresh (new batch each step)")
     p.add_argument("--depth", type=int, default=2, help="hidden LoRA layers of the mlp model")
