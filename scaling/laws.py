@@ -56,7 +56,7 @@ import pandas as pd
 
 from scaling.exponents import (N, ONE, R, SQRT_R, Exponent, Poly, as_fraction, fmt_fraction,
                                regime_condition)
-from scaling.theory import LATE_STEP, NEG_INF, Step, fmt
+from scaling.theory import LATE_STEP, NEG_INF, Step
 
 SLICES = ("b-edge", "a-edge", "one-rate", "ratio")
 OPTIMUM_SLICES = SLICES + ("plane",)
@@ -87,6 +87,16 @@ ASSUMPTIONS = {
             "paper-mlp: ReLU features have a mean, so cross-sample products are Theta(n) too)",
             "the edge is where gradient descent diverges as steps accumulate"],
 }
+
+
+def fmt(x: float) -> str:
+    """An exponent as a short signed fraction: +1, -1/2, 0; 'zero' for an exact zero (-inf)."""
+    if x == NEG_INF:
+        return "zero"
+    if math.isnan(x):
+        return ""
+    q = as_fraction(x)
+    return ("+" if q > 0 else "") + fmt_fraction(q)
 
 
 @dataclass
@@ -139,6 +149,8 @@ class LawPrediction:
         held = ""
         if self.held is not None and self.slice in HELD_NAME:
             held = f", {HELD_NAME[self.slice]} ~ {Exponent(*self.held)} held"
+        if self.law == "corner":
+            held = " (b-edge over a-edge)"
         return (f"{self.law} on {self.slice}{held} | {self.optimizer} / Init[{self.init}] / {self.model} / "
                 f"{SCALE_TEXT.get(self.alpha_scaling, self.alpha_scaling)}")
 
@@ -147,8 +159,8 @@ class LawPrediction:
         if self.exponent is None:
             value = "not predicted"
             if self.lower is not None or self.upper is not None:
-                lo = "-inf" if self.lower is None else f"{self.lower:g}"
-                hi = "+inf" if self.upper is None else f"{self.upper:g}"
+                lo = "-inf" if self.lower is None else fmt(self.lower)
+                hi = "+inf" if self.upper is None else fmt(self.upper)
                 value += f" (exponent in [{lo}, {hi}])"
         else:
             value = f"{self.variable}^{fmt(self.exponent)}"
@@ -164,7 +176,7 @@ class LawPrediction:
         if explain:
             lines.append("derivation (exponent at the edge of each quantity, in "
                          f"{self.variable}; 'zero' = exactly zero):")
-            lines += [f"  {s.quantity:<22} = {s.expression:<42} {fmt(s.exponent) if not math.isnan(s.exponent) else '':<6} {s.reason}"
+            lines += [f"  {s.quantity:<22} = {s.expression:<42} {fmt(s.exponent):<6} {s.reason}"
                       for s in self.derivation]
             if self.assumptions:
                 lines.append("assumptions:")
@@ -179,7 +191,7 @@ class LawPrediction:
             lines.append(f"Why: {self.reason}")
         lines += ["", "| quantity | expression | exponent | reason |", "| --- | --- | --- | --- |"]
         lines += [f"| {s.quantity} | `{s.expression}` | "
-                  f"{fmt(s.exponent) if not math.isnan(s.exponent) else ''} | {s.reason} |" for s in self.derivation]
+                  f"{fmt(s.exponent)} | {s.reason} |" for s in self.derivation]
         lines += [f"- note: {n}" for n in self.notes]
         if self.assumptions:
             lines += ["", "Assumptions:"] + [f"- {a}" for a in self.assumptions]
@@ -418,7 +430,8 @@ def _derivation(run: _Run, edge: _Edge, variable: str, var: str, setting_steps: 
 
 
 def _binding_text(terms: list[Term]) -> str:
-    return "; ".join(f"{t.name} = {t.expression} (from step {t.step})" for t in terms)
+    """e.g. 'delta2 (step 1), delta1 (step 2)': each binding term and the step it first binds at."""
+    return ", ".join(f"{t.name} (step {t.step})" for t in terms)
 
 
 def _regime_notes(edge: _Edge, variable: str) -> list[str]:
@@ -551,8 +564,7 @@ def predict_corner(model: str, optimizer: str, init: str, held_a_edge=(0, 0), he
         law_nr = f"B edge {b.law_nr.split('~')[1].strip()}, A edge {a.law_nr.split('~')[1].strip()}"
     return LawPrediction("corner", "corner", model, optimizer, init, alpha_scaling, variable, exponent,
                          "exact" if exact else "none", f"B edge: {b.binding or '-'} | A edge: {a.binding or '-'}",
-                         derivation, sorted(set(a.notes + b.notes)), held=(tuple(map(float, held_a_edge)) if exact else None),
-                         steps=steps, b0_variance=b0_variance, reason=reason, law_nr=law_nr,
+                         derivation, sorted(set(a.notes + b.notes)), held=None, steps=steps, b0_variance=b0_variance, reason=reason, law_nr=law_nr,
                          assumptions=a.assumptions)
 
 
@@ -670,16 +682,35 @@ def all_predictions(models=("toy", "linear", "mlp", "paper-mlp"), optimizers=("a
     return out
 
 
+def law_frame(predictions: list[LawPrediction], short: bool = False) -> pd.DataFrame:
+    """Predictions as rows (TABLE_COLUMNS); ``short``: a readable subset for printing, the law
+    written out (e.g. n^-1/2, or the bounds when it is not predicted)."""
+    rows = [{"law": p.law, "slice": p.slice, "model": p.model, "optimizer": p.optimizer, "init": p.init,
+             "alpha_scaling": p.alpha_scaling, "variable": p.variable, "predicted": p.exponent, "claim": p.claim,
+             "binding": p.binding, "reason": p.reason, "held": p.held, "lower": p.lower, "upper": p.upper,
+             "law_nr": p.law_nr} for p in predictions]
+    df = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    if not short:
+        return df
+    def law(p: LawPrediction) -> str:
+        if p.exponent is not None:
+            return f"{p.variable}^{fmt(p.exponent)}" + (" (max)" if p.claim == "upper bound" else "")
+        if p.lower is not None or p.upper is not None:
+            return f"in [{'-inf' if p.lower is None else fmt(p.lower)}, {'+inf' if p.upper is None else fmt(p.upper)}]"
+        return "-"
+    held = [("" if p.held is None or p.slice not in HELD_NAME else f"{HELD_NAME[p.slice]}~{Exponent(*p.held)}")
+            for p in predictions]
+    return pd.DataFrame({"law": df.law, "slice": df.slice, "held": held, "model": df.model, "optimizer": df.optimizer,
+                         "init": df.init, "scale": [SCALE_TEXT[p.alpha_scaling] for p in predictions],
+                         "predicted": [law(p) for p in predictions], "claim": df.claim,
+                         "binding / why": [p.binding if p.exponent is not None else p.reason[:70] for p in predictions]})
+
+
 def law_table(models=("toy", "linear", "mlp", "paper-mlp"), optimizers=("adam", "sgd"), inits=("1", "2"),
               alpha_scalings=("r",), variable: str = "n", **kw) -> pd.DataFrame:
     """Every prediction as a row: law, slice, model, optimizer, init, alpha_scaling, variable,
     predicted (exponent or None), claim, binding, reason (+ held, lower, upper, law_nr)."""
-    rows = [{"law": p.law, "slice": p.slice, "model": p.model, "optimizer": p.optimizer, "init": p.init,
-             "alpha_scaling": p.alpha_scaling, "variable": p.variable, "predicted": p.exponent, "claim": p.claim,
-             "binding": p.binding, "reason": p.reason, "held": p.held, "lower": p.lower, "upper": p.upper,
-             "law_nr": p.law_nr}
-            for p in all_predictions(models, optimizers, inits, alpha_scalings, variable, **kw)]
-    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    return law_frame(all_predictions(models, optimizers, inits, alpha_scalings, variable, **kw))
 
 
 def output_stable(model: str, optimizer: str, init: str, gA: float, gB: float, alpha_scaling: str = "r",

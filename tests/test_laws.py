@@ -90,7 +90,7 @@ def test_our_b0_convention_moves_the_init2_rank_exponent():
     ours = predict_edge("linear", "adam", "2", "one-rate", None, "none", "r")
     toy = predict_edge("toy", "adam", "2", "one-rate", None, "none", "r")
     assert ours.exponent == -0.5 and toy.exponent == -1.0
-    assert "random" in ours.binding and "aligned" in toy.binding
+    assert ours.binding == "delta1 (B0 noise) (step 1)" and toy.binding == "delta1 (B0 path) (step 1)"
 
 
 # -- hand-checked width laws ---------------------------------------------------------------------
