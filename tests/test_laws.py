@@ -224,3 +224,46 @@ def test_law_table_and_renderings():
     assert d["exponent"] == -0.25 and d["claim"] == "exact" and d["derivation"]
     assert "derivation" in p.to_text(explain=True) and "| quantity |" in p.to_markdown()
     assert "r^-1/4" in p.to_text()
+
+
+def test_edges_settle_by_step_3():
+    """The default T = 6 is past every crossover: T = 3 gives the same edges (the phase figure
+    uses 3 for speed); T = 1 does not (Init[1]'s delta1 only exists from step 2)."""
+    for model, opt, init in (("linear", "adam", "1"), ("mlp", "adam", "2"), ("toy", "sgd", "1"), ("paper-mlp", "sgd", "paper")):
+        for s in SLICES:
+            a, b = predict_edge(model, opt, init, s, steps=3), predict_edge(model, opt, init, s)
+            assert (a.exponent, a.lower, a.upper) == (b.exponent, b.lower, b.upper)
+    assert predict_edge("linear", "adam", "1", "one-rate", steps=1).exponent == 0.0   # only delta2 = s r eta
+
+
+def test_cli_theory_laws(capsys):
+    from studies.cli import main
+    assert main(["theory", "--laws", "--init", "1,2"]) == 0
+    out = capsys.readouterr().out
+    assert "n^+1" in out and "n^-1/2" in out and "corner" in out
+    assert main(["theory", "--laws", "--model", "toy", "--optimizer", "sgd", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["law"] for r in rows} == {"edge", "corner", "optimum"}
+    assert main(["theory", "--laws", "--variable", "r", "--alpha-scaling", "none", "--b0-variance", "1/r",
+                 "--init", "2", "--markdown"]) == 0
+    assert "| edge " in capsys.readouterr().out
+    assert main(["theory", "--laws", "--variable", "q"]) == 2
+    assert "error: unknown variable 'q'" in capsys.readouterr().err
+    assert main(["theory", "--laws", "--latex"]) == 2
+
+
+def test_phase_edges_figure_draws_slices_and_measured_points():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from figures.phase import plot_phase_edges
+    measured = pd.DataFrame({"slice": ["b-edge", "one-rate"], "held": [-1.0, "(0, 0)"], "slope": [0.05, -0.55],
+                             "lo": [-0.1, -0.7], "hi": [0.2, -0.4]})
+    fig = plot_phase_edges("adam", "1", "linear", measured)
+    ax = fig.axes[0]
+    xy = {tuple(round(float(v), 3) for v in l.get_xydata()[0]) for l in ax.lines if len(l.get_xydata()) == 1}
+    assert (-1.0, 0.0) in xy and (-0.5, -0.5) in xy           # predicted edges on their slices
+    assert (-1.0, 0.05) in xy and (-0.55, -0.55) in xy        # measured ones
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "output edge (theory)" in labels and "slice b-edge (held n^-1)" in labels
+    plt.close(fig)
