@@ -477,11 +477,11 @@ def predict_edge(model: str, optimizer: str, init: str, slice: str, held=None, a
     derivation = _derivation(run, edge, variable, var, setting)
     notes = _regime_notes(edge, variable) + _notes(model, optimizer_key, init, slice, alpha_scaling, variable)
     if isinstance(edge.value, Exponent) and _order(edge_all.value) != _order(edge.value):
-        lo = float(edge_all.value.of(variable)) if isinstance(edge_all.value, Exponent) else None
+        lo, hi = _bounds(edge_all.value, edge.value, variable)
         derivation.append(Step("edge", "between the feature and the loss edges", math.nan,
                                f"features leave O(1) at {edge_all.value}, the loss-visible terms at {edge.value}"))
         return LawPrediction(exponent=None, claim="none", binding=_binding_text(edge_all.binding), derivation=derivation,
-                             notes=notes, lower=lo, upper=float(edge.value.of(variable)),
+                             notes=notes, lower=lo, upper=hi,
                              reason=("the hidden features leave O(1) first, through B0's random columns, which the "
                                      "mean-field readout sees only as a random sum (n^-1/2); the loss-visible edge lies "
                                      "between the feature edge and the aligned terms' edge, and grows into deeper layers"),
@@ -506,6 +506,18 @@ def predict_edge(model: str, optimizer: str, init: str, slice: str, held=None, a
     return LawPrediction(exponent=exponent, claim=claim, binding=_binding_text(binding), derivation=derivation,
                          notes=notes, reason=reason, lower=None if claim == "exact" else float(edge.value.of(variable)),
                          law_nr=f"{var},edge ~ {edge.value}" if variable == "r" else "", **base)
+
+
+def _bounds(low, high: Exponent, variable: str) -> tuple[float | None, float | None]:
+    """Bounds on the exponent in ``variable`` of an edge known to lie between ``low`` (an
+    Exponent, or -inf) and ``high`` in the regime's order. In n: their n-parts. In r: their
+    r-parts, but only when the n-parts agree (otherwise the n-part itself is open and the rank
+    part is not bounded at all)."""
+    if variable == "n":
+        return (float(low.n) if isinstance(low, Exponent) else None), float(high.n)
+    if isinstance(low, Exponent) and low.n == high.n:
+        return float(low.r), float(high.r)
+    return None, None
 
 
 def _slice_text(slice_: str, h: Exponent | None) -> str:
