@@ -609,6 +609,12 @@ def predict_optimum(model: str, optimizer: str, init: str, slice: str, held=None
     else:
         claim, reason = "upper bound", ("only noise is Theta(1) at the edge (B0's random columns, not along the error): "
                                         "it raises the loss, so the optimum can sit below the edge")
+        path = [t for t in run.terms if t.name == "delta1 (B0 path)" and t.poly]
+        if path and slice in ("one-rate", "a-edge", "ratio"):
+            edge.notes = edge.notes + [
+                "heuristic, not derived: balancing the B0 path's first-order decrease (n^-1/2 below the noise per "
+                "coordinate) against the noise's quadratic increase puts the optimum near n^-3/2 along this slice, "
+                "with a gain that vanishes with n"]
     return LawPrediction(exponent=edge.exponent, claim=claim, binding=_binding_text(list(first.values())),
                          derivation=derivation, notes=edge.notes, reason=reason, law_nr=edge.law_nr.replace(",edge", "*"),
                          **base)
