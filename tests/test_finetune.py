@@ -91,6 +91,24 @@ def test_three_step_finetune_smoke(tmp_path, tiny_model_dir, capsys):
     assert (tmp_path / "inline" / "evals.csv").read_bytes() == first
 
 
+def test_run_shorter_than_the_monitor_interval_writes_its_report(tmp_path, tiny_model_dir, capsys):
+    """--steps 3 with the default --monitor-every 10: the monitor measured step 1 only, whose
+    deltas the summary leaves out; the report says so instead of the run dying after its shards."""
+    data = tmp_path / "sst2"
+    data.mkdir()
+    write(data / "train.tsv", ("label", "sentence"), ROWS)
+    write(data / "dev.tsv", ("label", "content"), ROWS[:4])
+    out = tmp_path / "ft"
+    assert main(["finetune", "--model", str(tiny_model_dir), "--data", str(data), "--ratios", "1,16", "--lrs", "1e-3",
+                 "--steps", "3", "--seeds", "1", "--batch-size", "2", "--rank", "2", "--no-bracket",
+                 "--executor", "inline", "--out", str(out)]) == 0
+    assert set(pd.read_csv(out / "monitor.csv").query("metric == 'delta1'").step) == {1}
+    report = (out / "report.md").read_text()
+    assert "No monitor figure" in report and "measured no later step" in report
+    assert not (out / "figures" / "monitor.png").exists() and (out / "figures" / "curves.png").is_file()
+    assert "No monitor figure" in capsys.readouterr().out
+
+
 def test_bracketing_rule_and_steps_to_target():
     rows = []
     for lr, acc in ((1e-4, 0.6), (1e-3, 0.8), (1e-2, 0.7)):
