@@ -68,6 +68,8 @@ class FinetuneSpec:
             raise SpecError(f"seeds must be non-negative integers, got {list(self.seeds)}")
         if not self.targets:
             raise SpecError("targets: give at least one module name")
+        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha > 0):
+            raise SpecError(f"alpha must be a finite positive number, got {self.alpha!r}")
         for name in ("train_limit", "dev_limit"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):

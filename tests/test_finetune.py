@@ -166,7 +166,8 @@ def test_bracketing_rule_and_steps_to_target():
 
 
 @pytest.mark.parametrize("kw,match", [({"lrs": (0.0,)}, "lrs"), ({"steps": 0}, "steps"), ({"targets": ()}, "targets"),
-                                      ({"train_limit": -5}, "train-limit")])
+                                      ({"train_limit": -5}, "train-limit"), ({"alpha": float("nan")}, "alpha"),
+                                      ({"alpha": 0.0}, "alpha")])
 def test_bad_spec(kw, match):
     with pytest.raises(SpecError, match=match):
         FinetuneSpec(**kw)
