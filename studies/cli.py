@@ -53,6 +53,15 @@ class _OneWord(argparse.Action):
             raise argparse.ArgumentError(self, str(err)) from None
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Usage shows a list option as one word (--widths WIDTHS), as it is typed."""
+
+    def _format_args(self, action, default_metavar):
+        if isinstance(action, _OneWord):
+            return self._metavar_formatter(action, default_metavar)(1)[0]
+        return super()._format_args(action, default_metavar)
+
+
 def _int_list(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -122,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True, metavar="COMMAND")
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+        return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                              formatter_class=_Formatter)
 
     cc = command("coord-check", "measure feature updates across widths under LR schemes")
     _add_model_args(cc)

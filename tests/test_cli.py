@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -250,6 +251,7 @@ def test_help_is_plain_text_and_every_option_explained():
     from studies.cli import build_parser
     for name, text in _help_texts().items():
         assert "``" not in text, f"reST markup in the help of {name or 'the program'}"
+        assert not re.search(r"\[[A-Z_]+ \.\.\.\]", text), f"{name}: a list option shown as several words"
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     for name, p in sub.choices.items():
         assert p.description, f"{name} has no description"
