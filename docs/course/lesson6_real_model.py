@@ -39,11 +39,11 @@ path = resolve_model("minilm")
 tokenizer = AutoTokenizer.from_pretrained(path)
 try:
     spec = FinetuneSpec(**settings)
-    data = load_data(spec, tokenizer)
+    data, data_name = load_data(spec, tokenizer), "SST-2"
     print(f"data: SST-2 from {spec.data}")
 except SpecError as err:
     spec = FinetuneSpec(data=str(write_sample(tempfile.mkdtemp(prefix="lesson6-sample-"), 2000, 500)), **settings)
-    data = load_data(spec, tokenizer)
+    data, data_name = load_data(spec, tokenizer), "generated sentences"
     print(f"data: no SST-2 here ({err}).\nUsing generated review sentences instead, from {spec.data}.")
 runs = {}
 for ratio in (1.0, 16.0):
@@ -65,7 +65,7 @@ for ratio, per_layer in summary.items():
 lim = [min(min(p.min()) for p in summary.values()), max(max(p.max()) for p in summary.values())]
 ax.plot(lim, lim, color="grey", ls=":", label="delta1 = delta2")
 ax.set(xscale="log", yscale="log", xlabel="delta1 (A side)", ylabel="delta2 (B side)",
-       title="MiniLM + SST-2: each LoRA layer's two sides")
+       title=f"MiniLM + {data_name}: each LoRA layer's two sides")
 ax.legend()
 save(fig, "lesson6_real_model")
 
