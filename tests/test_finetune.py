@@ -4,6 +4,8 @@ locally. Nothing here needs the real data set."""
 from __future__ import annotations
 
 import json
+import sys
+import types
 
 import pandas as pd
 import pytest
@@ -84,6 +86,19 @@ def test_generated_sample_reads_like_sst2(tmp_path):
     write_sample(tmp_path, n_train=50, n_dev=20)
     train, dev = load_sst2(str(tmp_path), "train"), load_sst2(str(tmp_path), "dev")
     assert len(train) == 50 and len(dev) == 20 and train != dev[:20]
+
+
+def test_hf_sst2_unreachable_is_one_clear_error(monkeypatch):
+    """datasets installed but offline (or the hub down): the error says what to give instead."""
+    fake = types.ModuleType("datasets")
+
+    def load_dataset(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'glue' on the Hub (LocalEntryNotFoundError)\nmore detail")
+    fake.load_dataset = load_dataset
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    with pytest.raises(SpecError, match=f"--data hf:glue/sst2: cannot load it .*Couldn't reach.*{SST2_ENV}=DIR") as err:
+        load_sst2("hf:glue/sst2", "train")
+    assert "\n" not in str(err.value)
 
 
 def test_hf_dataset_records():
