@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                      epilog="Every command also takes --spec FILE.toml holding its options (keys as the option "
                             "names; options given on the command line win).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
