@@ -21,6 +21,7 @@
 
 # %%
 import tempfile
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -42,7 +43,8 @@ try:
     data, data_name = load_data(spec, tokenizer), "SST-2"
     print(f"data: SST-2 from {spec.data}")
 except SpecError as err:
-    spec = FinetuneSpec(data=str(write_sample(tempfile.mkdtemp(prefix="lesson6-sample-"), 2000, 500)), **settings)
+    sample = write_sample(Path(tempfile.gettempdir()) / "loraplus-scaling-course" / "sst2-sample", 2000, 500)
+    spec = FinetuneSpec(data=str(sample), **settings)
     data, data_name = load_data(spec, tokenizer), "generated sentences"
     print(f"data: no SST-2 here ({err}).\nUsing generated review sentences instead, from {spec.data}.")
 runs = {}
