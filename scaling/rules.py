@@ -2,7 +2,7 @@
 
 Built-in schemes (gA, gB): ``loraplus`` (-1, 0), ``lora-const`` (0, 0), ``lora-sqrt``
 (-1/2, -1/2), ``lora-inv`` (-1, -1). Custom: a string such as
-``gA=-1,gB=0,cA=0.5,cB=0.05,n0=128``.
+``gA=-1,gB=0,cA=0.5,cB=0.05,n0=128`` (exponents also as fractions: ``gA=-1/2``).
 
 Default constants (used when cA / cB are not given): at the base width n0 = 128 every scheme
 uses the same rates, so coordinate-check curves fan out from one point. They were chosen to
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 DEFAULT_N0 = 128
 DEFAULT_CONSTANTS = {"adam": (1e-2, 1e-2), "adamw": (1e-2, 1e-2), "sgd": (0.05, 0.05)}
@@ -46,7 +47,19 @@ BUILTIN_SCHEMES = {
     "lora-inv": Scheme("lora-inv", -1.0, -1.0),
 }
 
-_KEYS = {"gA": float, "gB": float, "cA": float, "cB": float, "n0": int}
+
+
+def parse_number(text: str) -> float:
+    """A finite number written as a decimal or a fraction: '-1', '-0.5', '-1/2', '1e-3'
+    (exponents are usually written as fractions); ValueError otherwise."""
+    try:
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError, OverflowError):
+        raise ValueError(f"not a finite number: {text!r}") from None
+    return value
+
+
+_KEYS = {"gA": parse_number, "gB": parse_number, "cA": float, "cB": float, "n0": int}
 
 
 def parse_scheme(text: str) -> Scheme:

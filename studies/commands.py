@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 
@@ -22,16 +23,27 @@ def _open_study(args, device, out_path, spec: dict):
     if args.workers < 1:
         raise SpecError(f"--workers must be at least 1, got {args.workers}")
     executor = resolve_executor(args.executor, device)
+    if args.scheduler and executor != "dask":
+        raise SpecError(f"--scheduler is the Dask scheduler's address: give it with --executor dask "
+                        f"(this run's executor: {executor})")
     out = prepare_out_dir(out_path)
     return executor, out, ShardStore(out, spec, force=args.force)
 
 
+MAX_SEEDS = 10_000  # one shard per seed (and width): beyond this a study is a typo, not a plan
+
+
+def _seeds(args) -> tuple[int, ...]:
+    """Seeds 0..S-1 for --seeds S."""
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        raise SpecError(f"--seeds must be an integer from 1 to {MAX_SEEDS}, got {args.seeds}")
+    return tuple(range(args.seeds))
+
+
 def _spec_from_args(args) -> CoordCheckSpec:
-    if args.seeds <= 0:
-        raise SpecError(f"--seeds must be a positive integer, got {args.seeds}")
     return CoordCheckSpec(model=args.model, optimizer=args.optimizer, init=args.init,
                           schemes=tuple(split_schemes(args.schemes)), widths=tuple(args.widths),
-                          steps=args.steps, seeds=tuple(range(args.seeds)), rank=args.rank,
+                          steps=args.steps, seeds=_seeds(args), rank=args.rank,
                           alpha=args.alpha, alpha_scaling=args.alpha_scaling,
                           batch_size=args.batch_size, data=args.data, depth=args.depth,
                           dtype=args.dtype, loss_reduction=args.loss_reduction, teacher=args.teacher,
@@ -155,6 +167,42 @@ def validate(args) -> int:
     return 1 if counts.get("FAIL", 0) else 0
 
 
+MAX_THEORY_STEP = 10**6  # the recursions settle by scaling.theory.LATE_STEP (6); a bound keeps memory finite
+
+
+def _check_theory_args(args) -> None:
+    """SpecError naming the option for a model, optimizer, init or step the theory does not cover."""
+    from scaling.theory import INIT_NAMES, SUPPORTED
+
+    models, optimizers = sorted({m for _, m in SUPPORTED}), sorted({o for o, _ in SUPPORTED})
+    if args.model not in models:
+        raise SpecError(f"--model {args.model!r}: the theory covers {', '.join(models)}")
+    if args.optimizer not in optimizers:
+        raise SpecError(f"--optimizer {args.optimizer!r}: the theory covers {', '.join(optimizers)}")
+    if (args.optimizer, args.model) not in SUPPORTED:
+        raise SpecError(f"--optimizer {args.optimizer} --model {args.model}: SGD exponents depend on the loss "
+                        "normalisation and readout, and are derived for the toy model only")
+    if args.init not in INIT_NAMES:
+        raise SpecError(f"--init {args.init!r}: the theory covers {', '.join(INIT_NAMES)}")
+    if not 1 <= args.step <= MAX_THEORY_STEP:
+        raise SpecError(f"--step must be between 1 and {MAX_THEORY_STEP}, got {args.step}")
+
+
+def _figure_path(option: str, path: str) -> Path:
+    """A figure file to write: its suffix one matplotlib writes (.png, .pdf, .svg), not a
+    directory; its parent directory created. SpecError naming ``option`` otherwise."""
+    out = Path(path)
+    if out.is_dir():
+        raise SpecError(f"{option} {path} is a directory; give a file such as {out / 'phase.png'}")
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise SpecError(f"{option} {path}: give a file ending in .png, .pdf or .svg")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SpecError(f"{option} {path}: cannot create {out.parent} ({err.strerror})") from None
+    return out
+
+
 def theory(args) -> int:
     """Print predicted exponents (and the derivation, or the phase diagram)."""
     import json
@@ -162,17 +210,19 @@ def theory(args) -> int:
     from scaling.theory import NEG_INF, first_step_loss_drop, fmt, predict
     if args.laws:
         return _theory_laws(args)
+    _check_theory_args(args)
     if args.phase_diagram:
         import matplotlib.pyplot as plt
 
         from figures.phase import plot_phase_diagram
-        if not args.out:
-            raise SpecError("--phase-diagram needs --out FILE (png or pdf)")
+        out = _figure_path("--out", args.out or f"runs/theory/phase_{args.optimizer}_init{args.init}_{args.model}.png")
         fig = plot_phase_diagram(args.optimizer, args.init, args.model)
-        fig.savefig(args.out, dpi=120)
+        fig.savefig(out, dpi=120)
         plt.close(fig)
-        print(f"wrote {args.out}")
+        print(f"wrote {out}")
         return 0
+    if args.out:
+        raise SpecError("--out is the phase diagram's file: give it with --phase-diagram")
     pred = predict(args.model, args.optimizer, args.init, args.gA, args.gB, args.step)
     # The first step's loss decrease (the Init[2] "B0 path"), where it is derived.
     first = first_step_loss_drop(args.model, args.optimizer, args.init, args.gA, args.gB)
@@ -224,11 +274,9 @@ def lr_grid(args) -> int:
     from studies.lr_grid import LrGridSpec, curve_frame, run_lr_grid
     from studies.reports.lr_grid import write_outputs
 
-    if args.seeds <= 0:
-        raise SpecError(f"--seeds must be a positive integer, got {args.seeds}")
     spec = LrGridSpec(model=args.model, widths=tuple(args.widths), eta_a_range=tuple(args.eta_a_range),
                       eta_b_range=tuple(args.eta_b_range), per_decade=args.per_decade, steps=args.steps,
-                      eval_at=tuple(args.eval_at), seeds=tuple(range(args.seeds)), optimizer=args.optimizer,
+                      eval_at=tuple(args.eval_at), seeds=_seeds(args), optimizer=args.optimizer,
                       init=args.init, rank=args.rank, batch_size=args.batch_size, data=args.data,
                       test_size=args.test_size)
     device = resolve_device(args.device)
@@ -305,20 +353,19 @@ def bert_width(args) -> int:
 
 def finetune(args) -> int:
     """LoRA vs LoRA+ fine-tunes over (ratio, lr, seed); tables, figures and report."""
-    from studies.finetune import FinetuneSpec, run_finetune
+    from studies.finetune import FinetuneSpec, prepared, run_finetune
     from studies.reports.finetune import write_outputs
 
     if args.task != "sst2":
         raise SpecError(f"unknown task {args.task!r}; this version runs sst2")
-    if args.seeds <= 0:
-        raise SpecError(f"--seeds must be a positive integer, got {args.seeds}")
     spec = FinetuneSpec(model=args.model, data=args.data, ratios=tuple(args.ratios), lrs=tuple(args.lrs),
-                        steps=args.steps, seeds=tuple(range(args.seeds)), rank=args.rank, alpha=args.alpha,
+                        steps=args.steps, seeds=_seeds(args), rank=args.rank, alpha=args.alpha,
                         targets=tuple(t for t in args.targets.split(",") if t), batch_size=args.batch_size,
                         max_length=args.max_length, train_limit=args.train_limit or None,
                         dev_limit=args.dev_limit or None, eval_every=args.eval_every,
                         monitor_every=args.monitor_every, bracket=not args.no_bracket,
                         device=str(resolve_device(args.device)))
+    prepared(spec)  # a bad --model or --data fails here, before --out is touched (run_finetune reuses it)
     executor, out, store = _open_study(args, spec.device, args.out, {"study": "finetune", **spec.to_dict()})
     skipped = len(store.done)
 

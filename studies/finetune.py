@@ -23,15 +23,19 @@ import torch
 
 from studies.run.shards import Shard, ShardStore, run_shards
 from studies.run.spec import SpecError
-from studies.sst2 import load_sst2
+from studies.sst2 import find_sst2, load_sst2
 
 EVAL_COLUMNS = ["ratio", "lr", "seed", "step", "dev_acc", "dev_loss", "train_loss"]
 
 
 @dataclass(frozen=True)
 class FinetuneSpec:
+    """One finetune study. ``data``: a directory with SST-2's train.tsv and dev.tsv, or
+    hf:glue/sst2; None finds it (``studies.sst2.find_sst2``: $LORAPLUS_SST2, ../shared/data/sst2
+    beside the repository, hf:glue/sst2), so the stored spec always names the data it ran on."""
+
     model: str = "minilm"
-    data: str = "../shared/data/sst2"
+    data: str | None = None
     ratios: tuple[float, ...] = (1.0, 4.0, 16.0)
     lrs: tuple[float, ...] = (2.5e-4, 1e-3, 4e-3)
     steps: int = 100
@@ -64,10 +68,13 @@ class FinetuneSpec:
             raise SpecError(f"seeds must be non-negative integers, got {list(self.seeds)}")
         if not self.targets:
             raise SpecError("targets: give at least one module name")
+        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha > 0):
+            raise SpecError(f"alpha must be a finite positive number, got {self.alpha!r}")
         for name in ("train_limit", "dev_limit"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):
                 raise SpecError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
+        object.__setattr__(self, "data", find_sst2(self.data))
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

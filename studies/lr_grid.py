@@ -23,6 +23,7 @@ from toy_models.population import Population
 GRID_COLUMNS = ["model", "optimizer", "init", "width", "eta_a", "eta_b", "seed", "step", "split", "loss",
                 "diverged", "diverged_step"]
 MEMORY_BUDGET_BYTES = 2 * 2 ** 30  # per block of runs, for the (runs x samples x n) activations
+MAX_PAIRS = 10 ** 6  # grid points per width: the default grid has 43 x 43 = 1849
 
 
 def log_grid(low: float, high: float, per_decade: int) -> np.ndarray:
@@ -68,6 +69,10 @@ class LrGridSpec:
         for name, (lo, hi) in (("eta-a-range", self.eta_a_range), ("eta-b-range", self.eta_b_range)):
             if not (0 < lo <= hi < math.inf):
                 raise SpecError(f"{name} must be LOW:HIGH with 0 < LOW <= HIGH, got {lo}:{hi}")
+        pairs = math.prod(math.floor(math.log10(hi / lo) * self.per_decade + 1e-9) + 1
+                          for lo, hi in (self.eta_a_range, self.eta_b_range))
+        if pairs > MAX_PAIRS:
+            raise SpecError(f"per-decade {self.per_decade} makes {pairs:.3g} (eta_A, eta_B) pairs; at most {MAX_PAIRS:g}")
         if self.test_size < 0:
             raise SpecError(f"test size must be non-negative, got {self.test_size}")
         for w in self.widths:

@@ -1,6 +1,7 @@
-"""SST-2 loading: GLUE TSV files (any column order, either header naming) or a HF dataset.
+"""SST-2: where it is (``find_sst2``), loading it from GLUE TSV files (any column order, either
+header naming) or a HF dataset, and a small generated stand-in (``write_sample``).
 
-The shared offline copy has a label-first header (``label``/``sentence`` in train.tsv,
+Some offline copies have a label-first header (``label``/``sentence`` in train.tsv,
 ``label``/``content`` in dev.tsv); GLUE's own files are sentence-first (``sentence``/``label``).
 Columns are found by name when the header names them, otherwise by content (the label
 column is the one whose every value is 0 or 1).
@@ -8,12 +9,40 @@ column is the one whose every value is 0 or 1).
 from __future__ import annotations
 
 import csv
+import importlib.util
+import os
+import random
 from pathlib import Path
 
 from studies.run.spec import SpecError
 
 TEXT_NAMES = ("sentence", "content", "text")
 SPLIT_FILES = {"train": "train.tsv", "dev": "dev.tsv", "validation": "dev.tsv"}
+SST2_ENV = "LORAPLUS_SST2"  # a directory with train.tsv and dev.tsv, or hf:glue/sst2
+HF_SST2 = "hf:glue/sst2"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _datasets_installed() -> bool:
+    return importlib.util.find_spec("datasets") is not None
+
+
+def find_sst2(data: str | None = None, repo: Path | None = None) -> str:
+    """Where SST-2 is read from, the first of: ``data`` (``--data``), the environment variable
+    LORAPLUS_SST2, ``../shared/data/sst2`` beside the repository when that directory exists,
+    and hf:glue/sst2 (online, or from the HF cache) when the ``datasets`` package is installed.
+    SpecError when none applies, saying what to give."""
+    for source in (data, os.environ.get(SST2_ENV)):
+        if source:
+            return source
+    beside = (repo or REPO).parent / "shared" / "data" / "sst2"
+    if beside.is_dir():
+        return str(beside)
+    if _datasets_installed():
+        return HF_SST2
+    raise SpecError(f"--data: no SST-2 found (no --data, ${SST2_ENV} not set, no {beside}); give --data DIR "
+                    f"(train.tsv and dev.tsv, e.g. GLUE's SST-2 folder), set {SST2_ENV}=DIR, or pip install "
+                    f"datasets to read {HF_SST2} online")
 
 
 def _columns(header: list[str], rows: list[list[str]], path: Path) -> tuple[int, int]:
@@ -89,9 +118,57 @@ def load_sst2(source: str, split: str, limit: int | None = None) -> list[tuple[s
         try:
             ds = load_dataset(*name, split="train" if split == "train" else "validation")
         except Exception as err:  # offline, unknown name: one line for the user
-            raise SpecError(f"cannot load {source}: {str(err).splitlines()[0]}") from None
+            raise SpecError(f"--data {source}: cannot load it ({str(err).splitlines()[0]}); for a local copy "
+                            f"give --data DIR or set {SST2_ENV}=DIR") from None
         return from_records(ds, limit)
     path = Path(source)
     if not path.is_dir():
         raise SpecError(f"--data {source}: not a directory with {SPLIT_FILES[split]} (or hf:glue/sst2)")
     return read_tsv(path / SPLIT_FILES[split], limit)
+
+
+# The generated stand-in: short movie-review sentences in SST-2's style (lower case, spaced
+# punctuation) whose label follows from the words: the adjective's polarity, flipped by a
+# negation, and after "but" the second clause's. Not SST-2: a way to run the pipeline (the
+# course's Lesson 6, smoke tests) where the real data set is not at hand.
+_SUBJECTS = ("the film", "this movie", "the story", "the acting", "the script", "the ending", "the cast",
+             "its soundtrack", "the dialogue", "the pacing", "every scene", "the plot")
+_POSITIVE = ("wonderful", "moving", "sharp", "funny", "beautiful", "gripping", "charming", "smart",
+             "heartfelt", "brilliant", "fresh", "touching")
+_NEGATIVE = ("dull", "tedious", "clumsy", "lifeless", "predictable", "shallow", "bland", "messy",
+             "forgettable", "painful", "hollow", "tiresome")
+_VERBS = ("is", "feels", "seems", "remains")
+_DEGREES = ("", "truly ", "rather ", "quite ", "utterly ", "often ")
+_NEGATIONS = ("is not", "is never", "is hardly", "never feels", "does not seem")
+
+
+def _clause(rng: random.Random) -> tuple[str, int]:
+    label = rng.randint(0, 1)
+    adjective = rng.choice(_POSITIVE if label else _NEGATIVE)
+    if rng.random() < 0.2:  # a negation flips the label
+        return f"{rng.choice(_SUBJECTS)} {rng.choice(_NEGATIONS)} {adjective}", 1 - label
+    return f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_DEGREES)}{adjective}", label
+
+
+def sample_sentences(n: int, seed: int = 0) -> list[tuple[str, int]]:
+    """``n`` generated (sentence, label) pairs, the same for the same seed."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(n):
+        text, label = _clause(rng)
+        if rng.random() < 0.25:  # "x , but y": y decides
+            second, label = _clause(rng)
+            text = f"{text} , but {second}"
+        pairs.append((text, label))
+    return pairs
+
+
+def write_sample(directory: str | Path, n_train: int = 2000, n_dev: int = 200, seed: int = 0) -> Path:
+    """Write generated train.tsv and dev.tsv (label-first, ``label``/``sentence``) into
+    ``directory`` (created); return it. Train and dev come from different seeds."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, pairs in (("train.tsv", sample_sentences(n_train, seed)), ("dev.tsv", sample_sentences(n_dev, seed + 1))):
+        lines = ["label\tsentence"] + [f"{y}\t{t}" for t, y in pairs]
+        (directory / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return directory

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,140 @@ def test_tiny_coord_check_writes_tidy_results(capsys, tmp_path):
     assert meta["spec"]["steps"] == 2 and meta["spec"]["seeds"] == [0]
     assert "torch" in meta["versions"] and meta["wall_time_s"] >= 0
     assert "wrote" in captured.out and captured.err == ""
+
+
+# Exponents are typed as the README writes them: fractions, negative ones included.
+
+def test_theory_takes_exponents_as_fractions(capsys):
+    assert main(["theory", "--gA", "-1/2", "--gB", "1/2", "--json"]) == 0
+    as_fractions = json.loads(capsys.readouterr().out)
+    assert main(["theory", "--gA=-0.5", "--gB", "0.5", "--json"]) == 0
+    assert as_fractions == json.loads(capsys.readouterr().out)
+    assert as_fractions["gA"] == -0.5 and as_fractions["gB"] == 0.5
+
+
+def test_custom_scheme_exponents_as_fractions():
+    from scaling.rules import parse_scheme
+    custom = parse_scheme("gA=-1/2,gB=-1/2")
+    assert (custom.gA, custom.gB) == (-0.5, -0.5)
+    assert custom.rates(512, "adam") == BUILTIN_SCHEMES["lora-sqrt"].rates(512, "adam")
+
+
+# A list typed with a space after a comma reaches argparse as two words.
+
+@pytest.mark.parametrize("args,option,fix", [
+    (["coord-check", "--widths", "128,", "256"], "--widths", "--widths 128,256"),
+    (["coord-check", "--schemes", "loraplus,", "lora-inv"], "--schemes", "--schemes loraplus,lora-inv"),
+    (["lr-grid", "--widths", "64", ",128"], "--widths", "--widths 64,128"),
+    (["lr-grid", "--eval-at", "10,", "200"], "--eval-at", "--eval-at 10,200"),
+    (["lr-grid", "--eta-a-range", "1e-4:", "10"], "--eta-a-range", "--eta-a-range 1e-4:10"),
+    (["finetune", "--ratios", "1,", "16"], "--ratios", "--ratios 1,16"),
+    (["finetune", "--lrs", "1e-3,", "4e-3"], "--lrs", "--lrs 1e-3,4e-3"),
+    (["finetune", "--targets", "query,", "value"], "--targets", "--targets query,value"),
+])
+def test_list_split_by_the_shell_names_the_option_and_the_fix(args, option, fix, capsys, tmp_path):
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    _assert_one_error_line(err)
+    assert option in err and fix in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_stray_word_after_an_option_value_names_the_option(capsys):
+    assert main(["coord-check", "--model", "linear", "mlp"]) == 2
+    err = capsys.readouterr().err
+    _assert_one_error_line(err)
+    assert "'mlp' after --model linear" in err
+
+
+BAD_THEORY = {
+    "unknown model": (["--model", "resnet"], "--model"),
+    "unknown optimizer": (["--optimizer", "lion"], "--optimizer"),
+    "sgd beyond the toy model": (["--optimizer", "sgd", "--model", "mlp"], "--optimizer sgd --model mlp"),
+    "unknown init": (["--init", "3"], "--init"),
+    "step zero": (["--step", "0"], "--step"),
+    "step beyond memory": (["--step", "99999999999"], "--step"),
+    "exponent not a number": (["--gA", "minus-one"], "--gA"),
+    "exponent infinite": (["--gB", "inf"], "--gB"),
+    "exponent 1/0": (["--gA", "1/0"], "--gA"),
+    "out without the diagram": (["--out", "x.png"], "--out"),
+    "diagram of an unknown format": (["--phase-diagram", "--out", "phase.xyz"], "--out"),
+}
+
+
+@pytest.mark.parametrize("args,option", list(BAD_THEORY.values()), ids=list(BAD_THEORY))
+def test_theory_bad_input_names_the_option(args, option, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert main(["theory", *args]) == 2
+    err = capsys.readouterr().err
+    _assert_one_error_line(err)
+    assert option in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_phase_diagram_default_goes_under_runs(capsys, monkeypatch, tmp_path):
+    """Without --out the diagram lands in runs/theory/ (gitignored), not the working directory;
+    --out creates its folder; a directory given as --out is refused."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["theory", "--optimizer", "adam", "--init", "2", "--phase-diagram"]) == 0
+    assert (tmp_path / "runs" / "theory" / "phase_adam_init2_linear.png").is_file()
+    assert sorted(os.listdir(tmp_path)) == ["runs"]
+    assert main(["theory", "--phase-diagram", "--out", "figs/phase.pdf"]) == 0
+    assert (tmp_path / "figs" / "phase.pdf").is_file()
+    assert main(["theory", "--phase-diagram", "--out", "figs"]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def _help_texts() -> dict[str, str]:
+    from studies.cli import build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return {"": parser.format_help(), **{name: p.format_help() for name, p in sub.choices.items()}}
+
+
+def test_help_is_plain_text_and_every_option_explained():
+    from studies.cli import build_parser
+    for name, text in _help_texts().items():
+        assert "``" not in text, f"reST markup in the help of {name or 'the program'}"
+        assert not re.search(r"\[[A-Z_]+ \.\.\.\]", text), f"{name}: a list option shown as several words"
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name, p in sub.choices.items():
+        assert p.description, f"{name} has no description"
+        for action in p._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help text"
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["coord-check", *TINY[:-4], "--seeds", "99999999999"], "--seeds"),
+    (["coord-check", *TINY, "--out", ""], "--out"),
+    (["coord-check", *TINY, "--scheduler", "tcp://127.0.0.1:9"], "--scheduler"),
+    (["coord-check", *TINY, "--spec", "--force"], "--spec"),
+    (["lr-grid", "--per-decade", "99999999999"], "per-decade"),
+])
+def test_more_bad_input_is_one_error_line(args, expected, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # an empty --out would be this directory
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    _assert_one_error_line(err)
+    assert expected in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_out_of_memory_is_one_error_line(capsys, monkeypatch):
+    """A run too large for memory (here: torch's allocator refusing, as for --widths 10^11)."""
+    from studies import commands
+
+    def too_big(args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 799999999992 bytes. Error code 12 (Cannot allocate memory)")
+    monkeypatch.setitem(commands.COMMANDS, "theory", too_big)
+    assert main(["theory"]) == 2
+    err = capsys.readouterr().err
+    _assert_one_error_line(err)
+    assert "out of memory (one tensor of 745 GiB)" in err and "--widths" in err
+
+    def bug(args):
+        raise RuntimeError("an unrelated failure")  # not a user's input: still a traceback
+    monkeypatch.setitem(commands.COMMANDS, "theory", bug)
+    with pytest.raises(RuntimeError, match="unrelated"):
+        main(["theory"])

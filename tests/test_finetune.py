@@ -1,8 +1,11 @@
-"""The finetune study: SST-2 loading (both shared layouts, GLUE's, HF records) and a 3-step
-smoke test on a tiny config-built model saved locally."""
+"""The finetune study: where SST-2 is found, SST-2 loading (label-first layouts, GLUE's, HF
+records, the generated stand-in) and 3-step smoke tests on a tiny config-built model saved
+locally. Nothing here needs the real data set."""
 from __future__ import annotations
 
 import json
+import sys
+import types
 
 import pandas as pd
 import pytest
@@ -11,7 +14,8 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 from studies.cli import main
 from studies.finetune import FinetuneSpec, best_lrs, steps_to_target
 from studies.run.spec import SpecError
-from studies.sst2 import from_records, load_sst2, read_tsv
+from studies import sst2
+from studies.sst2 import SST2_ENV, find_sst2, from_records, load_sst2, read_tsv, sample_sentences, write_sample
 
 ROWS = [("a great movie", 1), ("awful and dull", 0), ("loved it", 1), ("boring plot", 0), ("fun", 1), ("bad", 0)]
 
@@ -43,6 +47,58 @@ def test_bad_files_are_clear_errors(tmp_path):
         read_tsv(tmp_path / "missing.tsv")
     with pytest.raises(SpecError, match="not a directory"):
         load_sst2(str(tmp_path / "nowhere"), "train")
+
+
+def test_sst2_is_found_in_the_documented_order(tmp_path, monkeypatch):
+    """--data, then $LORAPLUS_SST2, then ../shared/data/sst2 beside the repository, then
+    hf:glue/sst2 when datasets is installed; otherwise a SpecError saying what to give."""
+    clone = tmp_path / "clone"  # a repository with nothing beside it
+    clone.mkdir()
+    monkeypatch.delenv(SST2_ENV, raising=False)
+    monkeypatch.setattr(sst2, "_datasets_installed", lambda: False)
+    with pytest.raises(SpecError, match=f"--data.*{SST2_ENV}=DIR.*pip install datasets"):
+        find_sst2(None, clone)
+    monkeypatch.setattr(sst2, "_datasets_installed", lambda: True)
+    assert find_sst2(None, clone) == "hf:glue/sst2"
+    beside = tmp_path / "shared" / "data" / "sst2"
+    beside.mkdir(parents=True)
+    assert find_sst2(None, clone) == str(beside)
+    monkeypatch.setenv(SST2_ENV, "/data/sst2")
+    assert find_sst2(None, clone) == "/data/sst2"
+    assert find_sst2("given", clone) == "given"
+
+
+def test_no_sst2_is_one_error_line_and_nothing_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(SST2_ENV, raising=False)
+    monkeypatch.setattr(sst2, "REPO", tmp_path / "clone")
+    monkeypatch.setattr(sst2, "_datasets_installed", lambda: False)
+    for extra in ([], ["--data", str(tmp_path / "nowhere")]):
+        assert main(["finetune", *extra, "--steps", "1", "--out", str(tmp_path / "ft")]) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and err.startswith("error: --data") and "Traceback" not in err
+        assert not (tmp_path / "ft").exists()
+
+
+def test_generated_sample_reads_like_sst2(tmp_path):
+    pairs = sample_sentences(400, seed=3)
+    assert pairs == sample_sentences(400, seed=3) != sample_sentences(400, seed=4)
+    assert 0.35 < sum(y for _, y in pairs) / len(pairs) < 0.65  # both labels, roughly balanced
+    write_sample(tmp_path, n_train=50, n_dev=20)
+    train, dev = load_sst2(str(tmp_path), "train"), load_sst2(str(tmp_path), "dev")
+    assert len(train) == 50 and len(dev) == 20 and train != dev[:20]
+
+
+def test_hf_sst2_unreachable_is_one_clear_error(monkeypatch):
+    """datasets installed but offline (or the hub down): the error says what to give instead."""
+    fake = types.ModuleType("datasets")
+
+    def load_dataset(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'glue' on the Hub (LocalEntryNotFoundError)\nmore detail")
+    fake.load_dataset = load_dataset
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    with pytest.raises(SpecError, match=f"--data hf:glue/sst2: cannot load it .*Couldn't reach.*{SST2_ENV}=DIR") as err:
+        load_sst2("hf:glue/sst2", "train")
+    assert "\n" not in str(err.value)
 
 
 def test_hf_dataset_records():
@@ -91,6 +147,24 @@ def test_three_step_finetune_smoke(tmp_path, tiny_model_dir, capsys):
     assert (tmp_path / "inline" / "evals.csv").read_bytes() == first
 
 
+def test_run_shorter_than_the_monitor_interval_writes_its_report(tmp_path, tiny_model_dir, capsys):
+    """--steps 3 with the default --monitor-every 10: the monitor measured step 1 only, whose
+    deltas the summary leaves out; the report says so instead of the run dying after its shards."""
+    data = tmp_path / "sst2"
+    data.mkdir()
+    write(data / "train.tsv", ("label", "sentence"), ROWS)
+    write(data / "dev.tsv", ("label", "content"), ROWS[:4])
+    out = tmp_path / "ft"
+    assert main(["finetune", "--model", str(tiny_model_dir), "--data", str(data), "--ratios", "1,16", "--lrs", "1e-3",
+                 "--steps", "3", "--seeds", "1", "--batch-size", "2", "--rank", "2", "--no-bracket",
+                 "--executor", "inline", "--out", str(out)]) == 0
+    assert set(pd.read_csv(out / "monitor.csv").query("metric == 'delta1'").step) == {1}
+    report = (out / "report.md").read_text()
+    assert "No monitor figure" in report and "measured no later step" in report
+    assert not (out / "figures" / "monitor.png").exists() and (out / "figures" / "curves.png").is_file()
+    assert "No monitor figure" in capsys.readouterr().out
+
+
 def test_bracketing_rule_and_steps_to_target():
     rows = []
     for lr, acc in ((1e-4, 0.6), (1e-3, 0.8), (1e-2, 0.7)):
@@ -107,7 +181,8 @@ def test_bracketing_rule_and_steps_to_target():
 
 
 @pytest.mark.parametrize("kw,match", [({"lrs": (0.0,)}, "lrs"), ({"steps": 0}, "steps"), ({"targets": ()}, "targets"),
-                                      ({"train_limit": -5}, "train-limit")])
+                                      ({"train_limit": -5}, "train-limit"), ({"alpha": float("nan")}, "alpha"),
+                                      ({"alpha": 0.0}, "alpha")])
 def test_bad_spec(kw, match):
     with pytest.raises(SpecError, match=match):
         FinetuneSpec(**kw)

@@ -12,14 +12,10 @@
 # rate must shrink like 1/n while B's need not. Here we measure the rule.
 
 # %%
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path.cwd()))
 import matplotlib.pyplot as plt
 import numpy as np
 
-from _common import QUICK, save
+from figures.course import QUICK, save
 from scaling.gamma import fit_power_law
 
 rng = np.random.default_rng(0)

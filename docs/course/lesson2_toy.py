@@ -15,14 +15,10 @@
 # this step by step:
 
 # %%
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path.cwd()))
 import torch
 
-from _common import QUICK, save
 from figures.coord_check import plot_coord_check
+from figures.course import QUICK, save
 from scaling.theory import predict
 from scaling.verdicts import compare
 from studies.run.runner import run_coord_check

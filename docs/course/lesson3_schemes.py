@@ -14,15 +14,11 @@
 # | lora-const | 0 | 0 | unstable: everything grows like n |
 
 # %%
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path.cwd()))
 import pandas as pd
 import torch
 
-from _common import QUICK, save
 from figures.coord_check import plot_coord_check
+from figures.course import QUICK, save
 from figures.phase import plot_phase_diagram
 from scaling.verdicts import compare
 from studies.run.runner import run_coord_check

@@ -12,15 +12,11 @@
 # with both normalisations.
 
 # %%
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path.cwd()))
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from _common import QUICK, save
+from figures.course import QUICK, save
 from scaling.gamma import fit_power_law
 from studies.run.runner import run_coord_check
 from studies.run.spec import CoordCheckSpec

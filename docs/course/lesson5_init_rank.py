@@ -13,15 +13,11 @@
 # own target is Theta(n^-1/2)), so A overshoots and the model trains slowly until B turns.
 
 # %%
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path.cwd()))
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from _common import QUICK, save
+from figures.course import QUICK, save
 from studies.run.runner import run_coord_check
 from studies.run.spec import CoordCheckSpec
 

@@ -11,26 +11,42 @@
 # delta1 = B dA z grows like eta_A times the size of B, and B has grown like eta_B. So raising
 # eta_B multiplies *both* sides by the same factor: the balance delta1/delta2 should not move,
 # while every delta grows about 16-fold.
+#
+# The data: SST-2, found where `loraplus-scaling finetune` finds it (`$LORAPLUS_SST2`, then
+# `../shared/data/sst2` beside the repository, then `hf:glue/sst2` if `datasets` is installed).
+# Without it the lesson runs on generated review sentences (`studies.sst2.write_sample`) and
+# says so: the prediction is about how the optimiser moves the two sides of a LoRA layer, not
+# about which sentences it reads, so it can be checked anywhere; the accuracies then say
+# nothing about SST-2.
 
 # %%
-import sys
+import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path.cwd()))
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from _common import QUICK, save
+from figures.course import QUICK, save
 from studies.finetune import FinetuneSpec, finetune_run, load_data, resolve_model
+from studies.run.spec import SpecError
+from studies.sst2 import write_sample
 
 torch.set_num_threads(2)
-data_dir = Path.cwd().resolve().parents[2] / "shared" / "data" / "sst2"
-spec = FinetuneSpec(data=str(data_dir), steps=20 if QUICK else 150, train_limit=512 if QUICK else 2000,
-                    dev_limit=128 if QUICK else None, eval_every=10 if QUICK else 25, monitor_every=5, seeds=(0,))
+settings = dict(steps=20 if QUICK else 150, train_limit=512 if QUICK else 2000, dev_limit=128 if QUICK else None,
+                eval_every=10 if QUICK else 25, monitor_every=5, seeds=(0,))
 path = resolve_model("minilm")
-data = load_data(spec, AutoTokenizer.from_pretrained(path))
+tokenizer = AutoTokenizer.from_pretrained(path)
+try:
+    spec = FinetuneSpec(**settings)
+    data, data_name = load_data(spec, tokenizer), "SST-2"
+    print(f"data: SST-2 from {spec.data}")
+except SpecError as err:
+    sample = write_sample(Path(tempfile.gettempdir()) / "loraplus-scaling-course" / "sst2-sample", 2000, 500)
+    spec = FinetuneSpec(data=str(sample), **settings)
+    data, data_name = load_data(spec, tokenizer), "generated sentences"
+    print(f"data: no SST-2 here ({err}).\nUsing generated review sentences instead, from {spec.data}.")
 runs = {}
 for ratio in (1.0, 16.0):
     evals, monitor = finetune_run(spec, path, data, ratio, 1e-3, seed=0)
@@ -51,7 +67,7 @@ for ratio, per_layer in summary.items():
 lim = [min(min(p.min()) for p in summary.values()), max(max(p.max()) for p in summary.values())]
 ax.plot(lim, lim, color="grey", ls=":", label="delta1 = delta2")
 ax.set(xscale="log", yscale="log", xlabel="delta1 (A side)", ylabel="delta2 (B side)",
-       title="MiniLM + SST-2: each LoRA layer's two sides")
+       title=f"MiniLM + {data_name}: each LoRA layer's two sides")
 ax.legend()
 save(fig, "lesson6_real_model")
 

@@ -30,10 +30,12 @@ def comparison(evals: pd.DataFrame, steps: int) -> dict:
 
 
 def monitor_summary(monitor: pd.DataFrame, ratio: float, lr: float) -> pd.DataFrame:
-    """Median delta1 (A side) and delta2 (B side) per layer over steps > 1 and seeds."""
+    """Median delta1 (A side) and delta2 (B side) per layer over steps > 1 and seeds; no rows
+    when the run measured no step after the first (a run shorter than --monitor-every)."""
     m = monitor[(monitor.ratio == ratio) & (monitor.lr == lr) & (monitor.step > 1)
                 & monitor.metric.isin(["delta1", "delta2"])]
     table = m.pivot_table(index="layer", columns="metric", values="value", aggfunc="median")
+    table = table.reindex(columns=["delta1", "delta2"])
     table["delta1/delta2"] = table.delta1 / table.delta2
     return table.reset_index()
 
@@ -92,10 +94,17 @@ def render(out: Path, evals: pd.DataFrame, monitor: pd.DataFrame, meta: dict) ->
     ax.set(xlabel="ratio (at its best lr)", ylabel="steps", title=f"steps to reach {cmp['target']:.3f} dev accuracy")
     save(fig, "steps_to_target", "steps to reach the target accuracy")
 
+    notes, both = [], pd.DataFrame()
     if not monitor.empty and cmp["plus"] is not None:
         a = monitor_summary(monitor, cmp["lora"].ratio, cmp["lora"].best_lr).assign(run=f"ratio {cmp['lora'].ratio:g}")
         b = monitor_summary(monitor, cmp["plus"].ratio, cmp["plus"].best_lr).assign(run=f"ratio {cmp['plus'].ratio:g}")
         both = pd.concat([a, b])
+        if both.empty:
+            every = meta["spec"]["monitor_every"]
+            notes.append(f"No monitor figure: the monitor measures steps 1, {every + 1}, {2 * every + 1}, ... and its "
+                         f"deltas are read after step 1 (under Init[1] B is still 0 at step 1); these {steps}-step "
+                         f"runs measured no later step (a --monitor-every below {steps} would).")
+    if not both.empty:
         both["layer"] = both.layer.str.replace("base_model.model.", "").str.replace(".attention.self", "")
         write_csv(both, out / "monitor_summary.csv")
         fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
@@ -103,11 +112,12 @@ def render(out: Path, evals: pd.DataFrame, monitor: pd.DataFrame, meta: dict) ->
             sns.barplot(both, y="layer", x=metric, hue="run", ax=ax, orient="h")
             ax.set(xscale="log", title=title)
         save(fig, "monitor", "feature updates per layer, ratio 1 against the best ratio")
-    write_text(report_text(meta, cmp, reach, figures), out / "report.md")
+    write_text(report_text(meta, cmp, reach, figures, notes), out / "report.md")
     return figures
 
 
-def report_text(meta: dict, cmp: dict, reach: pd.DataFrame, figures: dict[str, str]) -> str:
+def report_text(meta: dict, cmp: dict, reach: pd.DataFrame, figures: dict[str, str],
+                notes: list[str] = ()) -> str:
     spec = meta["spec"]
     best = cmp["best"]
     lines = [f"# finetune: {spec['model']} on SST-2", "",
@@ -130,6 +140,7 @@ def report_text(meta: dict, cmp: dict, reach: pd.DataFrame, figures: dict[str, s
                   f"{100 * (plus.dev_acc - lora.dev_acc):+.2f} points.",
                   f"Steps to reach {cmp['target']:.4f}: LoRA {cmp['steps_lora']:.0f}, LoRA+ {cmp['steps_plus']:.0f} "
                   f"(speedup {cmp['speedup']:.2f}x).", ""]
+    lines += [*notes, ""] if notes else []
     lines += ["## Figures", ""] + [f"![{c}]({p})" for c, p in figures.items()]
     return "\n".join(lines) + "\n"
 

@@ -174,8 +174,8 @@ def _run_dask(todo: list[Shard], finished, scheduler: str | None, workers: int) 
         if scheduler:
             try:
                 client = Client(scheduler, timeout="10s")
-            except (OSError, TimeoutError) as err:
-                raise SpecError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+            except (OSError, TimeoutError, ValueError) as err:  # ValueError: not an address
+                raise SpecError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({err})") from None
         else:
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
             client = Client(cluster)

@@ -13,6 +13,8 @@ import pandas as pd
 
 def prepare_out_dir(path: str | os.PathLike) -> Path:
     """Create ``path`` if needed and check it is a writable directory (ValueError otherwise)."""
+    if not str(path).strip():  # Path("") is the working directory: never write there by accident
+        raise ValueError("--out is empty; give a directory, e.g. runs/NAME")
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
