@@ -103,8 +103,7 @@ def validate(args) -> int:
                                        {"study": "validate", **asdict(settings), "device": str(device)})
     skipped = len(store.done)
     start = time.perf_counter()
-    results, control, b0_control = run_suite(settings, device, store, executor, args.workers, args.scheduler,
-                                             progress=sys.stderr.isatty())
+    results, control, b0_control = run_suite(settings, device, store, executor, args.workers, args.scheduler)
     exponents = pd.concat([compare(results, settings.verdict_steps(), tol=args.tolerance),
                            compare_first_step(results, tol=args.tolerance)], ignore_index=True)
     overshoot = overshoot_table(results, control, settings.verdict_steps())

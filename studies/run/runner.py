@@ -52,9 +52,11 @@ def trajectory_frame(traj: Trajectory, run_labels: pd.DataFrame) -> pd.DataFrame
     return run_labels.reset_index(names="run").merge(tidy, on="run").drop(columns="run")
 
 
-def run_coord_check_shard(spec: CoordCheckSpec, width: int, seed: int, device: torch.device) -> pd.DataFrame:
-    """Train every scheme of ``spec`` at one (width, seed) as one population."""
-    model = build_model(spec.model, spec.model_config(width), seed, device)
+def run_coord_check_shard(spec: CoordCheckSpec, width: int, seed: int, device: torch.device,
+                          bases: dict | None = None) -> pd.DataFrame:
+    """Train every scheme of ``spec`` at one (width, seed) as one population; ``bases``: frozen
+    bases already drawn (toy_models.models.LoraModel)."""
+    model = build_model(spec.model, spec.model_config(width), seed, device, bases)
     schemes = spec.scheme_objects
     rates = [s.rates(width, spec.optimizer) for s in schemes]
     pop = Population(model, [r[0] for r in rates], [r[1] for r in rates], spec.optimizer,
@@ -72,6 +74,16 @@ def coord_check_shards(spec: CoordCheckSpec, device: torch.device, prefix: str =
     from studies.run.shards import Shard
     return [Shard(f"{prefix}w{w}_s{s}", run_coord_check_shard, (spec, w, s, device))
             for w in sorted(spec.widths) for s in spec.seeds]
+
+
+def run_coord_check_group(parts: tuple[tuple[str, CoordCheckSpec], ...], width: int, seed: int,
+                          device: torch.device) -> pd.DataFrame:
+    """Several coordinate checks of one model at one (width, seed): one population per spec,
+    each frozen base drawn once for all of them (the same numbers as separate shards). Rows as
+    ``run_coord_check_shard``'s plus ``part``, the name each spec has in ``parts``."""
+    bases: dict = {}
+    return pd.concat([run_coord_check_shard(spec, width, seed, device, bases).assign(part=name)
+                      for name, spec in parts], ignore_index=True)
 
 
 def run_coord_check(spec: CoordCheckSpec, device: torch.device, progress: bool = True) -> pd.DataFrame:
