@@ -154,7 +154,10 @@ def run_shards(shards: list[Shard], store: ShardStore, executor: str = "inline",
     if executor == "local" and (len(todo) < 2 or workers == 1):
         executor = "inline"  # a pool of one gains nothing; the bits are the same
 
-    counter = progress_bar(len(todo), bar, "shard", disable=bar is None)
+    if bar is not None and len(todo) < len(shards):
+        print(f"{bar}: {len(shards) - len(todo)} of {len(shards)} shards already done in {store.out}"
+              + (f"; running the other {len(todo)}" if todo else ""), file=sys.stderr, flush=True)
+    counter = progress_bar(len(todo), bar, "shard", disable=bar is None or not todo)
 
     def finished(key, result):
         frame, arrays = result if isinstance(result, tuple) else (result, None)
