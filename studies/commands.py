@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 
 import pandas as pd
 
@@ -81,17 +82,13 @@ def coord_check(args) -> int:
 COMMANDS = {"coord-check": coord_check}
 
 
+@contextmanager
 def _phase(what: str):
     """Say on stderr what a phase of a long command is doing, then how long it took."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def phase():
-        print(f"{what} ...", end="", file=sys.stderr, flush=True)
-        start = time.perf_counter()
-        yield
-        print(f" {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    return phase()
+    print(f"{what} ...", end="", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    yield
+    print(f" {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
 
 def validate(args) -> int:

@@ -164,7 +164,8 @@ def headline(exponents: pd.DataFrame) -> list[str]:
     text = [f"{n_pass} of {total} predicted width exponents were confirmed (PASS), {n_fail} contradicted "
             f"(FAIL) and {n_inc} could not be judged at these widths (INCONCLUSIVE)."]
     text.append("No measurement contradicted the theory." if not n_fail else
-                f"The {n_fail} FAIL{'s' if n_fail > 1 else ''} are listed below with the settings they are in.")
+                f"{n_fail} measurement{'s' if n_fail > 1 else ''} contradicted it: the settings with a FAIL "
+                "say where and why.")
     lp = exponents[exponents.scheme == "loraplus"]
     if len(lp):
         lp_pass, lp_fail, _ = _counts(lp.verdict)
