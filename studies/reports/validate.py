@@ -148,7 +148,7 @@ def not_confirmed_lines(exponents: pd.DataFrame) -> list[str]:
             continue
         kinds = bad.assign(kind=[reason_kind(v, r) for v, r in zip(bad.verdict, bad.reason)])
         parts = [f"{kind} {len(g)} ({_where(g)})"
-                 for kind, g in sorted(kinds.groupby("kind"), key=lambda kv: -len(kv[1]))]
+                 for kind, g in sorted(kinds.groupby("kind"), key=lambda kv: (kv[0] != FAIL_KIND[1], -len(kv[1])))]
         _, n_fail, n_inc = _counts(bad.verdict)
         what = ", ".join(x for x in (f"{n_fail} FAIL" if n_fail else "", f"{n_inc} INCONCLUSIVE" if n_inc else "") if x)
         known = KNOWN_MECHANISMS.get(key) if {"slopes still moving", "contradicted"} & set(kinds.kind) else None
@@ -164,17 +164,16 @@ def headline(exponents: pd.DataFrame) -> list[str]:
     text = [f"{n_pass} of {total} predicted width exponents were confirmed (PASS), {n_fail} contradicted "
             f"(FAIL) and {n_inc} could not be judged at these widths (INCONCLUSIVE)."]
     text.append("No measurement contradicted the theory." if not n_fail else
-                f"{n_fail} measurement{'s' if n_fail > 1 else ''} contradicted it: the settings with a FAIL "
-                "say where and why.")
+                "Where each FAIL sits, and why, is in the lines per setting.")
     lp = exponents[exponents.scheme == "loraplus"]
     if len(lp):
         lp_pass, lp_fail, _ = _counts(lp.verdict)
         classes = set(lp.classification)
-        said = (f"LoRA+ is {classes.pop()} in every setting, as predicted "
+        said = (f"LoRA+ is predicted {classes.pop()} in every setting "
                 f"({CLASS_MEANINGS.get(lp.classification.iloc[0], '')})" if len(classes) == 1
-                else "LoRA+'s predicted classes")
-        text.append(f"{said}: confirmed in {lp_pass} of {len(lp)} checks over {lp.groupby(SETTING_COLUMNS).ngroups} "
-                    f"settings, contradicted in {lp_fail}.")
+                else "LoRA+'s predictions")
+        text.append(f"{said}; its {len(lp)} checks over {lp.groupby(SETTING_COLUMNS).ngroups} settings "
+                    f"confirm this in {lp_pass} and contradict it in {lp_fail}.")
     return text
 
 
