@@ -25,8 +25,9 @@ class Look:
     zorder: float
 
     def line(self) -> dict:
+        hollow = self.linestyle != "-"  # drawn larger, so a filled marker on the same point leaves its rim
         return {"color": self.colour, "marker": self.marker, "ls": self.linestyle, "zorder": self.zorder,
-                "mfc": "none" if self.linestyle != "-" else self.colour, "ms": 5, "lw": 1.4}
+                "mfc": "none" if hollow else self.colour, "ms": 7 if hollow else 5, "lw": 1.4}
 
 
 _BUILTIN = {

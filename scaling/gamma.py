@@ -63,6 +63,20 @@ def _curve_stats(log_table: np.ndarray, log_w: np.ndarray) -> np.ndarray:
     return np.concatenate([slope[..., None], drift[..., None], local], axis=-1)
 
 
+def _seed_width_table(seeds: np.ndarray, widths: np.ndarray, log_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(log of the sorted distinct widths, seeds x widths table of mean log values, NaN where
+    a seed has no value at a width); rows in sorted seed order. A numpy group mean: at the
+    suite's hundreds of fits a pandas pivot per fit cost more than the bootstrap."""
+    seed_values, row = np.unique(seeds, return_inverse=True)
+    width_values, col = np.unique(widths, return_inverse=True)
+    total = np.zeros((seed_values.size, width_values.size))
+    count = np.zeros_like(total)
+    np.add.at(total, (row, col), log_values)
+    np.add.at(count, (row, col), 1)
+    with np.errstate(invalid="ignore"):
+        return np.log(width_values), np.where(count > 0, total / count, np.nan)
+
+
 def seed_bootstrap(statistic, n_seeds: int, confidence: float = 0.95, n_resamples: int = 1000,
                    random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap over seeds (scipy.stats.bootstrap, seeds resampled as whole rows):
@@ -83,14 +97,13 @@ def fit_power_law(widths, values, seeds=None, settle_tol: float = DEFAULT_SETTLE
     Non-positive or non-finite values are dropped (log undefined). Returns None when fewer
     than two widths remain.
     """
-    df = pd.DataFrame({"w": np.asarray(widths, float), "v": np.asarray(values, float),
-                       "s": np.zeros(len(widths)) if seeds is None else np.asarray(seeds)})
-    df = df[np.isfinite(df.v) & (df.v > 0)]
-    if df.w.nunique() < 2:
+    w, v = np.asarray(widths, float), np.asarray(values, float)
+    s = np.zeros(len(w)) if seeds is None else np.asarray(seeds)
+    keep = np.isfinite(v) & (v > 0)
+    w, v, s = w[keep], v[keep], s[keep]
+    if np.unique(w).size < 2:
         return None
-    table = df.assign(lv=np.log(df.v)).pivot_table(index="s", columns="w", values="lv", aggfunc="mean")
-    log_w = np.log(table.columns.to_numpy(float))
-    M = table.to_numpy()
+    log_w, M = _seed_width_table(s, w, np.log(v))
     est = _curve_stats(M, log_w)
     slope, drift, local = float(est[0]), float(est[1]), est[2:]
     n_seeds = M.shape[0]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -93,18 +94,22 @@ def coord_check(args) -> int:
 COMMANDS = {"coord-check": coord_check}
 
 
+@contextmanager
+def _phase(what: str):
+    """Say on stderr what a phase of a long command is doing, then how long it took."""
+    print(f"{what} ...", end="", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    yield
+    print(f" {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+
+
 def validate(args) -> int:
     """Run the fixed suite, fit, judge, write report/exponents/results/figures; exit 1 on a FAIL."""
-    import matplotlib.pyplot as plt
-
-    from figures.coord_check import plot_coord_check
-    from figures.phase import plot_phase_diagram
-    from scaling.rules import parse_scheme
-    from scaling.verdicts import compare, compare_first_step
-    from studies.reports.validate import verdict_summary, write_report
-    from studies.run.store import git_revision, write_text
     from dataclasses import asdict
 
+    from scaling.verdicts import compare, compare_first_step
+    from studies.reports.validate import draw_figures, summary_text, write_report
+    from studies.run.store import git_revision
     from studies.validate import FULL, QUICK, b0_control_table, overshoot_table, progress_table, run_suite
 
     if not 0 < args.tolerance < 10:
@@ -115,55 +120,32 @@ def validate(args) -> int:
                                        {"study": "validate", **asdict(settings), "device": str(device)})
     skipped = len(store.done)
     start = time.perf_counter()
-    results, control, b0_control = run_suite(settings, device, store, executor, args.workers, args.scheduler,
-                                             progress=sys.stderr.isatty())
-    exponents = pd.concat([compare(results, settings.verdict_steps(), tol=args.tolerance),
-                           compare_first_step(results, tol=args.tolerance)], ignore_index=True)
-    overshoot = overshoot_table(results, control, settings.verdict_steps())
-    progress = progress_table(results, sorted({1, 2, settings.steps // 2, settings.steps}))
-    b0_table = b0_control_table(exponents, b0_control, settings.verdict_steps(), args.tolerance)
-    figures = {}
-    (out / "figures").mkdir(exist_ok=True)
-
-    def save(fig, name: str, caption: str) -> None:
-        fig.savefig(out / "figures" / name, dpi=110)
-        plt.close(fig)
-        figures[caption] = f"figures/{name}"
-
-    for (model, opt, init), r in results.groupby(["model", "optimizer", "init"], sort=False):
-        e = exponents[(exponents.model == model) & (exponents.optimizer == opt) & (exponents.init == init)]
-        for layer in list(dict.fromkeys(r.layer[r.layer != "all"]))[:1]:
-            save(plot_coord_check(r, settings.steps, e, layer=layer, title=f"{model}, {opt}, init {init}, layer {layer}"),
-                 f"coord_{model}_{opt}_init{init}.png", f"{model}/{opt}/{init}: coordinate check at step {settings.steps}")
-        if model == "mlp" and opt == "adam":  # the B0 path: first-step loss decrease against width
-            save(plot_coord_check(r, 1, e, layer="hidden2", metrics=("loss_drop",),
-                                  title=f"init {init}: first-step loss decrease"),
-                 f"loss_drop_{model}_init{init}.png", f"b0 path: {model}, init {init}")
-    for opt, init in dict.fromkeys(zip(exponents.optimizer, exponents.init)):
-        e = exponents[(exponents.optimizer == opt) & (exponents.init == init)]
-        worst = (e.assign(rank=e.verdict.map({"PASS": 0, "INCONCLUSIVE": 1, "FAIL": 2}))
-                 .groupby("scheme")["rank"].max())
-        schemes = {s: parse_scheme(s) for s in worst.index}
-        measured = pd.DataFrame([{"gA": schemes[s].gA, "gB": schemes[s].gB,
-                                  "verdict": ["PASS", "INCONCLUSIVE", "FAIL"][k]} for s, k in worst.items()])
-        model = "toy" if opt == "sgd" else "linear"
-        save(plot_phase_diagram(opt, init, model, measured), f"phase_{opt}_init{init}.png", f"phase: {opt}, init {init}")
-    wall = time.perf_counter() - start
-    meta = {"settings": "quick" if args.quick else "full", "device": str(device), "wall_time_s": wall,
-            "git_revision": git_revision(), "executor": executor, "resumed_shards": skipped}
-    write_csv(results, out / "results.csv")
-    write_csv(exponents, out / "exponents.csv")
-    write_csv(control, out / "control_results.csv")
-    write_csv(b0_control, out / "b0_control_results.csv")
-    write_json(metadata({"suite": meta["settings"], "tolerance": args.tolerance,
-                         "widths": settings.widths, "seeds": settings.seeds, "steps": settings.steps},
-                        str(device), wall, executor=executor, resumed_shards=skipped), out / "meta.json")
-    write_text(write_report(exponents, meta, figures, args.tolerance, overshoot, progress, b0_table), out / "report.md")
-    summary = verdict_summary(exponents)
-    print(summary.to_string(index=False))
+    results, control, b0_control = run_suite(settings, device, store, executor, args.workers, args.scheduler)
+    with _phase(f"validate: fitting and judging the exponents ({len(results):,} measurements)"):
+        exponents = pd.concat([compare(results, settings.verdict_steps(), tol=args.tolerance),
+                               compare_first_step(results, tol=args.tolerance)], ignore_index=True)
+        overshoot = overshoot_table(results, control, settings.verdict_steps())
+        progress = progress_table(results, sorted({1, 2, settings.steps // 2, settings.steps}))
+        b0_table = b0_control_table(exponents, b0_control, settings.verdict_steps(), args.tolerance)
+    with _phase("validate: drawing the figures"):
+        (out / "figures").mkdir(exist_ok=True)
+        figures = draw_figures(results, exponents, settings.steps, out / "figures")
+    with _phase("validate: writing the tables and the report"):
+        wall = time.perf_counter() - start
+        meta = {"settings": "quick" if args.quick else "full", "device": str(device), "wall_time_s": wall,
+                "git_revision": git_revision(), "executor": executor, "resumed_shards": skipped}
+        write_csv(results, out / "results.csv")
+        write_csv(exponents, out / "exponents.csv")
+        write_csv(control, out / "control_results.csv")
+        write_csv(b0_control, out / "b0_control_results.csv")
+        write_json(metadata({"suite": meta["settings"], "tolerance": args.tolerance,
+                             "widths": settings.widths, "seeds": settings.seeds, "steps": settings.steps},
+                            str(device), wall, executor=executor, resumed_shards=skipped), out / "meta.json")
+        write_text(write_report(exponents, meta, figures, args.tolerance, overshoot, progress, b0_table),
+                   out / "report.md")
     counts = exponents.verdict.value_counts()
-    print(f"{counts.get('PASS', 0)} PASS, {counts.get('FAIL', 0)} FAIL, {counts.get('INCONCLUSIVE', 0)} "
-          f"INCONCLUSIVE in {wall:.0f}s; report: {out / 'report.md'}")
+    print(f"validate, {meta['settings']} suite, {time.perf_counter() - start:.0f} s:\n{summary_text(exponents)}")
+    print(f"report: {out / 'report.md'} (tables per setting, controls, figures; every check in exponents.csv)")
     return 1 if counts.get("FAIL", 0) else 0
 
 

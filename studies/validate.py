@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 
-from studies.run.runner import coord_check_shards
-from studies.run.shards import ShardStore, run_shards
+from studies.run.runner import run_coord_check_group
+from studies.run.shards import Shard, ShardStore, run_shards
 from studies.run.spec import CoordCheckSpec
 
 SCHEMES = ("loraplus", "lora-const", "lora-sqrt", "lora-inv")
@@ -125,18 +126,40 @@ def progress_table(suite: pd.DataFrame, steps, model: str = "mlp",
     return pd.concat(rows).reset_index().set_index(["init", "scheme", "step"]).sort_index().reset_index()
 
 
+def suite_shards(settings: SuiteSettings, device: torch.device) -> tuple[list[Shard], dict[str, list[str]]]:
+    """The shards of the suite and its two controls, and the part names of each: one shard per
+    (model, width, seed) trains every configuration of that model there (the suite's inits and
+    optimisers, and the control on that model), so the frozen base is drawn once, not three
+    or four times. Ordered so that each model's shards spread evenly over the run (the cost per
+    shard is then about the same throughout, and the progress bar's estimate holds early on).
+    Returns (shards, {"suite" | "control" | "b0control": [part names]})."""
+    named = [(f"{spec.model}_{spec.optimizer}_init{spec.init}", spec) for spec in suite_specs(settings)]
+    parts = {"suite": [name for name, _ in named], "control": ["control"], "b0control": ["b0control"]}
+    named += [("control", control_spec(settings)), ("b0control", b0_control_spec(settings))]
+    shards = []
+    for model in settings.widths:
+        group = tuple((name, spec) for name, spec in named if spec.model == model)
+        seeds = settings.seeds[model]
+        shards += [(s / seeds, w, Shard(f"{model}_w{w}_s{s}", run_coord_check_group, (group, w, s, device)))
+                   for w in settings.widths[model] for s in range(seeds)]
+    return [sh for *_, sh in sorted(shards, key=lambda x: x[:2])], parts
+
+
 def run_suite(settings: SuiteSettings, device: torch.device, store: ShardStore, executor: str = "inline",
               workers: int = 2, scheduler: str | None = None,
               progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every shard of the suite and of its two controls (the Init[2] overshoot, the B0 path)
     that the store does not hold yet. Returns (suite, overshoot control, B0 control) results,
-    each in the runner's tidy format."""
-    suite = [sh for spec in suite_specs(settings)
-             for sh in coord_check_shards(spec, device, f"{spec.model}_{spec.optimizer}_init{spec.init}_")]
-    control = coord_check_shards(control_spec(settings), device, "control_")
-    b0_control = coord_check_shards(b0_control_spec(settings), device, "b0control_")
-    run_shards(suite + control + b0_control, store, executor, workers, scheduler,
-               bar="validate" if progress else None)
-    return (store.load([sh.key for sh in suite]),
-            store.load([sh.key for sh in control]).assign(teacher="b0-aligned"),
-            store.load([sh.key for sh in b0_control]).assign(b0_scale=B0_CONTROL_SCALE))
+    each in the runner's tidy format, rows ordered by configuration, width and seed."""
+    shards, parts = suite_shards(settings, device)
+    run_shards(shards, store, executor, workers, scheduler, bar="validate" if progress else None)
+    everything = store.load([sh.key for sh in shards])
+
+    def part(names: list[str]) -> pd.DataFrame:
+        rank = {name: i for i, name in enumerate(names)}
+        rows = everything[everything.part.isin(rank)]
+        order = np.lexsort((rows.seed.to_numpy(), rows.width.to_numpy(), rows.part.map(rank).to_numpy()))
+        return rows.iloc[order].drop(columns="part").reset_index(drop=True)
+
+    return (part(parts["suite"]), part(parts["control"]).assign(teacher="b0-aligned"),
+            part(parts["b0control"]).assign(b0_scale=B0_CONTROL_SCALE))

@@ -178,3 +178,38 @@ def test_update_norms_of_a_non_finite_run_are_not_an_error(bad):
     assert fro[0].item() == pytest.approx(2 * 15 ** 0.5, rel=1e-12)
     assert op[0].item() == pytest.approx(torch.linalg.matrix_norm(dense, 2).item(), rel=1e-12)
     assert not torch.isfinite(fro[1]) and not torch.isfinite(op[1])
+
+
+def _reference_trajectory_frame(traj, run_labels: pd.DataFrame) -> pd.DataFrame:
+    """trajectory_frame as it was written first (per-metric frames, a concat, a merge on run):
+    the numpy version must give the same frame."""
+    frames = []
+    for metric, values in traj.metrics.items():
+        v = values.numpy()
+        step, run, layer = np.nonzero(np.isfinite(v))
+        layer_names = np.array(traj.layer_names if metric not in ("loss", "test_loss") else ["all"])
+        layer_idx = layer if len(layer_names) > 1 else np.zeros_like(layer)
+        frames.append(pd.DataFrame({"run": run, "step": step, "layer": layer_names[layer_idx],
+                                    "metric": metric, "value": v[step, run, layer]}))
+    div = traj.diverged_step.numpy()
+    tidy_steps = pd.concat(frames, ignore_index=True)
+    cut = np.where(div >= 0, div, np.iinfo(np.int64).max)[tidy_steps.run.to_numpy()]
+    frames = [tidy_steps[tidy_steps.step.to_numpy() < cut]]
+    runs = np.nonzero(div >= 0)[0]
+    frames.append(pd.DataFrame({"run": runs, "step": div[runs], "layer": "all", "metric": "diverged", "value": 1.0}))
+    tidy = pd.concat(frames, ignore_index=True)
+    return run_labels.reset_index(names="run").merge(tidy, on="run").drop(columns="run")
+
+
+@pytest.mark.parametrize("case", [*CASES, "mlp-adam-deep"])
+def test_trajectory_frame_gives_the_frame_of_its_first_version(case):
+    if case == "mlp-adam-deep":
+        model = build_model("mlp", ModelConfig(width=16, rank=2, depth=3), seed=1)
+        rates = [(1e-2, 1e-2), (10.0, 10.0), (1e-3, 1e-1)]
+        opt = "adam"
+    else:
+        model, opt, rates = _population(case)
+    traj = Population(model, [r[0] for r in rates], [r[1] for r in rates], opt).run(STEPS, test_size=8)
+    labels = pd.DataFrame({"scheme": [f"s{i}" for i in range(len(rates))], "width": 16, "eta_a": [r[0] for r in rates]})
+    pd.testing.assert_frame_equal(trajectory_frame(traj, labels), _reference_trajectory_frame(traj, labels),
+                                  check_exact=True)

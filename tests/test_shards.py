@@ -123,3 +123,29 @@ def test_lr_grid_resumes_from_its_shards_with_the_same_bits(tmp_path, monkeypatc
     for run_dir in (out, tmp_path / "local"):
         for name in ("grid.csv", "curves.csv", "optima.csv"):
             assert (run_dir / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), (run_dir, name)
+
+
+def _table(i: int) -> pd.DataFrame:
+    return pd.DataFrame({"i": [i]})
+
+
+def test_progress_off_a_terminal_is_plain_lines_and_says_what_was_resumed(tmp_path, capsys):
+    import io
+
+    from studies.run.shards import Shard, ShardStore, progress_bar, run_shards
+
+    log = io.StringIO()  # not a terminal: one plain line per refresh, never a carriage return
+    with progress_bar(3, "job", "shard", file=log) as bar:
+        bar.update(3)
+    assert "\r" not in log.getvalue() and log.getvalue().splitlines()[-1].startswith("job: 100%")
+    assert "3/3" in log.getvalue()
+
+    shards = [Shard(f"s{i}", _table, (i,)) for i in range(3)]
+    store = ShardStore(tmp_path, {"study": "t"})
+    run_shards(shards[:2], store, bar="job")
+    capsys.readouterr()
+    run_shards(shards, ShardStore(tmp_path, {"study": "t"}), bar="job")
+    err = capsys.readouterr().err
+    assert "job: 2 of 3 shards already done" in err and "running the other 1" in err and "1/1" in err
+    run_shards(shards, ShardStore(tmp_path, {"study": "t"}), bar="job")
+    assert capsys.readouterr().err.strip() == f"job: 3 of 3 shards already done in {tmp_path}"

@@ -22,6 +22,18 @@ def test_validate_writes_its_outputs_and_resumes_without_recomputing(tmp_path, m
     assert set(zip(exponents.model, exponents.optimizer, exponents.init)) == set(validate.CONFIGS)
     report = (out / "report.md").read_text()
     assert report.startswith("#")
+    # the report opens with what it found in plain words; the long listings come last
+    sections = [line for line in report.splitlines() if line.startswith("## ")]
+    assert sections[0] == "## What it found" and sections[-2:] == [
+        "## Appendix A: every check in full", "## Appendix B: every check that did not PASS"]
+    n_pass = int((exponents.verdict == "PASS").sum())
+    assert f"{n_pass} of {len(exponents)} predicted width exponents were confirmed" in report.split("## How")[0]
+    std = capsys.readouterr()
+    assert std.out.startswith("validate, quick suite") and "Predicted class of each scheme" in std.out
+    assert "report: " in std.out.splitlines()[-1]
+    # progress on stderr, which is not a terminal here: plain lines, each phase named
+    assert "validate: " in std.err and "\r" not in std.err
+    assert "fitting and judging the exponents" in std.err and "drawing the figures" in std.err
     # the first step's loss decrease is judged for every Adam configuration, per layer
     drops = exponents[exponents.metric == "loss_drop"]
     assert set(drops.step) == {1} and set(zip(drops.model, drops.init)) == {
@@ -32,11 +44,10 @@ def test_validate_writes_its_outputs_and_resumes_without_recomputing(tmp_path, m
     b0 = pd.read_csv(out / "b0_control_results.csv", dtype={"init": str})
     assert set(b0.scheme) == {"loraplus", "lora-inv"} and (b0.b0_scale == 0.25).all()
     assert (out / "figures" / "phase_adam_init1.png").is_file()
-    n_shards = (sum(len(TINY.widths[m]) * TINY.seeds[m] for m, _, _ in validate.CONFIGS)
-                + 3 * 2 + 3 * 2)  # + the overshoot and B0 controls
+    # one shard per (model, width, seed) holds every configuration of that model, controls included
+    n_shards = sum(len(TINY.widths[m]) * TINY.seeds[m] for m in ("toy", "linear", "mlp"))
     assert len(json.loads((out / "manifest.json").read_text())["done"]) == n_shards
     first = (out / "exponents.csv").read_bytes()
-    capsys.readouterr()
 
     calls = []
     monkeypatch.setattr(validate, "run_shards", lambda shards, store, *a, **k: calls.append(

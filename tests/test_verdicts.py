@@ -110,3 +110,12 @@ def test_first_step_loss_drop_passes_its_prediction_and_the_aligned_exponent_fai
         return dataclasses.replace(first_step_loss_drop(model, optimizer, init, gA, gB), exponent=gA + 1.0)
     wrong = compare_first_step(results, predictor=aligned)
     assert (wrong.verdict == "FAIL").all()
+
+
+def test_phase_points_count_each_schemes_checks():
+    from figures.phase import phase_points
+    e = pd.DataFrame({"scheme": ["loraplus"] * 3 + ["lora-const"] * 2,
+                      "verdict": ["PASS", "PASS", "INCONCLUSIVE", "FAIL", "PASS"]})
+    p = phase_points(e).set_index("scheme")
+    assert (p.loc["loraplus", ["gA", "gB", "n_checks", "n_pass", "n_fail"]].tolist() == [-1, 0, 3, 2, 0])
+    assert p.loc["lora-const", "n_fail"] == 1 and p.loc["lora-const", "share_pass"] == 0.5

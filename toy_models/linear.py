@@ -22,7 +22,7 @@ class _LinearLora(LoraModel):
     def _build(self, gen: torch.Generator) -> None:
         n = self.width
         n_out = n if self.n_out_is_width else 1
-        w_star = torch.randn(n_out, n, generator=gen, dtype=torch.float64) / n ** 0.5
+        w_star = torch.randn(n_out, n, generator=gen, dtype=torch.float64).div_(n ** 0.5)
         tgen = self.generator("teacher")
         u = torch.randn(n_out, self.rank, generator=tgen, dtype=torch.float64)
         v = torch.randn(n, self.rank, generator=tgen, dtype=torch.float64) / n ** 0.5

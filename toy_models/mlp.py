@@ -27,7 +27,7 @@ class MlpModel(LoraModel):
         n, d, depth = self.width, self.cfg.input_dim, self.cfg.depth
         self.w_in = self.to_device(self._w_in(gen, n, d))
         self.w_hidden = [self.to_device(torch.randn(n, n, generator=gen, dtype=torch.float64)
-                                        * (2.0 / n) ** 0.5)
+                                        .mul_((2.0 / n) ** 0.5))
                          for _ in range(depth)] if self.has_hidden_base else [None] * depth
         self.w_out = self.to_device(self._w_out(gen, n))
         self.layer_names = [f"hidden{l + 1}" for l in range(depth)]
@@ -108,9 +108,9 @@ class PaperMlpModel(MlpModel):
     default_input_dim = 5
     has_hidden_base = False
 
-    def __init__(self, cfg, seed, device="cpu"):
+    def __init__(self, cfg, seed, device="cpu", bases=None):
         from dataclasses import replace
-        super().__init__(replace(cfg, depth=1), seed, device)
+        super().__init__(replace(cfg, depth=1), seed, device, bases)
 
     def _w_in(self, gen, n, d):
         return torch.randn(n, d, generator=gen, dtype=torch.float64)

@@ -108,7 +108,13 @@ class LoraModel:
     default_batch = 32
     default_input_dim: int | None = None
 
-    def __init__(self, cfg: ModelConfig, seed: int, device: str | torch.device = "cpu"):
+    def __init__(self, cfg: ModelConfig, seed: int, device: str | torch.device = "cpu",
+                 bases: dict | None = None):
+        """bases: a dict the caller keeps across models (see ``base_key``): a model whose
+        frozen base is already in it takes that draw instead of drawing it again, and a new
+        one is added. At n = 4096 the mlp's two n x n float64 draws cost more CPU than the
+        6 training steps of a 4-run population, so a study that trains several inits of one
+        (width, seed) draws the base once."""
         cfg.check()
         cfg = replace(cfg, init=cfg.init or self.default_init,
                       batch_size=cfg.batch_size or self.default_batch,
@@ -118,7 +124,14 @@ class LoraModel:
         self.device, self.dtype = torch.device(device), DTYPES[cfg.dtype]
         self.layer_names: list[str] = []
         self.layer_shapes: list[tuple[int, int]] = []  # (n_out, n_in) per LoRA layer
-        self._build(self.generator("base"))
+        key = self.base_key()
+        if bases is not None and key in bases:
+            self.__dict__.update(bases[key])  # the frozen base is read-only: shared, not copied
+        else:
+            before = dict(self.__dict__)
+            self._build(self.generator("base"))
+            if bases is not None:  # what _build set or replaced
+                bases[key] = {k: v for k, v in self.__dict__.items() if k not in before or before[k] is not v}
         self._fixed = self._sample(self.generator("data"), cfg.batch_size)
         if cfg.data == "fixed":
             self.probe_is_train_prefix = True  # the probe is a prefix of the fixed batch (all of it if smaller)
@@ -127,6 +140,12 @@ class LoraModel:
         else:
             self.probe_is_train_prefix = False
             self.probe = self._sample(self.generator("probe"), cfg.probe_size)
+
+    def base_key(self) -> tuple:
+        """What the frozen base (everything ``_build`` sets) depends on: the model, seed, device
+        and configuration, except the LoRA init and B0's scale, which enter only ``lora_init``
+        (Init[2]'s B0 that the "b0-aligned" teacher copies is drawn from its own stream)."""
+        return type(self), self.seed, self.device, replace(self.cfg, init=None, b0_scale=1.0)
 
     # -- randomness ----------------------------------------------------------------------
     def generator(self, stream: str, step: int = 0) -> torch.Generator:
@@ -263,10 +282,12 @@ def register(cls: type[LoraModel]) -> type[LoraModel]:
     return cls
 
 
-def build_model(name: str, cfg: ModelConfig, seed: int, device: str | torch.device = "cpu") -> LoraModel:
+def build_model(name: str, cfg: ModelConfig, seed: int, device: str | torch.device = "cpu",
+                bases: dict | None = None) -> LoraModel:
+    """The model ``name`` at cfg.width and ``seed``; ``bases``: see ``LoraModel.__init__``."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-    return MODELS[name](cfg, seed, device)
+    return MODELS[name](cfg, seed, device, bases)
 
 
 # The model files register themselves on import.

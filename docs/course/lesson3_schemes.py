@@ -14,12 +14,11 @@
 # | lora-const | 0 | 0 | unstable: everything grows like n |
 
 # %%
-import pandas as pd
 import torch
 
 from figures.coord_check import plot_coord_check
 from figures.course import QUICK, save
-from figures.phase import plot_phase_diagram
+from figures.phase import phase_points, plot_phase_diagram
 from scaling.verdicts import compare
 from studies.run.runner import run_coord_check
 from studies.run.spec import CoordCheckSpec
@@ -35,16 +34,11 @@ print(table.round(2))
 save(plot_coord_check(results, 3, exponents, title="n x n LoRA layer, Adam, Init[1], step 3"), "lesson3_coord_check")
 
 # %% [markdown]
-# The phase diagram puts every (gA, gB) in its class; the markers are the four schemes measured
-# above, coloured by their worst verdict.
+# The phase diagram puts every (gA, gB) in its class; the points are the four schemes measured
+# above, coloured by the share of their checks that PASS.
 
 # %%
-worst = (exponents.assign(rank=exponents.verdict.map({"PASS": 0, "INCONCLUSIVE": 1, "FAIL": 2}))
-         .groupby("scheme")["rank"].max())
-points = {"loraplus": (-1, 0), "lora-inv": (-1, -1), "lora-sqrt": (-0.5, -0.5), "lora-const": (0, 0)}
-measured = pd.DataFrame([{"gA": points[s][0], "gB": points[s][1], "verdict": ["PASS", "INCONCLUSIVE", "FAIL"][k]}
-                         for s, k in worst.items()])
-save(plot_phase_diagram("adam", "1", "linear", measured), "lesson3_phase")
+save(plot_phase_diagram("adam", "1", "linear", phase_points(exponents)), "lesson3_phase")
 
 # %% [markdown]
 # **Exercises** (solutions in `solutions/lesson3.md`)

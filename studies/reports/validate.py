@@ -1,5 +1,8 @@
-"""The validate report: verdict tables, each prediction beside its measurement, figures."""
+"""The validate report: what was found in plain words first, then one compact table per setting,
+the controls and figures; every check in full in the appendices (and in exponents.csv)."""
 from __future__ import annotations
+
+import textwrap
 
 import pandas as pd
 
@@ -64,6 +67,165 @@ def prediction_table(exponents: pd.DataFrame) -> pd.DataFrame:
                          aggfunc="first").reset_index()
 
 
+SETTING_COLUMNS = ["model", "optimizer", "init"]
+OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
+VERDICT_MARKS = {"PASS": "✓", "FAIL": "✗", "INCONCLUSIVE": "?"}
+# What each predicted class says about the feature updates (scaling.theory.classify).
+CLASS_MEANINGS = {
+    "efficient": "delta1 and delta2 both Theta(1): both factors move the features",
+    "unstable": "some update grows with n: the features blow up",
+    "A-side lazy": "delta1 (A's part) vanishes as n grows",
+    "B-side lazy": "delta2 (B's part) vanishes as n grows",
+    "both lazy": "delta1 and delta2 both vanish as n grows",
+    "frozen": "nothing moves",
+}
+# Why a check is not a PASS: (start of scaling.verdicts' reason, short label, the one-line why).
+REASON_KINDS = [
+    ("local slopes not settled", "slopes still moving",
+     "the local slopes between neighbouring widths still change: these widths have not reached the "
+     "asymptotic regime"),
+    ("crossover", "sum not yet dominated",
+     "a sum (z_a, delta2 or dz_b) whose predicted leading term is still the smaller one at the widest width"),
+    ("no sharp prediction", "after an unstable layer",
+     "an mlp layer after an unstable one gets inputs that grow with n: the theory makes no sharp prediction"),
+    ("past the blow-up", "SGD past its blow-up", "SGD diverges past its blow-up: no exponent is predicted"),
+    ("fewer than two widths", "diverged", "fewer than two widths kept finite values"),
+]
+FAIL_KIND = ("", "contradicted", "the measured interval misses the predicted exponent +- tolerance")
+# Settings whose unsettled or failed checks have a measured mechanism (EXPLANATIONS), named in the summary.
+KNOWN_MECHANISMS = {
+    ("linear", "adam", "2"): "the Init[2] overshoot of A's first step, see [its control](#control-the-init2-overshoot)",
+    ("mlp", "adam", "2"): "at late steps the B0 path, see [its section](#the-b0-path-mlp-adam)",
+}
+
+
+def setting_name(model: str, optimizer: str, init: str) -> str:
+    """'mlp, Adam, Init[2]'."""
+    return f"{model}, {OPTIMIZER_NAMES.get(optimizer, optimizer)}, Init[{init}]"
+
+
+def reason_kind(verdict: str, reason: str) -> str:
+    """The short label of why a check is not a PASS (REASON_KINDS; FAILs are 'contradicted')."""
+    if verdict == "FAIL":
+        return FAIL_KIND[1]
+    return next((label for start, label, _ in REASON_KINDS if reason.startswith(start)), "other")
+
+
+def _counts(verdicts: pd.Series) -> tuple[int, int, int]:
+    c = verdicts.value_counts()
+    return int(c.get("PASS", 0)), int(c.get("FAIL", 0)), int(c.get("INCONCLUSIVE", 0))
+
+
+def class_table(exponents: pd.DataFrame, style: str = "markdown") -> pd.DataFrame:
+    """setting x scheme: 'class: N of M' (checks that PASS of all), ', k FAIL' where any."""
+    rows = []
+    for key, e in exponents.groupby(SETTING_COLUMNS, sort=False):
+        row = {"setting": setting_name(*key)}
+        for scheme, g in e.groupby("scheme", sort=False):
+            n_pass, n_fail, _ = _counts(g.verdict)
+            of = f"{n_pass} of {len(g)}" if style == "markdown" else f"{n_pass}/{len(g)}"
+            row[scheme] = f"{g.classification.iloc[0]}: {of}" + (f", {n_fail} FAIL" if n_fail else "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _where(rows: pd.DataFrame) -> str:
+    """Where a group of checks sits: its schemes (with counts) and steps, and the layer if one."""
+    schemes = ", ".join(f"{s} {n}" for s, n in rows.scheme.value_counts().items())
+    steps = ", ".join(str(s) for s in sorted(rows.step.unique()))
+    layers = rows.layer.unique()
+    layer = f", layer {layers[0]}" if len(layers) == 1 and layers[0] not in ("lora", "all") else ""
+    return f"{schemes}; step{'s' if rows.step.nunique() > 1 else ''} {steps}{layer}"
+
+
+def not_confirmed_lines(exponents: pd.DataFrame) -> list[str]:
+    """One line per setting with checks that did not PASS: how many, of which kind, and where."""
+    lines = []
+    for key, e in exponents.groupby(SETTING_COLUMNS, sort=False):
+        bad = e[e.verdict != "PASS"]
+        if bad.empty:
+            lines.append(f"- **{setting_name(*key)}**: every check PASSes.")
+            continue
+        kinds = bad.assign(kind=[reason_kind(v, r) for v, r in zip(bad.verdict, bad.reason)])
+        parts = [f"{kind} {len(g)} ({_where(g)})"
+                 for kind, g in sorted(kinds.groupby("kind"), key=lambda kv: (kv[0] != FAIL_KIND[1], -len(kv[1])))]
+        _, n_fail, n_inc = _counts(bad.verdict)
+        what = ", ".join(x for x in (f"{n_fail} FAIL" if n_fail else "", f"{n_inc} INCONCLUSIVE" if n_inc else "") if x)
+        known = KNOWN_MECHANISMS.get(key) if {"slopes still moving", "contradicted"} & set(kinds.kind) else None
+        lines.append(f"- **{setting_name(*key)}**: {what}: " + "; ".join(parts) + "."
+                     + (f" Known mechanism: {known}." if known else ""))
+    return lines
+
+
+def headline(exponents: pd.DataFrame) -> list[str]:
+    """Two or three plain sentences: the verdict counts, and what they mean for LoRA+."""
+    n_pass, n_fail, n_inc = _counts(exponents.verdict)
+    total = len(exponents)
+    text = [f"{n_pass} of {total} predicted width exponents were confirmed (PASS), {n_fail} contradicted "
+            f"(FAIL) and {n_inc} could not be judged at these widths (INCONCLUSIVE)."]
+    text.append("No measurement contradicted the theory." if not n_fail else
+                "Where each FAIL sits, and why, is in the lines per setting.")
+    lp = exponents[exponents.scheme == "loraplus"]
+    if len(lp):
+        lp_pass, lp_fail, _ = _counts(lp.verdict)
+        classes = set(lp.classification)
+        said = (f"LoRA+ is predicted {classes.pop()} in every setting "
+                f"({CLASS_MEANINGS.get(lp.classification.iloc[0], '')})" if len(classes) == 1
+                else "LoRA+'s predictions")
+        text.append(f"{said}; its {len(lp)} checks over {lp.groupby(SETTING_COLUMNS).ngroups} settings "
+                    f"confirm this in {lp_pass} and contradict it in {lp_fail}.")
+    return text
+
+
+def plain_summary(exponents: pd.DataFrame) -> list[str]:
+    """The report's opening: headline, the class table, why the rest was not confirmed."""
+    present = list(dict.fromkeys(exponents.classification))
+    lines = ["## What it found", "", " ".join(headline(exponents)), "",
+             "Each scheme's predicted class in each setting, and how many of its checks (every measured "
+             "quantity, layer and step judged) PASS:", "",
+             class_table(exponents).to_markdown(index=False), "",
+             "Classes: " + "; ".join(f"*{c}*: {CLASS_MEANINGS.get(c, c)}" for c in present) + ".", "",
+             "Not confirmed, and why:", ""]
+    lines += not_confirmed_lines(exponents)
+    used = {reason_kind(v, r) for v, r in zip(exponents.verdict, exponents.reason) if v != "PASS"}
+    kinds = [k for k in [FAIL_KIND, *REASON_KINDS] if k[1] in used]
+    if kinds:
+        lines += ["", "The kinds: " + "; ".join(f"*{label}*: {why}" for _, label, why in kinds)
+                  + ". The mechanisms behind them are in [Why predictions did not show](#why-predictions-did-not-show)."]
+    return lines
+
+
+def summary_text(exponents: pd.DataFrame) -> str:
+    """The same summary for a terminal: counts, the class table, the kinds of checks not confirmed."""
+    table = class_table(exponents, style="text")
+    bad = exponents[exponents.verdict != "PASS"]
+    kinds = pd.Series([reason_kind(v, r) for v, r in zip(bad.verdict, bad.reason)], dtype=object).value_counts()
+    lines = [textwrap.fill(" ".join(headline(exponents)), 100),
+             "Predicted class of each scheme, checks that PASS / all:",
+             table.to_string(index=False)]
+    if len(kinds):
+        lines.append(textwrap.fill("Not confirmed: " + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ".", 100))
+    return "\n".join(lines)
+
+
+def _compact_cell(row) -> str:
+    """'measured (theory) mark', e.g. '+0.99 (+1) ✓', '= 0 (zero) ✓', '+0.17 (<= +1) ?'."""
+    if pd.isna(row.slope):
+        measured = "= 0" if row.verdict == "PASS" and row.predicted == float("-inf") else "-"
+    else:
+        measured = f"{row.slope:+.2f}"
+    claim = getattr(row, "claim", "exact")
+    theory = "n/p" if claim == "none" else {"upper bound": "<= "}.get(claim, "") + fmt(row.predicted)
+    return f"{measured} ({theory}) {VERDICT_MARKS[row.verdict]}"
+
+
+def compact_table(exponents: pd.DataFrame) -> pd.DataFrame:
+    """(scheme, layer, step) x metric cells 'measured slope (theory) mark' of one setting."""
+    e = exponents.assign(cell=[_compact_cell(r) for r in exponents.itertuples()])
+    return e.pivot_table(index=["scheme", "layer", "step"], columns="metric", values="cell",
+                         aggfunc="first").fillna("").reset_index()
+
+
 def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], tolerance: float,
                  overshoot: pd.DataFrame | None = None, progress: pd.DataFrame | None = None,
                  b0_control: pd.DataFrame | None = None) -> str:
@@ -71,27 +233,51 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
     overshoot: studies.validate.overshoot_table (the Init[2] control), if it was run;
     progress: studies.validate.progress_table (the mlp's training progress per width);
     b0_control: studies.validate.b0_control_table (the B0-path control)."""
-    counts = exponents.verdict.value_counts()
+    settings = list(exponents.groupby(SETTING_COLUMNS, sort=False).groups)
     lines = ["# loraplus-scaling validate", "",
-             f"Settings: {meta['settings']}. Device {meta['device']}, wall time {meta['wall_time_s']:.0f} s, "
-             f"git {meta['git_revision'][:10]}.", "",
-             f"Verdicts: {counts.get('PASS', 0)} PASS, {counts.get('FAIL', 0)} FAIL, "
-             f"{counts.get('INCONCLUSIVE', 0)} INCONCLUSIVE (tolerance +-{tolerance:g} on the exponent; "
-             "a 95% bootstrap interval over seeds must overlap the prediction +- tolerance; an upper bound "
-             "passes when the interval reaches below bound + tolerance; INCONCLUSIVE when the local slopes "
-             "have not settled, when a sum's dominant term has not taken over yet, or where the theory "
-             "predicts no exponent).", "",
-             "Each cell below reads `predicted / measured slope [95% CI] / verdict`; `zero` means the "
-             "theory predicts an exactly zero quantity, `<=` an upper bound (past a blow-up or an "
-             "Init[2] overshoot), `n/p` no prediction (SGD past its blow-up).", "",
-             "## Summary", "", verdict_summary(exponents).to_markdown(index=False), ""]
-    for (model, opt, init), e in exponents.groupby(["model", "optimizer", "init"], sort=False):
-        lines += [f"## {model}, {opt}, init {init}", "", prediction_table(e).to_markdown(index=False), ""]
-        for caption, path in figures.items():
-            if caption.startswith(f"{model}/{opt}/{init}"):
-                lines += [f"![{caption}]({path})", ""]
+             f"Suite: {meta['settings']}. Device {meta['device']}, wall time {meta['wall_time_s']:.0f} s, "
+             f"git {meta['git_revision'][:10]}. Every check is in `exponents.csv`.", ""]
+    lines += plain_summary(exponents)
+    lines += ["", "Contents: [how to read the verdicts](#how-to-read-the-verdicts) · results per setting ("
+              + ", ".join(f"[{setting_name(*k)}](#{_anchor(setting_name(*k))})" for k in settings)
+              + ") · [why predictions did not show](#why-predictions-did-not-show)"
+              + (" · [control: the Init[2] overshoot](#control-the-init2-overshoot)"
+                 if overshoot is not None and not overshoot.empty else "")
+              + (" · [the B0 path](#the-b0-path-mlp-adam)" if progress is not None and not progress.empty else "")
+              + " · [phase diagrams](#phase-diagrams) · [appendix A: every check in full]"
+              "(#appendix-a-every-check-in-full) · [appendix B: every check that did not pass]"
+              "(#appendix-b-every-check-that-did-not-pass)", ""]
+    lines += ["## How to read the verdicts", "",
+              f"Each check fits the log-log slope of one measured quantity (one layer, one step) against width, "
+              f"with a 95% bootstrap interval over seeds, and sets it against the exponent the theory predicts. "
+              f"PASS: the interval overlaps the prediction +-{tolerance:g}; an upper bound (`<=`, past a blow-up "
+              "or an Init[2] overshoot) passes when the interval reaches below bound + tolerance. FAIL: it "
+              "does not. INCONCLUSIVE: the local slopes have not settled, a sum's dominant term has not taken "
+              "over yet, or the theory predicts no exponent.", "",
+              "In the tables per setting each cell reads `measured slope (theory's exponent) mark`, with ✓ PASS, "
+              "✗ FAIL, ? INCONCLUSIVE; `zero` is an exactly zero quantity (measured `= 0`), `n/p` no "
+              "prediction (SGD past its blow-up). Intervals and reasons: appendices A and B, `exponents.csv`.", ""]
+    lines += ["## Results per setting", ""]
+    for key, e in exponents.groupby(SETTING_COLUMNS, sort=False):
+        n_pass, n_fail, n_inc = _counts(e.verdict)
+        lines += [f"### {setting_name(*key)}", "",
+                  f"{n_pass} PASS, {n_fail} FAIL, {n_inc} INCONCLUSIVE.", "",
+                  compact_table(e).to_markdown(index=False), ""]
+        lines += [f"![{c}]({p})\n" for c, p in figures.items() if c.startswith("{}/{}/{}".format(*key))]
+    lines += ["## Why predictions did not show", "", "Known reasons, in the order they matter here:", ""]
+    lines += [f"- {x}" for x in EXPLANATIONS]
+    lines += _controls(exponents, figures, overshoot, progress, b0_control)
+    lines += ["", "## Phase diagrams", "",
+              "The theory's class at every (gA, gB) (eta_A ~ n^gA, eta_B ~ n^gB); each measured scheme is a point "
+              "coloured by the share of its checks that PASS (over every model run with that optimizer and init), "
+              "labelled with the count.", ""]
+    lines += [f"![{c}]({p})" for c, p in figures.items() if c.startswith("phase")]
+    lines += ["", "## Appendix A: every check in full", "",
+              "Each cell reads `predicted / measured slope [95% CI] / verdict`.", ""]
+    for key, e in exponents.groupby(SETTING_COLUMNS, sort=False):
+        lines += [f"### {setting_name(*key)}, in full", "", prediction_table(e).to_markdown(index=False), ""]
+    lines += ["## Appendix B: every check that did not PASS", ""]
     bad = exponents[exponents.verdict != "PASS"]
-    lines += ["## Where the prediction did not show", ""]
     if bad.empty:
         lines.append("Every prediction held.")
     else:
@@ -100,7 +286,17 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
         lines += [f"| {r.model} | {r.optimizer} | {r.init} | {r.scheme} | {r.metric} | {r.layer} | {r.step} | "
                   f"{_cell(r).split(' / ')[0]} | {r.slope:+.2f} | {r.verdict} | {r.reason} |"
                   for r in bad.sort_values("verdict", key=lambda v: v != "FAIL").itertuples()]
-        lines += ["", "Known reasons, in the order they matter here:", ""] + [f"- {x}" for x in EXPLANATIONS]
+    return "\n".join(lines) + "\n"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces as dashes."""
+    return "".join(c for c in heading.lower() if c.isalnum() or c in " -_").replace(" ", "-")
+
+
+def _controls(exponents: pd.DataFrame, figures: dict[str, str], overshoot, progress, b0_control) -> list[str]:
+    """The sections of the two controls and the B0 path."""
+    lines = []
     if overshoot is not None and not overshoot.empty:
         table = overshoot.assign(slope=[f"{r.slope:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
                                         for r in overshoot.itertuples()])
@@ -141,6 +337,37 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
                             f"{r.verdict_b0_scaled}" for r in b0_control.itertuples()])
             lines.append(t[["scheme", "metric", "layer", "step", "predicted", "suite", "b0_scaled"]]
                          .rename(columns={"b0_scaled": f"B0 x {B0_CONTROL_SCALE:g}"}).to_markdown(index=False))
-    lines += ["", "## Phase diagrams", ""]
-    lines += [f"![{c}]({p})" for c, p in figures.items() if c.startswith("phase")]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def draw_figures(results: pd.DataFrame, exponents: pd.DataFrame, steps: int, fig_dir) -> dict[str, str]:
+    """validate's figures into ``fig_dir``: per setting the coordinate check of its first layer at
+    the last step, the mlp's first-step loss decrease per init (the B0 path), and a phase
+    diagram per (optimizer, init). Returns caption -> 'figures/<name>' (write_report's figures)."""
+    import matplotlib.pyplot as plt
+
+    from figures.coord_check import plot_coord_check
+    from figures.phase import phase_points, plot_phase_diagram
+
+    figures = {}
+
+    def save(fig, name: str, caption: str) -> None:
+        fig.savefig(fig_dir / name, dpi=110)
+        plt.close(fig)
+        figures[caption] = f"figures/{name}"
+
+    for (model, opt, init), r in results.groupby(SETTING_COLUMNS, sort=False):
+        e = exponents[(exponents.model == model) & (exponents.optimizer == opt) & (exponents.init == init)]
+        for layer in list(dict.fromkeys(r.layer[r.layer != "all"]))[:1]:
+            save(plot_coord_check(r, steps, e, layer=layer, title=f"{setting_name(model, opt, init)}, layer {layer}"),
+                 f"coord_{model}_{opt}_init{init}.png", f"{model}/{opt}/{init}: coordinate check at step {steps}")
+        if model == "mlp" and opt == "adam":  # the B0 path: first-step loss decrease against width
+            save(plot_coord_check(r, 1, e, layer="hidden2", metrics=("loss_drop",),
+                                  title=f"{setting_name(model, opt, init)}, layer hidden2: first step's loss decrease"),
+                 f"loss_drop_{model}_init{init}.png", f"b0 path: {model}, init {init}")
+    for opt, init in dict.fromkeys(zip(exponents.optimizer, exponents.init)):
+        e = exponents[(exponents.optimizer == opt) & (exponents.init == init)]
+        model = "toy" if opt == "sgd" else "linear"
+        save(plot_phase_diagram(opt, init, model, phase_points(e), measured_on=", ".join(dict.fromkeys(e.model))),
+             f"phase_{opt}_init{init}.png", f"phase: {opt}, init {init}")
+    return figures

@@ -30,31 +30,41 @@ def resolve_device(device: str) -> torch.device:
 
 def trajectory_frame(traj: Trajectory, run_labels: pd.DataFrame) -> pd.DataFrame:
     """Tidy rows (run, step, layer, metric, value) for every finite measurement, joined with
-    ``run_labels`` (one row per run). Divergence adds a row metric="diverged", value 1 at the
-    step it happened (layer "all")."""
-    frames = []
-    for metric, values in traj.metrics.items():
-        v = values.numpy()  # (T + 1, R, L)
-        step, run, layer = np.nonzero(np.isfinite(v))
-        layer_names = np.array(traj.layer_names if metric not in ("loss", "test_loss") else ["all"])
-        layer_idx = layer if len(layer_names) > 1 else np.zeros_like(layer)
-        frames.append(pd.DataFrame({"run": run, "step": step, "layer": layer_names[layer_idx],
-                                    "metric": metric, "value": v[step, run, layer]}))
+    ``run_labels`` (one row per run): the label columns, then step, layer, metric, value. Rows
+    run by run (in run_labels' order), within a run metric by metric, step, layer. Divergence
+    adds a row metric="diverged", value 1 at the step it happened (layer "all"), after that
+    run's measurements; a run's update at that step and later is not a measurement.
+
+    Built with numpy and one DataFrame at the end: per-metric frames, a concat and a merge cost
+    a toy-model shard more than its training."""
     div = traj.diverged_step.numpy()
-    # A run's update at the step it diverged is not a measurement of a healthy run.
-    tidy_steps = pd.concat(frames, ignore_index=True)
-    cut = np.where(div >= 0, div, np.iinfo(np.int64).max)[tidy_steps.run.to_numpy()]
-    frames = [tidy_steps[tidy_steps.step.to_numpy() < cut]]
-    runs = np.nonzero(div >= 0)[0]
-    frames.append(pd.DataFrame({"run": runs, "step": div[runs], "layer": "all",
-                                "metric": "diverged", "value": 1.0}))
-    tidy = pd.concat(frames, ignore_index=True)
-    return run_labels.reset_index(names="run").merge(tidy, on="run").drop(columns="run")
+    cut = np.where(div >= 0, div, np.iinfo(np.int64).max)          # first step not recorded, per run
+    layer_names = np.array(list(traj.layer_names) + ["all"], dtype=object)
+    metric_names = np.array(list(traj.metrics) + ["diverged"], dtype=object)
+    parts = []                                                      # (run, step, layer, metric, value)
+    for code, (metric, table) in enumerate(traj.metrics.items()):
+        v = table.numpy()                                           # (T + 1, R, L)
+        step, run, layer = np.nonzero(np.isfinite(v) & (np.arange(v.shape[0])[:, None, None] < cut[None, :, None]))
+        value = v[step, run, layer]
+        if metric in ("loss", "test_loss"):  # one value per run (kept in layer 0), for the whole model
+            layer = np.full_like(layer, len(layer_names) - 1)
+        parts.append((run, step, layer, np.full(run.size, code), value))
+    diverged = np.nonzero(div >= 0)[0]
+    parts.append((diverged, div[diverged], np.full(diverged.size, len(layer_names) - 1),
+                  np.full(diverged.size, len(metric_names) - 1), np.ones(diverged.size)))
+    run, step, layer, metric, value = (np.concatenate(column) for column in zip(*parts))
+    order = np.argsort(run, kind="stable")                          # run by run, as a merge on run would
+    run = run[order]
+    return pd.DataFrame({**{c: run_labels[c].to_numpy()[run] for c in run_labels.columns},
+                         "step": step[order], "layer": layer_names[layer[order]],
+                         "metric": metric_names[metric[order]], "value": value[order].astype(np.float64)})
 
 
-def run_coord_check_shard(spec: CoordCheckSpec, width: int, seed: int, device: torch.device) -> pd.DataFrame:
-    """Train every scheme of ``spec`` at one (width, seed) as one population."""
-    model = build_model(spec.model, spec.model_config(width), seed, device)
+def run_coord_check_shard(spec: CoordCheckSpec, width: int, seed: int, device: torch.device,
+                          bases: dict | None = None) -> pd.DataFrame:
+    """Train every scheme of ``spec`` at one (width, seed) as one population; ``bases``: frozen
+    bases already drawn (toy_models.models.LoraModel)."""
+    model = build_model(spec.model, spec.model_config(width), seed, device, bases)
     schemes = spec.scheme_objects
     rates = [s.rates(width, spec.optimizer) for s in schemes]
     pop = Population(model, [r[0] for r in rates], [r[1] for r in rates], spec.optimizer,
@@ -72,6 +82,16 @@ def coord_check_shards(spec: CoordCheckSpec, device: torch.device, prefix: str =
     from studies.run.shards import Shard
     return [Shard(f"{prefix}w{w}_s{s}", run_coord_check_shard, (spec, w, s, device))
             for w in sorted(spec.widths) for s in spec.seeds]
+
+
+def run_coord_check_group(parts: tuple[tuple[str, CoordCheckSpec], ...], width: int, seed: int,
+                          device: torch.device) -> pd.DataFrame:
+    """Several coordinate checks of one model at one (width, seed): one population per spec,
+    each frozen base drawn once for all of them (the same numbers as separate shards). Rows as
+    ``run_coord_check_shard``'s plus ``part``, the name each spec has in ``parts``."""
+    bases: dict = {}
+    return pd.concat([run_coord_check_shard(spec, width, seed, device, bases).assign(part=name)
+                      for name, spec in parts], ignore_index=True)
 
 
 def run_coord_check(spec: CoordCheckSpec, device: torch.device, progress: bool = True) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,33 @@ class ShardStore:
             return {name: saved[name] for name in saved.files}
 
 
+class _LogLines:
+    """A file for tqdm where the bar cannot be redrawn in place (a log, CI, a pipe): each
+    refresh becomes one plain line instead of a carriage-return overwrite."""
+
+    def __init__(self, file):
+        self.file = file
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").rstrip()
+        if line:
+            self.file.write(line + "\n")
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def progress_bar(total: int, desc: str | None, unit: str, disable: bool = False, file=None) -> tqdm:
+    """A tqdm over ``total`` items on ``file`` (stderr): done of total, elapsed and time left,
+    estimated from the average rate since the start (items of mixed cost make a moving
+    average swing). On a terminal the live bar; elsewhere the same line printed every 20 s."""
+    file = file if file is not None else sys.stderr
+    if getattr(file, "isatty", lambda: False)():
+        return tqdm(total=total, desc=desc, unit=unit, smoothing=0, disable=disable, file=file)
+    return tqdm(total=total, desc=desc, unit=unit, smoothing=0, disable=disable, file=_LogLines(file),
+                mininterval=20, miniters=1, ncols=80, ascii=True)
+
+
 def _call(shard_fn, args) -> pd.DataFrame:
     import torch
     torch.set_num_threads(SHARD_THREADS)
@@ -126,7 +154,10 @@ def run_shards(shards: list[Shard], store: ShardStore, executor: str = "inline",
     if executor == "local" and (len(todo) < 2 or workers == 1):
         executor = "inline"  # a pool of one gains nothing; the bits are the same
 
-    counter = tqdm(total=len(todo), desc=bar, unit="shard", disable=bar is None)
+    if bar is not None and len(todo) < len(shards):
+        print(f"{bar}: {len(shards) - len(todo)} of {len(shards)} shards already done in {store.out}"
+              + (f"; running the other {len(todo)}" if todo else ""), file=sys.stderr, flush=True)
+    counter = progress_bar(len(todo), bar, "shard", disable=bar is None or not todo)
 
     def finished(key, result):
         frame, arrays = result if isinstance(result, tuple) else (result, None)
