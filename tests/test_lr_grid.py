@@ -98,4 +98,4 @@ def test_figures_from_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert "no stored run" in capsys.readouterr().err
     (tmp_path / "meta.json").write_text('{"study": "lr-grid"}')
     assert main(["figures", "--from", str(tmp_path), "--gallery", ""]) == 2
-    assert "not an lr-grid run" in capsys.readouterr().err
+    assert "not a complete lr-grid run" in capsys.readouterr().err
