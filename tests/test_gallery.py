@@ -121,6 +121,10 @@ def test_unknown_kind_is_skipped_and_a_file_is_not_a_gallery(capsys):
     (run / "meta.json").write_text('{"spec": {}}')
     assert main(["figures", "--from", "runs"]) == 0
     assert "skipped, an unknown kind of run (no study" in capsys.readouterr().out
+    (run / "meta.json").write_text('{"study": "rank"}')  # damaged: a redrawable kind without its spec
+    assert main(["figures", "--from", "runs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "has no spec" in err and err.count("\n") == 1
     Path("taken").write_text("")
     assert main(["figures", "--from", "runs", "--gallery", "taken"]) == 2
     assert capsys.readouterr().err.startswith("error: --gallery taken")

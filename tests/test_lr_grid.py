@@ -96,6 +96,6 @@ def test_bad_lr_grid_input_is_one_line_and_exit_2(args, expected, tmp_path, caps
 def test_figures_from_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert main(["figures", "--from", str(tmp_path)]) == 2
     assert "no stored run" in capsys.readouterr().err
-    (tmp_path / "meta.json").write_text('{"study": "lr-grid"}')
+    (tmp_path / "meta.json").write_text('{"study": "lr-grid", "spec": {}}')
     assert main(["figures", "--from", str(tmp_path), "--gallery", ""]) == 2
     assert "not a complete lr-grid run" in capsys.readouterr().err

@@ -52,11 +52,11 @@ def _json(path: Path) -> dict:
 def run_kind(run: Path, meta: dict) -> str | None:
     """The study that wrote ``run``: meta.json's ``study``, else the shard manifest's, else
     lr-grid for a run stored before meta.json recorded it (it has grid.csv)."""
-    if meta.get("study"):
+    if isinstance(meta.get("study"), str):
         return meta["study"]
     if (run / "manifest.json").is_file():
         spec = _json(run / "manifest.json").get("spec")
-        if isinstance(spec, dict) and spec.get("study"):
+        if isinstance(spec, dict) and isinstance(spec.get("study"), str):
             return spec["study"]
     return "lr-grid" if (run / "grid.csv").is_file() else None
 
@@ -75,6 +75,8 @@ def render_run(run: Path) -> dict[str, str]:
     kind = run_kind(run, meta)
     if kind in NOT_REDRAWN:
         raise NotRedrawn(f"a {kind} run: {NOT_REDRAWN[kind]}")
+    if kind in REDRAWN and not isinstance(meta.get("spec"), dict):
+        raise SpecError(f"{run}: meta.json has no spec, so this {kind} run cannot be redrawn")
     if kind == "lr-grid":
         from studies.reports.lr_grid import render
         return render(run, *_tables(run, kind, "grid.csv", "curves.csv"), meta)
