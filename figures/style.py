@@ -57,3 +57,29 @@ def series_colours(n: int) -> list:
     """``n`` distinct colour-blind-safe colours for series that are not schemes (widths, ratios)."""
     return [_DISTINCT[i % len(_DISTINCT)] for i in range(n)] if n <= len(_DISTINCT) else \
         list(sns.color_palette("viridis", n))
+
+
+_SERIES_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
+_SERIES_LINESTYLES = ("-", "--", "-.", ":")
+
+
+def series_looks(n: int) -> list[Look]:
+    """``n`` looks (colour, marker, line style) for series that are not schemes (inits, alpha
+    scalings, ratios), each differing from the others in all three, so coinciding lines stay
+    visible: the later ones are dashed with hollow markers and drawn underneath."""
+    colours = series_colours(n)
+    return [Look(colours[i], _SERIES_MARKERS[i % len(_SERIES_MARKERS)], _SERIES_LINESTYLES[i % len(_SERIES_LINESTYLES)],
+                 3.0 - 0.1 * i) for i in range(n)]
+
+
+def label_log_axis(ax, values, axis: str = "x") -> None:
+    """A log axis ticked at exactly ``values`` (widths, ranks), labelled as plain numbers,
+    without the minor ticks whose labels would overlap."""
+    import matplotlib.ticker as ticker
+
+    values = sorted(set(values))
+    which = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    which.set_major_locator(ticker.FixedLocator(values))
+    which.set_major_formatter(ticker.FixedFormatter([f"{v:g}" for v in values]))
+    which.set_minor_locator(ticker.NullLocator())

@@ -2,7 +2,8 @@
 
 A raw argmin over a log grid jumps between neighbouring cells when the landscape is flat
 and noisy. Instead, for one (width, step, split):
-  1. average log-loss over seeds per pair (a diverged run counts as +inf);
+  1. average log-loss over seeds per pair, under the divergence rule (``DIVERGENCE_RULE``):
+     a pair where any seed diverged is not trainable (+inf), never the mean of its survivors;
   2. the near-optimal set: pairs whose seed-mean loss is within ``rel_tol`` (1%) of the best,
      the set the paper's Fig. 2 marks;
   3. the optimum is the set's centroid in log space: log eta_A*, log eta_B* and
@@ -23,6 +24,29 @@ import pandas as pd
 from scaling.gamma import seed_bootstrap
 
 DEFAULT_REL_TOL = 0.01
+DIVERGENCE_RULE = ("A pair (eta_A, eta_B) where any seed diverged by the step shown (its loss turned NaN/inf or "
+                   "grew 1e8-fold) is not a trainable pair: its loss is not the mean over the surviving seeds, "
+                   "and it is never near-optimal, never the best pair, and excluded from every bootstrap "
+                   "resample's optimum.")
+
+
+def trainable_log_losses(losses: np.ndarray, seed_axis: int = -2) -> np.ndarray:
+    """Log-losses under ``DIVERGENCE_RULE``: every seed of a pair where any seed diverged
+    (loss NaN, inf or not positive) becomes +inf. (..., seeds, ...) -> same shape."""
+    ok = np.isfinite(losses) & (losses > 0)
+    trainable = ok.all(axis=seed_axis, keepdims=True)
+    return np.where(trainable, np.log(np.where(ok, losses, 1.0)), np.inf)
+
+
+def seed_mean_log_loss(losses: np.ndarray, seed_axis: int = -2) -> np.ndarray:
+    """Mean log-loss over seeds of each pair, +inf for a pair that is not trainable
+    (``DIVERGENCE_RULE``); ``seed_axis`` is removed."""
+    return trainable_log_losses(losses, seed_axis).mean(axis=seed_axis)
+
+
+def diverged_seeds(losses: np.ndarray, seed_axis: int = -2) -> np.ndarray:
+    """How many seeds of each pair diverged; ``seed_axis`` is removed."""
+    return (~(np.isfinite(losses) & (losses > 0))).sum(axis=seed_axis)
 
 
 def near_optimal(mean_log_loss: np.ndarray, rel_tol: float = DEFAULT_REL_TOL) -> np.ndarray:
@@ -54,12 +78,16 @@ def optimum_table(losses: np.ndarray, eta_a: np.ndarray, eta_b: np.ndarray, widt
     """Optima per width and the fitted slope of lambda*(n).
 
     losses: (widths, seeds, pairs) final losses (NaN/inf = diverged); eta_a, eta_b: (pairs,).
+    The divergence rule is applied before resampling: a pair that diverged on any measured seed
+    stays excluded in every resample, even one that happens to draw only its surviving seeds.
     Returns (one row per width: eta_a_star, eta_b_star, lambda_star with low/high interval
-    bounds and n_near), and the log-log slopes against n: {slope, ci_low, ci_high} for lambda*
+    bounds, n_near, n_not_trainable (pairs with a diverged seed) and n_partly_diverged (of those,
+    the ones with surviving seeds)), and the log-log slopes against n: {slope, ci_low, ci_high} for lambda*
     and {slope_eta_a, ..._low, ..._high}, {slope_eta_b, ...} for eta_A* and eta_B* (None with
     fewer than 2 widths).
     """
-    L = np.log(np.where(np.isfinite(losses) & (losses > 0), losses, np.inf))
+    L = trainable_log_losses(losses)
+    n_div = diverged_seeds(losses)                                        # (W, pairs)
     la, lb = np.log(np.asarray(eta_a, float)), np.log(np.asarray(eta_b, float))
     lw = np.log(np.asarray(widths, float))
     est = _centroids(L, la, lb, rel_tol)                                  # (W, 4)
@@ -87,7 +115,9 @@ def optimum_table(losses: np.ndarray, eta_a: np.ndarray, eta_b: np.ndarray, widt
     shape = _near_set_shape(L, la, lb, rel_tol)
     rows = []
     for i, w in enumerate(widths):
-        row = {"width": int(w), "n_near": int(est[i, 3]) if np.isfinite(est[i, 3]) else 0, **shape[i]}
+        row = {"width": int(w), "n_near": int(est[i, 3]) if np.isfinite(est[i, 3]) else 0, **shape[i],
+               "n_not_trainable": int((n_div[i] > 0).sum()),
+               "n_partly_diverged": int(((n_div[i] > 0) & (n_div[i] < n_seeds)).sum())}
         for k, name in enumerate(("eta_a_star", "eta_b_star", "lambda_star")):
             j = k * W + i
             row[name] = float(np.exp(point[j]))
@@ -133,9 +163,7 @@ def _near_set_shape(L: np.ndarray, la: np.ndarray, lb: np.ndarray, rel_tol: floa
 def equal_rate_gap(losses: np.ndarray, eta_a: np.ndarray, eta_b: np.ndarray) -> np.ndarray:
     """Per width: best seed-mean loss over equal-rate pairs / best over all pairs (>= 1).
     losses (widths, seeds, pairs). Pairs count as equal-rate when eta_a == eta_b up to 1e-9."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.exp(np.log(np.where(np.isfinite(losses) & (losses > 0), losses, np.inf)).mean(axis=1))
+    mean = np.exp(seed_mean_log_loss(losses))
     equal = np.isclose(np.asarray(eta_a), np.asarray(eta_b), rtol=1e-9)
     if not equal.any():
         raise ValueError("the grid has no equal-rate pairs: give eta_A and eta_B the same range and density")

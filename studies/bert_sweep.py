@@ -170,9 +170,8 @@ def _pretrain_lines(results: pd.DataFrame) -> list[str]:
 
 def render(out, results: pd.DataFrame, meta: dict) -> dict[str, str]:
     """exponents.csv (verdicts against the theory), the coordinate-check figure, report.md."""
-    import matplotlib.pyplot as plt
-
     from figures.coord_check import plot_coord_check
+    from figures.save import save_figure
     from scaling.verdicts import compare
     from studies.reports.validate import verdict_summary
     from studies.run.store import write_csv, write_text
@@ -181,13 +180,10 @@ def render(out, results: pd.DataFrame, meta: dict) -> dict[str, str]:
     exponents = compare(results, sorted({1, 2, steps}), predictor=bert_predictor,
                         first_layers=lambda names: [n for n in names if n.startswith("L0.")])
     write_csv(exponents, out / "exponents.csv")
-    (out / "figures").mkdir(exist_ok=True)
     first = results.layer.iloc[0]
     e = exponents.assign(model="bert")
-    fig = plot_coord_check(results, steps, e, layer=first, title=f"BERT-style encoder, LoRA on {first}, step {steps}")
-    for ext in ("png", "pdf"):
-        fig.savefig(out / "figures" / f"bert_width.{ext}", dpi=110)
-    plt.close(fig)
+    save_figure(plot_coord_check(results, steps, e, layer=first, title=f"BERT-style encoder, LoRA on {first}, step {steps}"),
+                out / "figures" / "bert_width")
     counts = exponents.verdict.value_counts()
     cols = ["scheme", "metric", "layer", "step", "slope", "ci_low", "ci_high", "predicted", "claim", "verdict", "reason"]
     shown = exponents[exponents.layer == first][cols]

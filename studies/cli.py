@@ -209,10 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_args(st)
     st.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    fg = command("figures", "redraw stored runs and collect their figures in the gallery")
+    fg = command("figures", "redraw stored runs' figures and reports from their tables")
     fg.add_argument("--from", dest="source", default="runs",
-                    help="a run directory (lr-grid or study) or a directory of them (default runs)")
-    fg.add_argument("--gallery", default="figures/gallery", help="where the figures are collected ('' = nowhere)")
+                    help="a run directory (--out of any study) or a directory of them (default runs); each run is "
+                         "redrawn into its own directory")
+    fg.add_argument("--gallery", default=None, metavar="DIR",
+                    help="also copy each run's key figures (PNG and PDF) into DIR, e.g. figures/gallery "
+                         "(default: copy nowhere)")
     fg.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     be = command("bench", "the benchmark suite: engine vs loops, GFLOP/s, overhead, memory")

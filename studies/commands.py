@@ -282,7 +282,8 @@ def lr_grid(args) -> int:
 
 
 def figures(args) -> int:
-    """Redraw stored runs' figures and reports from their tables; collect them in the gallery."""
+    """Redraw stored runs' figures and reports from their tables, each into its own directory;
+    with --gallery, copy their key figures there too."""
     from pathlib import Path
 
     from studies.reports.gallery import build_gallery
@@ -291,8 +292,11 @@ def figures(args) -> int:
     if not source.exists():
         raise SpecError(f"--from {source} does not exist")
     gallery = Path(args.gallery) if args.gallery else None
+    if gallery is not None and gallery.exists() and not gallery.is_dir():
+        raise SpecError(f"--gallery {gallery} exists and is not a directory")
     copied = build_gallery(source, gallery)
-    print(f"redrew the runs under {source}" + (f"; {len(copied)} files in {gallery}" if gallery else ""))
+    if gallery is not None:
+        print(f"copied {len(copied)} files to {gallery}")
     return 0
 
 

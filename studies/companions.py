@@ -106,59 +106,20 @@ def summarise(study: str, results: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot(study: str, results: pd.DataFrame):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+    """The study's figure (drawn by ``figures.companions``)."""
+    from figures.companions import plot_contribution, plot_init, plot_rank
 
     if study == "init":
-        models = list(dict.fromkeys(results.variant.str.split(",").str[0]))
-        fig, axes = plt.subplots(len(models), 3, figsize=(12, 3.3 * len(models)), squeeze=False)
-        width = results.width.max()
-        for row, model in zip(axes, models):
-            r = results[results.variant.str.startswith(model + ",") & (results.width == width)]
-            for ax, metric, title in zip(row, ("loss", "delta1", "delta2"),
-                                         ("loss", "delta1 = B dA z (A side)", "delta2 = dB A z (B side)")):
-                d = r[r.metric == metric].groupby(["variant", "step"]).value.mean().reset_index()
-                d = d[d.value > 0] if metric != "loss" else d
-                sns.lineplot(d, x="step", y="value", hue="variant", ax=ax)
-                ax.set(yscale="log", title=f"{model}, n = {width}: {title}", ylabel=metric)
-                ax.legend(fontsize=7)
-        fig.suptitle("init: Init[1] (B=0) vs Init[2] (A=0) vs both zero (no curve: exactly zero), LoRA+ rates, Adam")
-    elif study == "rank":
-        t = summarise("rank", results)
-        last = results.step.max()
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-        for ax, col in zip(axes, ["dz_b (step 2)", f"dw_fro (step {last})", f"loss (step {last})"]):
-            sns.lineplot(t, x="rank", y=col, hue="alpha_scaling", marker="o", ax=ax)
-            ax.set(xscale="log", yscale="log", title=col)
-            ax.set_xscale("log", base=2)
-        fig.suptitle("rank: alpha/r vs alpha/sqrt(r) at fixed alpha = 8 (mlp, Adam, LoRA+ rates)")
-    elif study == "contribution":
-        t = summarise("contribution", results)
-        cols = [c for c in t.columns if c.startswith("share_a")]
-        fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.8), squeeze=False)
-        for ax, col in zip(axes[0], cols):
-            sns.lineplot(t, x="width", y=col, hue="scheme", marker="o", ax=ax)
-            ax.axhline(0.5, color="grey", ls=":", lw=1)
-            ax.set(xscale="log", ylabel="A's share of the loss decrease", title=col.replace("share_a ", ""))
-        fig.suptitle("contribution: A vs B shares of the first-order loss decrease (linear, Adam, Init[1]); "
-                     "median over seeds")
-    else:
-        raise ValueError(f"unknown study {study!r}")
-    fig.tight_layout()
-    return fig
+        return plot_init(results)
+    if study in ("rank", "contribution"):
+        return (plot_rank if study == "rank" else plot_contribution)(summarise(study, results))
+    raise ValueError(f"unknown study {study!r}")
 
 
 def render(out: Path, study: str, results: pd.DataFrame, meta: dict) -> dict[str, str]:
-    import matplotlib.pyplot as plt
+    from figures.save import save_figure
 
-    (out / "figures").mkdir(exist_ok=True)
-    fig = plot(study, results)
-    for ext in ("png", "pdf"):
-        fig.savefig(out / "figures" / f"{study}.{ext}", dpi=110)
-    plt.close(fig)
+    save_figure(plot(study, results), out / "figures" / study)
     table = summarise(study, results)
     write_csv(table, out / "summary.csv")
     write_text(f"# study {study}\n\n{table.to_markdown(index=False, floatfmt='.4g')}\n\n"

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from scaling.optimum import seed_mean_log_loss
 from studies.run.shards import Shard, ShardStore, run_shards
 from studies.run.spec import SpecError, _positive_ints, check_choices
 from toy_models.models import MODELS, ModelConfig, build_model
@@ -155,8 +156,10 @@ def run_lr_grid(spec: LrGridSpec, device: torch.device, store: ShardStore, execu
 
 def loss_cube(table: pd.DataFrame, widths, seeds, step: int, split: str) -> np.ndarray:
     """(widths, seeds, pairs) losses at one step and split, pairs in LrGridSpec.pairs order;
-    diverged runs are NaN."""
+    runs diverged by ``step`` are NaN."""
     t = table[(table.step == step) & (table.split == split)]
+    loss = t.loss.where(~t.diverged.astype(bool)) if "diverged" in t else t.loss
+    t = t.assign(loss=loss)
     cube = []
     for w in widths:
         tw = t[t.width == w]
@@ -165,13 +168,14 @@ def loss_cube(table: pd.DataFrame, widths, seeds, step: int, split: str) -> np.n
 
 
 def best_pairs(cube_w: np.ndarray, eta_a: np.ndarray, eta_b: np.ndarray) -> dict[str, int]:
-    """Indices of the best pair and of the best equal-rate pair by seed-mean log-loss;
-    cube_w (seeds, pairs)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.log(np.where(np.isfinite(cube_w) & (cube_w > 0), cube_w, np.inf)).mean(axis=0)
+    """Indices of the best pair and of the best equal-rate pair by seed-mean log-loss, among
+    the trainable pairs (``scaling.optimum.DIVERGENCE_RULE``); cube_w (seeds, pairs). A pair
+    kind with no trainable pair is absent."""
+    mean = seed_mean_log_loss(cube_w, seed_axis=0)
     equal = np.isclose(eta_a, eta_b, rtol=1e-9)
     masked = np.where(equal, mean, np.inf)
-    return {"best": int(np.argmin(mean)), "best equal-rate": int(np.argmin(masked))}
+    # a label without any trainable pair is left out
+    return {label: int(np.argmin(m)) for label, m in (("best", mean), ("best equal-rate", masked)) if np.isfinite(m).any()}
 
 
 def curve_frame(spec: LrGridSpec, curves: dict, table: pd.DataFrame, select_split: str = "train") -> pd.DataFrame:
@@ -189,4 +193,6 @@ def curve_frame(spec: LrGridSpec, curves: dict, table: pd.DataFrame, select_spli
                     rows.append(pd.DataFrame({"width": w, "pair": label, "eta_a": eta_a[j], "eta_b": eta_b[j],
                                               "seed": seed, "split": split, "step": np.arange(spec.steps + 1),
                                               "loss": c[split][:, j]}))
+    if not rows:  # every pair of every width diverged
+        return pd.DataFrame(columns=["width", "pair", "eta_a", "eta_b", "seed", "split", "step", "loss"])
     return pd.concat(rows, ignore_index=True)

@@ -96,6 +96,35 @@ def test_bad_lr_grid_input_is_one_line_and_exit_2(args, expected, tmp_path, caps
 def test_figures_from_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert main(["figures", "--from", str(tmp_path)]) == 2
     assert "no stored run" in capsys.readouterr().err
-    (tmp_path / "meta.json").write_text('{"study": "lr-grid"}')
+    (tmp_path / "meta.json").write_text('{"study": "lr-grid", "spec": {}}')
     assert main(["figures", "--from", str(tmp_path), "--gallery", ""]) == 2
-    assert "not an lr-grid run" in capsys.readouterr().err
+    assert "not a complete lr-grid run" in capsys.readouterr().err
+
+
+def test_heatmap_marks_a_partly_diverged_pair_as_diverged_not_near_optimal():
+    """The pair with the lowest loss on its surviving seeds diverged on one seed: the heatmap
+    leaves it out of the colour scale and the near-optimal set, and its legend says why."""
+    import matplotlib.pyplot as plt
+
+    from figures.lr_grid import plot_heatmap
+
+    eta = np.array([1e-3, 1e-2, 1e-1])
+    rows = []
+    for seed in range(3):
+        for i, a in enumerate(eta):
+            for j, b in enumerate(eta):
+                loss = 1.0 + i + j
+                diverged = False
+                if (i, j) == (2, 2):  # best on seeds 1 and 2, diverged on seed 0
+                    loss, diverged = (np.nan, True) if seed == 0 else (0.01, False)
+                rows.append({"width": 8, "step": 5, "split": "train", "seed": seed, "eta_a": a, "eta_b": b,
+                             "loss": loss, "diverged": diverged})
+    fig = plot_heatmap(pd.DataFrame(rows), 8, 5, "train")
+    ax = fig.axes[0]
+    near = next(c for c in ax.collections if c.get_label().startswith("pairs within"))
+    assert np.allclose(near.get_offsets(), [[1e-3, 1e-3]])  # the best trainable pair, not (0.1, 0.1)
+    colours = ax.collections[0].get_array()
+    assert np.ma.is_masked(colours[-1]) and colours.count() == 8  # the pair is not coloured by its survivors
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any(label.startswith("diverged on 1 to 2 of 3 seeds") for label in labels)
+    plt.close(fig)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scaling.optimum import equal_rate_gap, near_optimal, optimum_table
+from scaling.optimum import diverged_seeds, equal_rate_gap, near_optimal, optimum_table, seed_mean_log_loss
 
 GRID = 10 ** np.linspace(-4, 1, 31)  # 6 per decade
 A, B = (g.ravel() for g in np.meshgrid(GRID, GRID, indexing="ij"))
@@ -75,3 +75,21 @@ def test_a_product_ridge_is_reported_and_the_edge_flagged():
     assert table.touches_edge[0]  # the ridge runs into the grid's boundary
     bowl_table, _ = optimum_table(bowl(1e-2, 1e-1, 3, 0.0, rng)[None], A, B, [64])
     assert not bowl_table.touches_edge[0]
+
+
+def test_a_pair_that_diverged_on_one_seed_is_not_trainable_in_any_resample():
+    """DIVERGENCE_RULE: a pair whose surviving seeds have the lowest loss of the grid, but which
+    diverged on one seed, is never the optimum, not even in a bootstrap resample that happens to
+    draw only its survivors (then lambda*'s interval would stretch to that pair)."""
+    rng = np.random.default_rng(5)
+    losses = bowl(1e-2, 1e-1, 3, 0.002, rng)
+    trap = np.argmin(np.abs(np.log(A) - np.log(1.0)) + np.abs(np.log(B) - np.log(1e-3)))  # lambda = 1e-3
+    losses[1:, trap] = 1e-4  # far below the bowl's best on the survivors
+    losses[0, trap] = np.nan
+    table, _ = optimum_table(losses[None], A, B, [64])
+    row = table.iloc[0]
+    assert row.lambda_star == pytest.approx(10.0, rel=0.3)
+    assert row.lambda_star_low > 1.0  # the trap's lambda (1e-3) is outside every resample's optimum
+    assert row.n_not_trainable == 1 and row.n_partly_diverged == 1
+    assert seed_mean_log_loss(losses)[trap] == np.inf
+    assert diverged_seeds(losses)[trap] == 1

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from figures.course import QUICK, save
+from figures.style import label_log_axis, series_looks
 from scaling.gamma import fit_power_law
 
 rng = np.random.default_rng(0)
@@ -33,11 +34,14 @@ print(f"independent signs: slope {independent.slope:+.3f} [{independent.ci_low:+
 print(f"aligned signs:     slope {aligned.slope:+.3f} [{aligned.ci_low:+.3f}, {aligned.ci_high:+.3f}]")
 
 # %%
-fig, ax = plt.subplots(figsize=(5, 3.6))
-for col, label in ((2, "independent signs"), (3, "aligned signs")):
+fig, ax = plt.subplots(figsize=(5.4, 3.8))
+for (col, label, fit), look in zip(((2, "independent signs", independent), (3, "aligned signs", aligned)),
+                                   series_looks(2)):
     means = [np.exp(np.mean(np.log(rows[rows[:, 0] == n, col]))) for n in widths]
-    ax.loglog(widths, means, "o-", label=label)
-ax.set(xlabel="n", ylabel="|sum of n terms|", title="the 1/2 vs 1 rule")
+    ax.plot(widths, means, **look.line(), label=f"{label}: slope {fit.slope:+.2f}")
+label_log_axis(ax, widths[::2])
+ax.set(yscale="log", xlabel="number of terms n", ylabel=f"|sum of the n terms| (geometric mean, {seeds} seeds)",
+       title="the 1/2 vs 1 rule")
 ax.legend()
 save(fig, "lesson1_gamma")
 

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from figures.course import QUICK, save
+from figures.style import label_log_axis, series_looks
 from scaling.gamma import fit_power_law
 from studies.run.runner import run_coord_check
 from studies.run.spec import CoordCheckSpec
@@ -38,11 +39,15 @@ table = pd.DataFrame(rows)
 print(table.pivot_table(index=["optimizer", "loss"], columns="metric", values="slope").round(2))
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=False)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+looks = dict(zip(("mean", "sum"), series_looks(2)))
 for ax, optimizer in zip(axes, ("sgd", "adam")):
     for row in table[(table.optimizer == optimizer) & (table.metric == "dz_b")].itertuples():
-        ax.loglog(row.curve.index, row.curve.values, "o-", label=f"{row.loss}: slope {row.slope:+.2f}")
-    ax.set(title=f"{optimizer}: dz_b at step 2", xlabel="width n")
+        ax.plot(row.curve.index, row.curve.values, **looks[row.loss].line(),
+                label=f"loss {row.loss} over outputs: slope {row.slope:+.2f}")
+    label_log_axis(ax, widths)
+    ax.set(yscale="log", title=f"{optimizer}: dz_b at step 2", xlabel="width n",
+           ylabel="dz_b (RMS over coordinates, median over seeds)")
     ax.legend()
 save(fig, "lesson4_adam_vs_gd")
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from figures.course import QUICK, save
+from figures.style import label_log_axis, series_looks
 from studies.run.runner import run_coord_check
 from studies.run.spec import CoordCheckSpec
 
@@ -77,20 +78,28 @@ for init in ("1", "2"):
           f"[{drop_fits[init].ci_low:+.2f}, {drop_fits[init].ci_high:+.2f}], predicted n^{predicted:+.1f}")
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+fig, axes = plt.subplots(1, 3, figsize=(15, 4.0), layout="constrained")
+init_looks = dict(zip(("1", "2", "zero"), series_looks(3)))
+init_names = {"1": "Init[1] (B = 0)", "2": "Init[2] (A = 0)", "zero": "both zero"}
 for init, curve in losses.items():
-    axes[0].semilogy(curve.index, curve.values, label=f"init {init}")
-axes[0].set(title="linear n = 512, Adam, LoRA+ rates", xlabel="step", ylabel="loss")
+    axes[0].plot(curve.index, curve.values, **init_looks[init].line(), markevery=max(1, steps // 10),
+                 label=init_names[init])
+axes[0].set(yscale="log", title="linear n = 512, Adam, LoRA+ rates", xlabel="step",
+            ylabel="training loss (mean over 2 seeds)")
 axes[0].legend()
-for scaling, v in sizes.items():
-    axes[1].loglog(ranks, v, "o-", label=f"alpha/{'r' if scaling == 'r' else 'sqrt(r)'} (slope {slopes[scaling]:+.2f})")
-axes[1].set(title="delta2 at step 2 against rank (mlp, n = 256)", xlabel="rank r")
+for (scaling, v), look in zip(sizes.items(), series_looks(2)):
+    axes[1].plot(ranks, v, **look.line(),
+                 label=f"alpha/{'r' if scaling == 'r' else 'sqrt(r)'} (slope {slopes[scaling]:+.2f})")
+label_log_axis(axes[1], ranks)
+axes[1].set(yscale="log", title="delta2 at step 2 against rank (mlp, n = 256)", xlabel="rank r",
+            ylabel="delta2 (RMS over coordinates, geometric mean)")
 axes[1].legend()
 for init, curve in drops.items():
-    axes[2].loglog(curve.index, curve.values, "o-", label=f"init {init} (slope {drop_fits[init].slope:+.2f})")
-axes[2].set(title="first-step loss decrease per layer (mlp, LoRA+)", xlabel="width n")
-axes[2].set_xticks(widths, [str(w) for w in widths])
-axes[2].tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
+    axes[2].plot(curve.index, curve.values, **init_looks[init].line(),
+                 label=f"{init_names[init]}: slope {drop_fits[init].slope:+.2f}")
+label_log_axis(axes[2], widths)
+axes[2].set(yscale="log", title="first-step loss decrease per layer (mlp, LoRA+)", xlabel="width n",
+            ylabel="loss decrease (geometric mean over layers, seeds)")
 axes[2].legend()
 save(fig, "lesson5_init_rank")
 

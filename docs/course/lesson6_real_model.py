@@ -29,6 +29,7 @@ import torch
 from transformers import AutoTokenizer
 
 from figures.course import QUICK, save
+from figures.style import series_looks
 from studies.finetune import FinetuneSpec, finetune_run, load_data, resolve_model
 from studies.run.spec import SpecError
 from studies.sst2 import write_sample
@@ -61,13 +62,15 @@ for ratio, (_, monitor) in runs.items():
     summary[ratio] = per_layer
     print(f"ratio {ratio:g}: median over layers of delta1/delta2 = {np.median(per_layer.delta1 / per_layer.delta2):.3g}")
 
-fig, ax = plt.subplots(figsize=(5.5, 3.8))
-for ratio, per_layer in summary.items():
-    ax.scatter(per_layer.delta1, per_layer.delta2, label=f"ratio {ratio:g}")
+fig, ax = plt.subplots(figsize=(5.8, 4.2))
+for (ratio, per_layer), look in zip(summary.items(), series_looks(len(summary))):
+    ax.scatter(per_layer.delta1, per_layer.delta2, marker=look.marker, color=look.colour,
+               label=f"ratio eta_B/eta_A = {ratio:g}: one point per LoRA layer")
 lim = [min(min(p.min()) for p in summary.values()), max(max(p.max()) for p in summary.values())]
-ax.plot(lim, lim, color="grey", ls=":", label="delta1 = delta2")
-ax.set(xscale="log", yscale="log", xlabel="delta1 (A side)", ylabel="delta2 (B side)",
-       title=f"MiniLM + {data_name}: each LoRA layer's two sides")
+ax.plot(lim, lim, color="grey", ls=":", label="delta1 = delta2 (balanced)")
+ax.set(xscale="log", yscale="log", xlabel="delta1 = B dA z, A side (RMS over coordinates)",
+       ylabel="delta2 = dB A z, B side (RMS)", title=f"MiniLM + {data_name}: each LoRA layer's two sides\n"
+       "(median over steps > 1)")
 ax.legend()
 save(fig, "lesson6_real_model")
 

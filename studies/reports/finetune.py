@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from studies.finetune import best_lrs, steps_to_target
@@ -41,58 +40,30 @@ def monitor_summary(monitor: pd.DataFrame, ratio: float, lr: float) -> pd.DataFr
 
 
 def render(out: Path, evals: pd.DataFrame, monitor: pd.DataFrame, meta: dict) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+    from figures.finetune import plot_accuracy_vs_ratio, plot_best_curves, plot_monitor, plot_steps_to_target
+    from figures.save import save_figure
 
     steps = meta["spec"]["steps"]
     cmp = comparison(evals, steps)
     write_csv(cmp["best"], out / "best_per_ratio.csv")
-    (out / "figures").mkdir(exist_ok=True)
     figures = {}
 
     def save(fig, name, caption):
-        fig.tight_layout()
-        for ext in ("png", "pdf"):
-            fig.savefig(out / "figures" / f"{name}.{ext}", dpi=110)
-        plt.close(fig)
+        save_figure(fig, out / "figures" / name)
         figures[caption] = f"figures/{name}.png"
 
     best = cmp["best"]
-    fig, ax = plt.subplots(figsize=(5, 3.8))
-    ax.errorbar(best.ratio, best.dev_acc, yerr=best.dev_acc_std.fillna(0), marker="o", capsize=3)
-    for r in best.itertuples():
-        ax.annotate(f"lr {r.best_lr:.2g}" + ("" if r.bracketed else " (edge)"), (r.ratio, r.dev_acc), fontsize=7,
-                    textcoords="offset points", xytext=(3, 5))
-    ax.set(xscale="log", xlabel="lambda = eta_B / eta_A", ylabel=f"dev accuracy at step {steps}",
-           title="best over lr (mean +- sd over seeds)")
-    ax.set_xscale("log", base=2)
-    save(fig, "accuracy_vs_ratio", "best dev accuracy against the ratio")
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for label, row in (("LoRA", cmp["lora"]), ("LoRA+", cmp["plus"])):
-        if row is None:
-            continue
-        g = evals[(evals.ratio == row.ratio) & (evals.lr == row.best_lr)]
-        sns.lineplot(g, x="step", y="dev_acc", ax=ax, label=f"{label}: ratio {row.ratio:g}, lr {row.best_lr:.2g}",
-                     marker="o", errorbar="sd")
-    ax.axhline(cmp["target"], color="grey", ls=":", lw=1, label=f"target ({100 * TARGET_FRACTION:g}% of the lower best)")
-    ax.set(ylabel="dev accuracy", title="best LoRA against best LoRA+")
-    ax.legend(fontsize=7)
-    save(fig, "curves", "accuracy curves, best against best")
+    save(plot_accuracy_vs_ratio(best, steps), "accuracy_vs_ratio", "best dev accuracy against the ratio")
+    runs = [(label, row.ratio, row.best_lr) for label, row in (("LoRA", cmp["lora"]), ("LoRA+", cmp["plus"]))
+            if row is not None]
+    save(plot_best_curves(evals, runs, cmp["target"], f"target: {100 * TARGET_FRACTION:g}% of the lower best"),
+         "curves", "accuracy curves, best against best")
 
     rows = [{"ratio": r.ratio, "steps": steps_to_target(evals, r.ratio, r.best_lr, cmp["target"])}
             for r in best.itertuples()]
     reach = pd.DataFrame(rows)
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.bar([f"{r:g}" for r in reach.ratio], reach.steps.fillna(0), color="steelblue")
-    for i, s in enumerate(reach.steps):
-        ax.annotate("never" if not np.isfinite(s) else f"{s:.0f}", (i, 0 if not np.isfinite(s) else s),
-                    ha="center", fontsize=8, textcoords="offset points", xytext=(0, 3))
-    ax.set(xlabel="ratio (at its best lr)", ylabel="steps", title=f"steps to reach {cmp['target']:.3f} dev accuracy")
-    save(fig, "steps_to_target", "steps to reach the target accuracy")
+    save(plot_steps_to_target(reach, cmp["target"], meta["spec"].get("eval_every")), "steps_to_target",
+         "steps to reach the target accuracy")
 
     notes, both = [], pd.DataFrame()
     if not monitor.empty and cmp["plus"] is not None:
@@ -107,11 +78,7 @@ def render(out: Path, evals: pd.DataFrame, monitor: pd.DataFrame, meta: dict) ->
     if not both.empty:
         both["layer"] = both.layer.str.replace("base_model.model.", "").str.replace(".attention.self", "")
         write_csv(both, out / "monitor_summary.csv")
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-        for ax, metric, title in zip(axes, ("delta1", "delta2"), ("delta1 = B dA z (A side)", "delta2 = dB A z (B side)")):
-            sns.barplot(both, y="layer", x=metric, hue="run", ax=ax, orient="h")
-            ax.set(xscale="log", title=title)
-        save(fig, "monitor", "feature updates per layer, ratio 1 against the best ratio")
+        save(plot_monitor(both), "monitor", "feature updates per layer, ratio 1 against the best ratio")
     write_text(report_text(meta, cmp, reach, figures, notes), out / "report.md")
     return figures
 

@@ -1,10 +1,12 @@
-"""Redraw stored runs and collect their key figures into the gallery.
+"""Redraw stored runs from their tables; copy their key figures into a gallery only when asked.
 
-A run directory holds ``meta.json`` (with ``study``: lr-grid, finetune, init, rank or
-contribution) and
-its tables; ``render_run`` redraws its figures and report from those tables alone. A directory
-of runs is walked one level deep. Each run's figures are copied to the gallery as
-``<run directory name>__<figure>.png`` / ``.pdf``.
+A run directory holds ``meta.json`` and its tables (and ``manifest.json`` with the spec of its
+shards). Its kind is ``meta.json``'s ``study``, else the manifest spec's ``study`` (coord-check
+and validate record it only there). ``render_run`` redraws a run's figures and report into the
+run's own directory from those tables alone; kinds that draw no figures here (coord-check,
+validate) are skipped with one line saying why. A directory of runs is walked one level deep.
+With a gallery, each run's key figures are copied to it as ``<run directory
+name>__<figure>.png`` / ``.pdf``; without one, nothing outside the runs is written.
 """
 from __future__ import annotations
 
@@ -17,6 +19,18 @@ import pandas as pd
 from studies.run.spec import SpecError
 from studies.run.store import read_table
 
+COMPANIONS = ("init", "rank", "contribution")
+REDRAWN = ("lr-grid", "finetune", "bert-width", *COMPANIONS)
+NOT_REDRAWN = {
+    "coord-check": "it stores tables only (results.csv) and draws no figures",
+    "validate": "its figures and report.md are drawn by validate itself; rerun it with the same --out to redraw "
+                "them (every stored shard is reused)",
+}
+
+
+class NotRedrawn(Exception):
+    """A stored run that has no figures to redraw here; the message says why, in one line."""
+
 
 def _read(path: Path) -> pd.DataFrame:
     try:
@@ -25,50 +39,85 @@ def _read(path: Path) -> pd.DataFrame:
         raise SpecError(f"{path}: unreadable table ({err})") from None
 
 
-def render_run(run: Path) -> dict[str, str]:
-    """Redraw one stored run; returns {caption: figure path relative to the run}."""
+def _json(path: Path) -> dict:
     try:
-        meta = json.loads((run / "meta.json").read_text())
+        data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise SpecError(f"{run}: unreadable meta.json ({err})") from None
-    study = meta.get("study", "lr-grid" if (run / "grid.csv").is_file() else None)
-    if study == "lr-grid":
+        raise SpecError(f"{path.parent}: unreadable {path.name} ({err})") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path.parent}: {path.name} is not a JSON object")
+    return data
+
+
+def run_kind(run: Path, meta: dict) -> str | None:
+    """The study that wrote ``run``: meta.json's ``study``, else the shard manifest's, else
+    lr-grid for a run stored before meta.json recorded it (it has grid.csv)."""
+    if isinstance(meta.get("study"), str):
+        return meta["study"]
+    if (run / "manifest.json").is_file():
+        spec = _json(run / "manifest.json").get("spec")
+        if isinstance(spec, dict) and isinstance(spec.get("study"), str):
+            return spec["study"]
+    return "lr-grid" if (run / "grid.csv").is_file() else None
+
+
+def _tables(run: Path, kind: str, *names: str) -> list[pd.DataFrame]:
+    for name in names:
+        if not (run / name).is_file():
+            raise SpecError(f"{run}: not a complete {kind} run (missing {name})")
+    return [_read(run / name) for name in names]
+
+
+def render_run(run: Path) -> dict[str, str]:
+    """Redraw one stored run into its own directory; returns {caption: figure path relative to
+    the run}. Raises NotRedrawn for a kind without figures, SpecError for a damaged run."""
+    meta = _json(run / "meta.json")
+    kind = run_kind(run, meta)
+    if kind in NOT_REDRAWN:
+        raise NotRedrawn(f"a {kind} run: {NOT_REDRAWN[kind]}")
+    if kind in REDRAWN and not isinstance(meta.get("spec"), dict):
+        raise SpecError(f"{run}: meta.json has no spec, so this {kind} run cannot be redrawn")
+    if kind == "lr-grid":
         from studies.reports.lr_grid import render
-        for name in ("grid.csv", "curves.csv"):
-            if not (run / name).is_file():
-                raise SpecError(f"{run}: not an lr-grid run (missing {name})")
-        return render(run, _read(run / "grid.csv"), _read(run / "curves.csv"), meta)
-    if study == "finetune":
-        from studies.reports.finetune import render as render_finetune
-        for name in ("evals.csv", "monitor.csv"):
-            if not (run / name).is_file():
-                raise SpecError(f"{run}: not a finetune run (missing {name})")
-        return render_finetune(run, _read(run / "evals.csv"), _read(run / "monitor.csv"), meta)
-    if study == "bert-width":
-        from studies.bert_sweep import render as render_bert
-        if not (run / "results.csv").is_file():
-            raise SpecError(f"{run}: missing results.csv")
-        results = _read(run / "results.csv")
-        results["init"] = results["init"].astype(str)
-        return render_bert(run, results, meta)
-    from studies.companions import STUDIES, render
-    if study in STUDIES:
-        if not (run / "results.csv").is_file():
-            raise SpecError(f"{run}: missing results.csv")
-        results = _read(run / "results.csv")
-        if "init" in results:
-            results["init"] = results["init"].astype(str)
-        return render(run, study, results, meta)
-    raise SpecError(f"{run}: unknown study {study!r} in meta.json")
+        return render(run, *_tables(run, kind, "grid.csv", "curves.csv"), meta)
+    if kind == "finetune":
+        from studies.reports.finetune import render
+        return render(run, *_tables(run, kind, "evals.csv", "monitor.csv"), meta)
+    if kind == "bert-width":
+        from studies.bert_sweep import render
+        return render(run, *_tables(run, kind, "results.csv"), meta)
+    if kind in COMPANIONS:
+        from studies.companions import render
+        return render(run, kind, *_tables(run, kind, "results.csv"), meta)
+    raise NotRedrawn(f"an unknown kind of run ({'study ' + repr(kind) if kind else 'no study'} in meta.json or "
+                     "manifest.json); this version redraws " + ", ".join(REDRAWN))
 
 
-def find_runs(source: Path) -> list[Path]:
+def find_runs(source: Path) -> tuple[list[Path], list[str]]:
+    """(the stored runs under ``source``, one line for each sub-directory that is not one).
+    ``source`` is a run itself (it has meta.json) or a directory of runs."""
     if (source / "meta.json").is_file():
-        return [source]
-    runs = sorted(p for p in source.iterdir() if (p / "meta.json").is_file()) if source.is_dir() else []
-    if not runs:
+        return [source], []
+    if (source / "manifest.json").is_file():
+        candidates = [source]
+    elif source.is_dir():
+        candidates = sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
+    else:
+        candidates = []
+    runs, unfinished, others = [], [], []
+    for p in candidates:
+        if (p / "meta.json").is_file():
+            runs.append(p)
+        elif (p / "manifest.json").is_file():
+            unfinished.append(f"{p}: skipped, unfinished (shards but no meta.json; rerun its command with the "
+                              "same --out to finish it)")
+        elif (p / "bench.json").is_file():
+            others.append(f"{p}: skipped, benchmark output (bench.json) has no figures")
+        else:
+            others.append(f"{p}: skipped, not a stored run (no meta.json)")
+    if not runs and not unfinished:
         raise SpecError(f"--from {source}: no stored run here (a run directory has meta.json)")
-    return runs
+    return runs, unfinished + others
 
 
 def key_figures(figures: dict[str, str]) -> list[str]:
@@ -88,11 +137,20 @@ def key_figures(figures: dict[str, str]) -> list[str]:
     return sweep + ([heat[max(heat)]] if heat else [])
 
 
-def build_gallery(source: Path, gallery: Path | None) -> list[Path]:
-    """Redraw every run under ``source``; copy its key figures (PNG and PDF) into ``gallery``."""
+def build_gallery(source: Path, gallery: Path | None, say=print) -> list[Path]:
+    """Redraw every run under ``source`` into its own directory, saying one line per run; with
+    ``gallery``, copy each run's key figures (PNG and PDF) into it. Returns the copied files."""
+    runs, skipped = find_runs(source)
+    for line in skipped:
+        say(line)
     copied = []
-    for run in find_runs(source):
-        figures = render_run(run)
+    for run in runs:
+        try:
+            figures = render_run(run)
+        except NotRedrawn as why:
+            say(f"{run}: skipped, {why}")
+            continue
+        say(f"{run}: redrew {len(figures)} figure{'s' * (len(figures) != 1)} and report.md")
         if gallery is None:
             continue
         gallery.mkdir(parents=True, exist_ok=True)

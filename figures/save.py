@@ -1,0 +1,23 @@
+"""Writing a figure: PNG (for reports and the README) and PDF (for papers), reproducibly."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def save_figure(fig, stem: Path, formats=("png", "pdf"), dpi: int = 110) -> Path:
+    """Write ``fig`` as ``stem.png`` and ``stem.pdf`` and close it; returns the PNG's path.
+    (The figures lay themselves out, with constrained layout or tight_layout, so no
+    tight-bounding-box pass: it would draw every figure twice.) The PDF carries no creation date, so redrawing the same
+    data gives the same bytes and a gallery copy changes only when the figure does."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for ext in formats:
+        extra = {"metadata": {"CreationDate": None}} if ext == "pdf" else {}
+        fig.savefig(stem.parent / f"{stem.name}.{ext}", dpi=dpi, **extra)
+    plt.close(fig)
+    return stem.parent / f"{stem.name}.png"

@@ -1,0 +1,133 @@
+"""figures --from: every kind of stored run is redrawn into its own directory, or skipped in one
+line saying why; nothing is written outside the runs unless --gallery asks for it."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from studies import bert_sweep, companions, validate
+from studies.cli import main
+from tests.test_companions import tiny_variants
+
+TINY_SUITE = validate.SuiteSettings(widths={"toy": (64, 128), "linear": (32, 64), "mlp": (32, 64)},
+                                    seeds={"toy": 2, "linear": 2, "mlp": 2}, steps=2)
+LR_GRID = ["lr-grid", "--model", "toy", "--widths", "32,64", "--eta-a-range", "1e-3:1", "--eta-b-range", "1e-3:1",
+           "--per-decade", "1", "--steps", "3", "--eval-at", "3", "--seeds", "2", "--optimizer", "adam",
+           "--test-size", "8", "--executor", "inline"]
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    """Run from tmp_path: a default that wrote a gallery (figures/gallery) would land here."""
+    monkeypatch.chdir(tmp_path)
+
+
+def files(directory: Path) -> dict[str, int]:
+    return {str(p.relative_to(directory)): p.stat().st_mtime_ns for p in directory.rglob("*") if p.is_file()}
+
+
+def assert_redrawn_in_place(run: Path, capsys) -> None:
+    """Delete a run's figures and report, redraw them with the default options, and check they
+    came back inside the run and nothing was written next to it."""
+    shutil.rmtree(run / "figures")
+    (run / "report.md").unlink()
+    outside = files(Path.cwd())
+    assert main(["figures", "--from", str(run)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith(f"{run}: redrew ")
+    assert list((run / "figures").glob("*.png")) and list((run / "figures").glob("*.pdf"))
+    assert (run / "report.md").is_file()
+    new = set(files(Path.cwd())) - set(outside)
+    assert all(name.startswith(str(run.relative_to(Path.cwd()))) for name in new), new
+    assert not (Path.cwd() / "figures").exists()
+
+
+@pytest.mark.parametrize("study", companions.STUDIES)
+def test_companion_run_redraws_in_place(study, monkeypatch, capsys):
+    monkeypatch.setattr(companions, "variants", tiny_variants)
+    assert main(["study", study, "--executor", "inline", "--out", f"runs/{study}"]) == 0
+    capsys.readouterr()
+    assert_redrawn_in_place(Path.cwd() / "runs" / study, capsys)
+
+
+def test_bert_width_run_redraws_in_place(monkeypatch, capsys):
+    pytest.importorskip("peft")
+    full = bert_sweep.BertSweepSpec
+    monkeypatch.setattr(bert_sweep, "BertSweepSpec", lambda **kw: full(**{
+        **kw, "widths": (64, 128), "seeds": (0, 1), "layers": 1, "vocab": 32, "seq_len": 8, "batch_size": 8,
+        "pretrain_steps": 2, "steps": 3}))
+    assert main(["study", "bert-width", "--quick", "--executor", "inline", "--out", "runs/bert"]) == 0
+    capsys.readouterr()
+    assert_redrawn_in_place(Path.cwd() / "runs" / "bert", capsys)
+
+
+def test_finetune_run_redraws_in_place(tiny_model_dir, capsys):
+    from tests.test_finetune import ROWS, write
+
+    data = Path.cwd() / "sst2"
+    data.mkdir()
+    write(data / "train.tsv", ("label", "sentence"), ROWS)
+    write(data / "dev.tsv", ("label", "sentence"), ROWS[:4])
+    assert main(["finetune", "--model", str(tiny_model_dir), "--data", str(data), "--ratios", "1,4", "--lrs", "1e-3",
+                 "--steps", "3", "--seeds", "1", "--batch-size", "2", "--eval-every", "1", "--monitor-every", "1",
+                 "--rank", "2", "--no-bracket", "--executor", "inline", "--out", "runs/ft"]) == 0
+    capsys.readouterr()
+    assert_redrawn_in_place(Path.cwd() / "runs" / "ft", capsys)
+
+
+def test_a_directory_of_runs_of_every_kind(monkeypatch, capsys):
+    """The README's runs/ after coord-check, validate and lr-grid, plus an unfinished run, a
+    benchmark and a stray directory: exit 0, one line each, lr-grid redrawn, the rest untouched,
+    and a gallery only with --gallery."""
+    monkeypatch.setattr(validate, "QUICK", TINY_SUITE)
+    runs = Path.cwd() / "runs"
+    assert main(["coord-check", "--model", "linear", "--widths", "32,64", "--steps", "2", "--seeds", "1",
+                 "--executor", "inline", "--out", "runs/cc"]) in (0, 1)
+    assert main(["validate", "--quick", "--executor", "inline", "--out", "runs/validate"]) in (0, 1)
+    assert main([*LR_GRID, "--out", "runs/grid"]) == 0
+    shutil.copytree(runs / "grid", runs / "unfinished")
+    (runs / "unfinished" / "meta.json").unlink()
+    (runs / "bench").mkdir()
+    (runs / "bench" / "bench.json").write_text("{}")
+    (runs / "notes").mkdir()
+    capsys.readouterr()
+    before = files(runs)
+
+    assert main(["figures", "--from", "runs"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    said = {Path(line.split(":")[0]).name: line for line in lines}
+    assert len(lines) == len(said) == 6
+    assert "redrew" in said["grid"]
+    assert "skipped, a coord-check run" in said["cc"] and "no figures" in said["cc"]
+    assert "skipped, a validate run" in said["validate"] and "same --out" in said["validate"]
+    assert "unfinished" in said["unfinished"] and "bench.json" in said["bench"] and "no meta.json" in said["notes"]
+    after = files(runs)
+    changed = {name for name in after if before.get(name) != after[name]}
+    assert changed and all(name.startswith("grid/") for name in changed), changed
+    assert not (Path.cwd() / "figures").exists()
+
+    gallery = Path.cwd() / "gallery"
+    assert main(["figures", "--from", "runs", "--gallery", str(gallery)]) == 0
+    copied = sorted(p.name for p in gallery.iterdir())
+    assert copied and all(name.startswith("grid__") for name in copied)
+    assert {"grid__lambda_t3_train.png", "grid__lambda_t3_train.pdf"} <= set(copied)
+
+
+def test_unknown_kind_is_skipped_and_a_file_is_not_a_gallery(capsys):
+    run = Path.cwd() / "runs" / "mystery"
+    run.mkdir(parents=True)
+    (run / "meta.json").write_text('{"spec": {}}')
+    assert main(["figures", "--from", "runs"]) == 0
+    assert "skipped, an unknown kind of run (no study" in capsys.readouterr().out
+    (run / "meta.json").write_text('{"study": "rank"}')  # damaged: a redrawable kind without its spec
+    assert main(["figures", "--from", "runs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "has no spec" in err and err.count("\n") == 1
+    Path("taken").write_text("")
+    assert main(["figures", "--from", "runs", "--gallery", "taken"]) == 2
+    assert capsys.readouterr().err.startswith("error: --gallery taken")
+
+
+from tests.test_finetune import tiny_model_dir  # noqa: E402,F401  (the fixture, shared)
