@@ -78,9 +78,21 @@ def lora_plus_run():
 
 
 def test_real_measurements_pass_the_real_prediction(lora_plus_run):
-    e = compare(lora_plus_run, steps=(2,))
+    e = compare(lora_plus_run, steps=(2,), corrected=False)
     row = e[(e.metric == "delta1") & (e.step == 2)].iloc[0]
     assert row.verdict == "PASS" and row.predicted == 0.0 and abs(row.slope) < 0.15
+    assert row.judged == "straight" and row.verdict_straight == "PASS" and row.correction == "none"
+
+
+def test_four_widths_cannot_separate_a_correction(lora_plus_run):
+    """Four widths and three seeds leave one degree of freedom to the corrected fit: its interval
+    of gamma is wider than the tolerance band, so a straight PASS becomes INCONCLUSIVE with that
+    reason (stricter, never looser), and the straight verdict stays in its own column."""
+    e = compare(lora_plus_run, steps=(2,))
+    row = e[(e.metric == "delta1") & (e.step == 2)].iloc[0]
+    assert row.judged == "corrected" and row.omega == 1.0 and row.verdict_straight == "PASS"
+    assert row.gamma_corrected_hi - row.gamma_corrected_lo > 0.3
+    assert row.verdict == "INCONCLUSIVE" and "cannot separate" in row.reason
 
 
 def test_a_wrong_prediction_against_real_measurements_fails(lora_plus_run):
@@ -102,11 +114,11 @@ def test_first_step_loss_drop_passes_its_prediction_and_the_aligned_exponent_fai
     spec = CoordCheckSpec(model="mlp", optimizer="adam", init="2", schemes=("loraplus",),
                           widths=(256, 512, 1024, 2048), steps=1, seeds=tuple(range(6)))
     results = run_coord_check(spec, torch.device("cpu"), progress=False)
-    e = compare_first_step(results)
+    e = compare_first_step(results, corrected=False)  # four widths: too few to fit a correction as well
     assert set(e.layer) == {"hidden1", "hidden2"} and (e.metric == "loss_drop").all() and (e.step == 1).all()
     assert (e.verdict == "PASS").all() and (e.predicted == -0.5).all()
 
     def aligned(model, optimizer, init, gA, gB):
         return dataclasses.replace(first_step_loss_drop(model, optimizer, init, gA, gB), exponent=gA + 1.0)
-    wrong = compare_first_step(results, predictor=aligned)
+    wrong = compare_first_step(results, predictor=aligned, corrected=False)
     assert (wrong.verdict == "FAIL").all()
