@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -122,3 +123,52 @@ def test_first_step_loss_drop_passes_its_prediction_and_the_aligned_exponent_fai
         return dataclasses.replace(first_step_loss_drop(model, optimizer, init, gA, gB), exponent=gA + 1.0)
     wrong = compare_first_step(results, predictor=aligned, corrected=False)
     assert (wrong.verdict == "FAIL").all()
+
+
+# -- corrected verdicts ----------------------------------------------------------------------
+from scaling.gamma import CorrectedFit  # noqa: E402
+from scaling.verdicts import corrected_verdict  # noqa: E402
+
+
+def cfit(slope, lo, hi, share=0.1, share_ci=(-0.2, 0.4), at_bound=False, settled=True):
+    return CorrectedFit(slope, lo, hi, r2=1.0, settled=settled, omega=0.5, share=share, share_ci=share_ci,
+                        at_bound=at_bound)
+
+
+def test_corrected_verdict_rules():
+    straight = fit(0.3, 0.25, 0.35)  # a FAIL against 0
+    assert corrected_verdict(cfit(0.02, -0.05, 0.1), 0.0, 0.15, 0.5, straight)[0] == "PASS"
+    assert corrected_verdict(cfit(0.5, 0.4, 0.6), 0.0, 0.15, 0.5, straight)[0] == "FAIL"
+    v, why = corrected_verdict(cfit(0.0, -0.5, 0.5), 0.0, 0.15, 0.5, straight)  # widened by 0.9 > 0.3
+    assert v == "INCONCLUSIVE" and "cannot separate" in why
+    assert corrected_verdict(cfit(0.9, 0.5, 1.3), 0.0, 0.15, 0.5, straight)[0] == "FAIL"  # wide, but misses
+    v, why = corrected_verdict(cfit(0.1, 0.05, 0.15, share=1.0, share_ci=(0.6, 1.0), at_bound=True), 0.0, 0.15, 0.5)
+    assert v == "INCONCLUSIVE" and "as large as the leading term" in why
+    # on the bound by noise (its interval reaches 0): judged by gamma's interval as usual
+    assert corrected_verdict(cfit(0.1, 0.0, 0.2, share=1.0, share_ci=(-0.5, 1.0), at_bound=True), 0.0, 0.15, 0.5)[0] == "PASS"
+    assert corrected_verdict(cfit(0.0, -0.1, 0.1, settled=False), 0.0, 0.15, 0.5)[0] == "INCONCLUSIVE"
+    assert corrected_verdict(None, 0.0, 0.15, 0.5)[0] == "INCONCLUSIVE"
+
+
+def test_compare_judges_the_corrected_exponent_and_keeps_the_straight_verdict():
+    """Synthetic mlp measurements under Adam, Init[2], LoRA+, with delta1 at step 2 going like
+    n^0 (1 - 8 n^-1/2) (the B0 path's omega): the straight slope's interval misses 0 +- 0.15 (and
+    its local slopes trend), the corrected gamma PASSes, and the row records both. A metric with no omega (an exact zero) stays judged straight."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for w in 2 ** np.arange(7, 14):
+        for seed in range(32):
+            v = (1 - 8 * w ** -0.5) * np.exp(0.05 * rng.standard_normal())
+            rows.append(dict(model="mlp", optimizer="adam", init="2", scheme="loraplus", metric="delta1",
+                             layer="hidden1", step=2, width=int(w), seed=seed, value=v))
+            rows.append(dict(rows[-1], metric="delta2", step=1, value=0.0))  # predicted exactly zero
+    e = compare(pd.DataFrame(rows), steps=(1, 2))
+    row = e[e.metric == "delta1"].iloc[0]
+    assert row.verdict_straight != "PASS" and row.verdict == "PASS" and row.judged == "corrected"
+    assert row.omega == 0.5 and row.correction == "the B0 path"
+    assert row.gamma_corrected_lo <= 0.0 <= row.gamma_corrected_hi and row.ci_low > 0.15
+    assert row.share == pytest.approx(-8 * 128 ** -0.5, abs=0.05) and row.fit < 3
+    zero = e[e.metric == "delta2"].iloc[0]
+    assert zero.judged == "straight" and zero.verdict == "PASS" and np.isnan(zero.omega)
+    straight_only = compare(pd.DataFrame(rows), steps=(2,), corrected=False)
+    assert (straight_only.verdict != "PASS").all() and (straight_only.judged == "straight").all()
