@@ -150,8 +150,10 @@ def validate(args) -> int:
     summary = verdict_summary(exponents)
     print(summary.to_string(index=False))
     counts = exponents.verdict.value_counts()
+    straight = exponents.verdict_straight.value_counts()  # before the corrections to scaling
     print(f"{counts.get('PASS', 0)} PASS, {counts.get('FAIL', 0)} FAIL, {counts.get('INCONCLUSIVE', 0)} "
-          f"INCONCLUSIVE in {wall:.0f}s; report: {out / 'report.md'}")
+          f"INCONCLUSIVE in {wall:.0f}s (straight slopes alone: {straight.get('PASS', 0)} / {straight.get('FAIL', 0)} / "
+          f"{straight.get('INCONCLUSIVE', 0)}); report: {out / 'report.md'}")
     return 1 if counts.get("FAIL", 0) else 0
 
 

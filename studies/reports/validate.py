@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from scaling.theory import fmt
+from studies.reports.corrections import corrections_section, judged_measurement
 from studies.validate import B0_CONTROL_SCALE
 
 EXPLANATIONS = [
@@ -52,7 +53,7 @@ def _cell(row) -> str:
     if pd.isna(row.slope):
         measured = "all zero" if row.verdict == "PASS" and row.predicted == float("-inf") else "-"
     else:
-        measured = f"{row.slope:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}]"
+        measured = judged_measurement(row)
     predicted = {"upper bound": "<= ", "none": "n/p "}.get(getattr(row, "claim", "exact"), "") + fmt(row.predicted)
     return f"{predicted} / {measured} / {row.verdict}"
 
@@ -81,7 +82,8 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
              "passes when the interval reaches below bound + tolerance; INCONCLUSIVE when the local slopes "
              "have not settled, when a sum's dominant term has not taken over yet, or where the theory "
              "predicts no exponent).", "",
-             "Each cell below reads `predicted / measured slope [95% CI] / verdict`; `zero` means the "
+             "Each cell below reads `predicted / measured slope [95% CI] / verdict` (`c`: the corrected "
+             "exponent, see 'Corrections to scaling'); `zero` means the "
              "theory predicts an exactly zero quantity, `<=` an upper bound (past a blow-up or an "
              "Init[2] overshoot), `n/p` no prediction (SGD past its blow-up).", "",
              "## Summary", "", verdict_summary(exponents).to_markdown(index=False), ""]
@@ -91,6 +93,7 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
             if caption.startswith(f"{model}/{opt}/{init}"):
                 lines += [f"![{caption}]({path})", ""]
     bad = exponents[exponents.verdict != "PASS"]
+    lines += corrections_section(exponents, tolerance)
     lines += ["## Where the prediction did not show", ""]
     if bad.empty:
         lines.append("Every prediction held.")
