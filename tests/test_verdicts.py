@@ -136,12 +136,12 @@ def cfit(slope, lo, hi, share=0.1, share_ci=(-0.2, 0.4), at_bound=False, settled
 
 
 def test_corrected_verdict_rules():
-    straight = fit(0.3, 0.25, 0.35)  # a FAIL against 0
-    assert corrected_verdict(cfit(0.02, -0.05, 0.1), 0.0, 0.15, 0.5, straight)[0] == "PASS"
-    assert corrected_verdict(cfit(0.5, 0.4, 0.6), 0.0, 0.15, 0.5, straight)[0] == "FAIL"
-    v, why = corrected_verdict(cfit(0.0, -0.5, 0.5), 0.0, 0.15, 0.5, straight)  # widened by 0.9 > 0.3
+    assert corrected_verdict(cfit(0.02, -0.05, 0.1), 0.0, 0.15, 0.5)[0] == "PASS"
+    assert corrected_verdict(cfit(0.5, 0.4, 0.6), 0.0, 0.15, 0.5)[0] == "FAIL"
+    v, why = corrected_verdict(cfit(0.0, -0.5, 0.5), 0.0, 0.15, 0.5)  # 1.0 wide: the band fits inside
     assert v == "INCONCLUSIVE" and "cannot separate" in why
-    assert corrected_verdict(cfit(0.9, 0.5, 1.3), 0.0, 0.15, 0.5, straight)[0] == "FAIL"  # wide, but misses
+    assert corrected_verdict(cfit(0.3, 0.1, 0.39), 0.0, 0.15, 0.5)[0] == "PASS"  # 0.29 wide: judged
+    assert corrected_verdict(cfit(0.9, 0.5, 1.3), 0.0, 0.15, 0.5)[0] == "FAIL"  # wide, but misses
     v, why = corrected_verdict(cfit(0.1, 0.05, 0.15, share=1.0, share_ci=(0.6, 1.0), at_bound=True), 0.0, 0.15, 0.5)
     assert v == "INCONCLUSIVE" and "as large as the leading term" in why
     # on the bound by noise (its interval reaches 0): judged by gamma's interval as usual

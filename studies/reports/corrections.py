@@ -53,8 +53,8 @@ def corrections_section(exponents: pd.DataFrame, tolerance: float) -> list[str]:
              "exponent minus the runner-up's, derived, never fitted. Where it names one, the verdict judges the "
              "corrected gamma (bounded least squares on the seed means, the straight slope's bootstrap over seeds) "
              f"by the same rules and tolerance (+-{tolerance:g}); INCONCLUSIVE where the widths cannot separate the "
-             "two terms (the correction widens the interval by more than the tolerance band, or would have to be "
-             "as large as the leading term at the narrowest width).", "",
+             "two terms (the corrected interval is wider than the tolerance band, or the correction would have to "
+             "be as large as the leading term at the narrowest width).", "",
              f"Straight slopes alone: {_counts(exponents.verdict_straight)}. Judged (corrected where omega is "
              f"known, {len(corrected)} of {len(exponents)} rows): {_counts(exponents.verdict)}. "
              f"{len(changed)} rows changed: "
