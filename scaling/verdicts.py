@@ -24,8 +24,8 @@ the verdict judges the corrected exponent gamma of value ~ c n^gamma (1 + d n^-o
 (``scaling.gamma.fit_with_correction``) by the same rules (tolerance, settled local slopes of the
 corrected curve, crossovers), and keeps the straight slope's verdict beside it
 (``verdict_straight``). The corrected fit adds two INCONCLUSIVE reasons (``corrected_verdict``):
-the data need a correction as large as the leading term at the narrowest width, or the
-corrected interval of gamma is wider than the tolerance band (the widths cannot separate the
+the best fit puts the correction on its bound (as large as the leading term at the narrowest
+width), or the corrected interval of gamma is wider than the tolerance band (the widths cannot separate the
 two terms). A corrected interval that misses the band is a FAIL however wide.
 """
 from __future__ import annotations
@@ -72,19 +72,19 @@ def verdict(fit, predicted: float, all_zero: bool, tol: float, claim: str = "exa
 def corrected_verdict(cfit, predicted: float, tol: float, omega: float) -> tuple[str, str]:
     """(verdict, reason) for a corrected fit (scaling.gamma.CorrectedFit or None) of an exact,
     finite prediction: ``verdict``'s rules, plus INCONCLUSIVE where the widths cannot separate
-    the leading term from its n^-omega correction: the data need a correction at least as large
-    as the leading term at the narrowest width (best share on its bound, share interval away from
-    0), or the corrected interval of gamma is wider than the tolerance band 2 tol and overlaps it
+    the leading term from its n^-omega correction: the best fit puts the correction on its bound
+    (as large as the leading term at the narrowest width, where the ansatz no longer holds), or
+    the corrected interval of gamma is wider than the tolerance band 2 tol and overlaps it
     (the band fits inside it: a PASS would say nothing). A corrected interval that misses the
     band FAILs however wide it is."""
     tag = f"corrected (omega = {fmt(omega)})"
     if cfit is None:
         return "INCONCLUSIVE", (f"{tag}: fewer than {MIN_CORRECTED_WIDTHS} widths with finite values, "
                                 "too few to fit a correction")
-    if cfit.at_bound and (cfit.share_ci[0] > 0 or cfit.share_ci[1] < 0):
-        return "INCONCLUSIVE", (f"{tag}: the data need a correction as large as the leading term at the narrowest "
-                                f"width (share {cfit.share:+.2f} on its bound, interval [{cfit.share_ci[0]:+.2f}, "
-                                f"{cfit.share_ci[1]:+.2f}]): the widths cannot separate the two terms")
+    if cfit.at_bound:  # the best fit is no interior optimum: gamma would be set by the bound
+        return "INCONCLUSIVE", (f"{tag}: the best fit puts the correction on its bound, as large as the leading "
+                                f"term at the narrowest width (share {cfit.share:+.2f}): the widths cannot "
+                                "separate the two terms")
     v, why = verdict(cfit, predicted, False, tol)
     if v == "PASS" and cfit.ci_high - cfit.ci_low > 2 * tol:
         return "INCONCLUSIVE", (f"{tag}: interval [{cfit.ci_low:+.2f}, {cfit.ci_high:+.2f}] is wider than the "
