@@ -168,8 +168,9 @@ class Prediction:
             lines += [f"  {s.quantity:<16} = {s.expression:<34} gamma = {fmt(s.exponent):<6} {s.reason}"
                       for s in self.derivation]
             lines.append("corrections to scaling (y = c n^gamma (1 + d n^-omega)):")
-            lines += [f"  {k:<7} omega = {fmt(c.omega) if c.omega is not None else 'none':<5} {c.term}: {c.derivation}"
+            lines += [f"  {k:<7} omega = {'none' if c.omega is None else f'{c.omega:g}':<5} {c.term}"
                       for k, c in self.corrections.items()]
+            lines += [f"  - {d}" for d in dict.fromkeys(c.derivation for c in self.corrections.values())]
             lines.append("assumptions:")
             lines += [f"  - {a}" for a in self.assumptions]
         return "\n".join(lines)

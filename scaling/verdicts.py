@@ -77,7 +77,7 @@ def corrected_verdict(cfit, predicted: float, tol: float, omega: float) -> tuple
     the corrected interval of gamma is wider than the tolerance band 2 tol and overlaps it
     (the band fits inside it: a PASS would say nothing). A corrected interval that misses the
     band FAILs however wide it is."""
-    tag = f"corrected (omega = {fmt(omega)})"
+    tag = f"corrected (omega = {omega:g})"
     if cfit is None:
         return "INCONCLUSIVE", (f"{tag}: fewer than {MIN_CORRECTED_WIDTHS} widths with finite values, "
                                 "too few to fit a correction")
@@ -162,6 +162,17 @@ def _judge(m: pd.DataFrame, predicted: float, tol: float, settle_tol: float, cla
     if omega is None or all_zero or predicted == NEG_INF:
         return fit, None, judged, None
     return fit, cfit, override(*corrected_verdict(cfit, predicted, tol, omega)), judged
+
+
+def judged_slopes(exponents: pd.DataFrame) -> pd.DataFrame:
+    """A copy of an exponents table whose slope, ci_low and ci_high hold what each verdict judged:
+    the corrected gamma and its interval where ``judged`` is "corrected", the straight slope elsewhere."""
+    out = exponents.copy()
+    if "judged" in out:
+        c = out.judged == "corrected"
+        out.loc[c, ["slope", "ci_low", "ci_high"]] = out.loc[c, ["gamma_corrected", "gamma_corrected_lo",
+                                                                "gamma_corrected_hi"]].to_numpy()
+    return out
 
 
 def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,

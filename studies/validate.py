@@ -81,14 +81,15 @@ def b0_control_spec(settings: SuiteSettings) -> CoordCheckSpec:
 def b0_control_table(exponents: pd.DataFrame, control: pd.DataFrame, steps, tol: float) -> pd.DataFrame:
     """The suite's verdicts (its exponents table, already judged) for the control's
     configurations beside the control's own: one row per (scheme, metric, layer, step) that is
-    not a PASS in at least one of the two."""
-    from scaling.verdicts import compare
+    not a PASS in at least one of the two, each with the slope its verdict judged (the corrected
+    exponent where the theory gives a correction)."""
+    from scaling.verdicts import compare, judged_slopes
     twin = exponents[(exponents.model == "mlp") & (exponents.optimizer == "adam") & (exponents.init == "2")
                      & exponents.scheme.isin(control.scheme.unique())]
     keys = ["scheme", "metric", "layer", "step"]
-    cols = keys + ["predicted", "slope", "ci_low", "ci_high", "verdict"]
-    both = twin[cols].merge(compare(control, steps, tol=tol)[cols], on=keys + ["predicted"],
-                            suffixes=("", "_b0_scaled"))
+    cols = keys + ["predicted", "slope", "ci_low", "ci_high", "verdict"]  # slopes: what the verdicts judged
+    both = judged_slopes(twin)[cols].merge(judged_slopes(compare(control, steps, tol=tol))[cols],
+                                           on=keys + ["predicted"], suffixes=("", "_b0_scaled"))
     return both[(both.verdict != "PASS") | (both.verdict_b0_scaled != "PASS")].reset_index(drop=True)
 
 

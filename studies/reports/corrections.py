@@ -65,7 +65,7 @@ def corrections_section(exponents: pd.DataFrame, tolerance: float) -> list[str]:
                 "a corrected gamma outside prediction +- tolerance: the correction did not move the estimate into "
                 "the band, only its wider interval reaches it." if len(edge) else ""), ""]
     if not corrected.empty:
-        terms = (corrected.assign(omega=corrected.omega.map(fmt)).groupby(["omega", "correction"]).size()
+        terms = (corrected.assign(omega=corrected.omega.map(lambda w: f"{w:g}")).groupby(["omega", "correction"]).size()
                  .rename("rows").reset_index())
         lines += ["The correction terms used (rows judged corrected):", "", terms.to_markdown(index=False), ""]
     if not changed.empty:
@@ -73,7 +73,7 @@ def corrections_section(exponents: pd.DataFrame, tolerance: float) -> list[str]:
             straight=[f"{r.slope:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] {r.verdict_straight}" for r in changed.itertuples()],
             corrected=[f"{r.gamma_corrected:+.2f} [{r.gamma_corrected_lo:+.2f}, {r.gamma_corrected_hi:+.2f}] {r.verdict}"
                        if pd.notna(r.gamma_corrected) else f"- {r.verdict}" for r in changed.itertuples()],
-            omega=changed.omega.map(fmt), predicted=changed.predicted.map(fmt),
+            omega=changed.omega.map(lambda w: f"{w:g}" if pd.notna(w) else "none"), predicted=changed.predicted.map(fmt),
             share=changed.share.map(lambda s: f"{s:+.2f}" if pd.notna(s) else "-"))
         cols = ["model", "optimizer", "init", "scheme", "metric", "layer", "step", "predicted", "straight",
                 "omega", "corrected", "share", "reason"]
