@@ -14,6 +14,11 @@ measured range of log widths (a curvature), is not both significant (its interva
 0) and larger than ``settle_tol``. (2) catches slow crossovers such as c0 + c1 n^g, whose
 local slopes climb steadily towards g without any single one standing out. A curve still
 bending is flagged instead of being reported as a clean exponent.
+
+Corrections to scaling (``fit_with_correction``): where the theory names the next term,
+value ~ c n^gamma (1 + d n^-omega) with omega given (scaling.theory.Prediction.corrections), the
+leading exponent gamma is fitted together with the correction's amplitude d, and judged on the
+same bootstrap; the local slopes and drift of the corrected curve go through the same settled test.
 """
 from __future__ import annotations
 

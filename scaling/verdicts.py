@@ -25,8 +25,8 @@ the verdict judges the corrected exponent gamma of value ~ c n^gamma (1 + d n^-o
 corrected curve, crossovers), and keeps the straight slope's verdict beside it
 (``verdict_straight``). The corrected fit adds two INCONCLUSIVE reasons (``corrected_verdict``):
 the best fit puts the correction on its bound (as large as the leading term at the narrowest
-width), or the corrected interval of gamma is wider than the tolerance band (the widths cannot separate the
-two terms). A corrected interval that misses the band is a FAIL however wide.
+width), or the corrected interval of gamma is wider than the tolerance band (the widths cannot
+separate the two terms). A corrected interval that misses the band is a FAIL however wide.
 """
 from __future__ import annotations
 
@@ -158,10 +158,10 @@ def _judge(m: pd.DataFrame, predicted: float, tol: float, settle_tol: float, cla
     fits = fit_with_correction(m.width, m.value, m.seed, omega if not all_zero else None, settle_tol=settle_tol)
     fit, cfit = fits if fits is not None else (None, None)
     override = override or (lambda v, why: (v, why))
-    judged = override(*verdict(fit, predicted, all_zero, tol, claim))
+    straight = override(*verdict(fit, predicted, all_zero, tol, claim))
     if omega is None or all_zero or predicted == NEG_INF:
-        return fit, None, judged, None
-    return fit, cfit, override(*corrected_verdict(cfit, predicted, tol, omega)), judged
+        return fit, None, straight, None
+    return fit, cfit, override(*corrected_verdict(cfit, predicted, tol, omega)), straight
 
 
 def judged_slopes(exponents: pd.DataFrame) -> pd.DataFrame:
