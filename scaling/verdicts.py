@@ -18,6 +18,15 @@ The terms themselves (dz_a, the deltas) are judged on their own.
 
 ``compare_first_step`` judges one more quantity the same way: each layer's first-step loss
 decrease (``loss_drop`` at step 1) against ``scaling.theory.first_step_loss_drop``.
+
+Corrections to scaling: where the theory names the term next in size (``Correction.omega``),
+the verdict judges the corrected exponent gamma of value ~ c n^gamma (1 + d n^-omega)
+(``scaling.gamma.fit_with_correction``) by the same rules (tolerance, settled local slopes of the
+corrected curve, crossovers), and keeps the straight slope's verdict beside it
+(``verdict_straight``). The corrected fit adds two INCONCLUSIVE reasons (``corrected_verdict``):
+the best fit puts the correction on its bound (as large as the leading term at the narrowest
+width), or the corrected interval of gamma is wider than the tolerance band (the widths cannot
+separate the two terms). A corrected interval that misses the band is a FAIL however wide.
 """
 from __future__ import annotations
 
@@ -26,14 +35,16 @@ import math
 import numpy as np
 import pandas as pd
 
-from scaling.gamma import DEFAULT_SETTLE_TOL, fit_power_law
+from scaling.gamma import DEFAULT_SETTLE_TOL, MIN_CORRECTED_WIDTHS, fit_with_correction
 from scaling.rules import parse_scheme
 from scaling.theory import NEG_INF, PREDICTED_METRICS, first_step_loss_drop, fmt, predict
 
 DEFAULT_TOLERANCE = 0.15
 EXPONENT_COLUMNS = ["model", "optimizer", "init", "scheme", "metric", "layer", "step", "slope",
                     "ci_low", "ci_high", "predicted", "verdict", "reason", "r2", "local_slopes",
-                    "n_widths", "n_seeds", "n_diverged", "classification", "claim", "drift"]
+                    "n_widths", "n_seeds", "n_diverged", "classification", "claim", "drift",
+                    "omega", "correction", "gamma_corrected", "gamma_corrected_lo", "gamma_corrected_hi", "share",
+                    "fit", "judged", "verdict_straight"]
 
 
 def verdict(fit, predicted: float, all_zero: bool, tol: float, claim: str = "exact") -> tuple[str, str]:
@@ -56,6 +67,29 @@ def verdict(fit, predicted: float, all_zero: bool, tol: float, claim: str = "exa
     if fit.ci_high >= predicted - tol and fit.ci_low <= predicted + tol:
         return "PASS", f"interval overlaps {fmt(predicted)} +- {tol:g}"
     return "FAIL", f"interval [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}] misses {fmt(predicted)} +- {tol:g}"
+
+
+def corrected_verdict(cfit, predicted: float, tol: float, omega: float) -> tuple[str, str]:
+    """(verdict, reason) for a corrected fit (scaling.gamma.CorrectedFit or None) of an exact,
+    finite prediction: ``verdict``'s rules, plus INCONCLUSIVE where the widths cannot separate
+    the leading term from its n^-omega correction: the best fit puts the correction on its bound
+    (as large as the leading term at the narrowest width, where the ansatz no longer holds), or
+    the corrected interval of gamma is wider than the tolerance band 2 tol and overlaps it
+    (the band fits inside it: a PASS would say nothing). A corrected interval that misses the
+    band FAILs however wide it is."""
+    tag = f"corrected (omega = {omega:g})"
+    if cfit is None:
+        return "INCONCLUSIVE", (f"{tag}: fewer than {MIN_CORRECTED_WIDTHS} widths with finite values, "
+                                "too few to fit a correction")
+    if cfit.at_bound:  # the best fit is no interior optimum: gamma would be set by the bound
+        return "INCONCLUSIVE", (f"{tag}: the best fit puts the correction on its bound, as large as the leading "
+                                f"term at the narrowest width (share {cfit.share:+.2f}): the widths cannot "
+                                "separate the two terms")
+    v, why = verdict(cfit, predicted, False, tol)
+    if v == "PASS" and cfit.ci_high - cfit.ci_low > 2 * tol:
+        return "INCONCLUSIVE", (f"{tag}: interval [{cfit.ci_low:+.2f}, {cfit.ci_high:+.2f}] is wider than the "
+                                f"tolerance band (2 x {tol:g}): the widths cannot separate gamma from its correction")
+    return v, f"{tag}: {why}"
 
 
 def _median_at(frame: pd.DataFrame, metric: str, step: int) -> float:
@@ -93,8 +127,12 @@ def crossover(metric: str, step: int, exponents: dict, previous: dict | None, wi
 
 
 def _row(config: tuple, metric: str, layer: str, step: int, fit, predicted: float, verdict_: str, reason: str,
-         n_diverged: int, classification: str, claim: str) -> dict:
-    """One row of EXPONENT_COLUMNS; config = (model, optimizer, init, scheme)."""
+         n_diverged: int, classification: str, claim: str, correction=None, cfit=None,
+         straight: tuple[str, str] | None = None) -> dict:
+    """One row of EXPONENT_COLUMNS; config = (model, optimizer, init, scheme). correction: the
+    theory's Correction (None: none derived); cfit: the corrected fit; straight: the straight
+    slope's (verdict, reason) when the corrected one was judged."""
+    omega = correction.omega if correction is not None else None
     return dict(zip(EXPONENT_COLUMNS[:4], config), metric=metric, layer=layer, step=step,
                 slope=fit.slope if fit else np.nan, ci_low=fit.ci_low if fit else np.nan,
                 ci_high=fit.ci_high if fit else np.nan, predicted=predicted, verdict=verdict_, reason=reason,
@@ -102,17 +140,52 @@ def _row(config: tuple, metric: str, layer: str, step: int, fit, predicted: floa
                 local_slopes=" ".join(f"{s:+.2f}" for s in fit.local_slopes) if fit else "",
                 n_widths=fit.n_widths if fit else 0, n_seeds=fit.n_seeds if fit else 0,
                 n_diverged=n_diverged, classification=classification, claim=claim,
-                drift=fit.drift if fit else np.nan)
+                drift=fit.drift if fit else np.nan,
+                omega=np.nan if omega is None else omega, correction=correction.term if omega is not None else "none",
+                gamma_corrected=cfit.slope if cfit else np.nan, gamma_corrected_lo=cfit.ci_low if cfit else np.nan,
+                gamma_corrected_hi=cfit.ci_high if cfit else np.nan, share=cfit.share if cfit else np.nan,
+                fit=cfit.quality if cfit else np.nan, judged="straight" if straight is None else "corrected",
+                verdict_straight=verdict_ if straight is None else straight[0])
+
+
+def _judge(m: pd.DataFrame, predicted: float, tol: float, settle_tol: float, claim: str, correction,
+           override=None) -> tuple:
+    """Fit one group's measurements and judge them: (fit, cfit, (verdict, reason), straight) where
+    straight is the straight slope's (verdict, reason) if the corrected fit was judged, else None.
+    override(verdict, reason) -> (verdict, reason) applies the caller's further rules to both."""
+    omega = correction.omega if correction is not None and claim == "exact" else None
+    all_zero = bool((m.value == 0).all())
+    fits = fit_with_correction(m.width, m.value, m.seed, omega if not all_zero else None, settle_tol=settle_tol)
+    fit, cfit = fits if fits is not None else (None, None)
+    override = override or (lambda v, why: (v, why))
+    straight = override(*verdict(fit, predicted, all_zero, tol, claim))
+    if omega is None or all_zero or predicted == NEG_INF:
+        return fit, None, straight, None
+    return fit, cfit, override(*corrected_verdict(cfit, predicted, tol, omega)), straight
+
+
+def judged_slopes(exponents: pd.DataFrame) -> pd.DataFrame:
+    """A copy of an exponents table whose slope, ci_low and ci_high hold what each verdict judged:
+    the corrected gamma and its interval where ``judged`` is "corrected", the straight slope elsewhere."""
+    out = exponents.copy()
+    if "judged" in out:
+        c = out.judged == "corrected"
+        out.loc[c, ["slope", "ci_low", "ci_high"]] = out.loc[c, ["gamma_corrected", "gamma_corrected_lo",
+                                                                "gamma_corrected_hi"]].to_numpy()
+    return out
 
 
 def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,
-            settle_tol: float = DEFAULT_SETTLE_TOL, predictor=predict, first_layers=None) -> pd.DataFrame:
+            settle_tol: float = DEFAULT_SETTLE_TOL, predictor=predict, first_layers=None,
+            corrected: bool = True) -> pd.DataFrame:
     """Fit and judge every (model, optimizer, init, scheme, metric, layer) at each of ``steps``.
 
     results: the tidy table of one or more coord checks. ``predictor`` has predict's signature
     (tests pass a deliberately wrong one to see a verdict fail). ``first_layers(names)`` gives
     the layers that read the model's input (default: the first layer measured); the others get
-    no sharp prediction under an unstable scheme.
+    no sharp prediction under an unstable scheme. ``corrected``: judge the corrected exponent
+    where the prediction names a correction (``Prediction.corrections``); False judges straight
+    slopes everywhere.
     """
     rows = []
     div = results[results.metric == "diverged"]
@@ -127,26 +200,32 @@ def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,
             layers = list(dict.fromkeys(at.layer))
             firsts = set(first_layers(layers)) if first_layers else set(layers[:1])
             for (metric, layer), m in at.groupby(["metric", "layer"], sort=False):
-                fit = fit_power_law(m.width, m.value, m.seed, settle_tol=settle_tol)
                 expected = pred.exponents[metric]
-                v, why = verdict(fit, expected, bool((m.value == 0).all()), tol, pred.claim)
-                if pred.claim == "exact" and v != "INCONCLUSIVE" and expected != NEG_INF:
-                    in_layer = g[g.layer == layer]
-                    late = crossover(metric, int(step), pred.exponents, prev,
-                                     in_layer[in_layer.width == in_layer.width.max()])
-                    if late:
-                        v, why = "INCONCLUSIVE", late
-                if layer not in firsts and pred.classification == "unstable":
-                    # The derivation assumes Theta(1) layer inputs; an unstable earlier layer
-                    # breaks that (scaling.theory.ASSUMPTIONS["mlp"]).
-                    v, why = "INCONCLUSIVE", "no sharp prediction: an unstable earlier layer makes this layer's input grow"
+
+                def rules(v, why, metric=metric, layer=layer, expected=expected):
+                    if pred.claim == "exact" and v != "INCONCLUSIVE" and expected != NEG_INF:
+                        in_layer = g[g.layer == layer]
+                        late = crossover(metric, int(step), pred.exponents, prev,
+                                         in_layer[in_layer.width == in_layer.width.max()])
+                        if late:
+                            v, why = "INCONCLUSIVE", late
+                    if layer not in firsts and pred.classification == "unstable":
+                        # The derivation assumes Theta(1) layer inputs; an unstable earlier layer
+                        # breaks that (scaling.theory.ASSUMPTIONS["mlp"]).
+                        v, why = "INCONCLUSIVE", "no sharp prediction: an unstable earlier layer makes this layer's input grow"
+                    return v, why
+
+                correction = pred.corrections.get(metric) if corrected else None
+                fit, cfit, (v, why), straight = _judge(m, expected, tol, settle_tol, pred.claim, correction, rules)
                 rows.append(_row((model, opt, init, scheme), metric, layer, int(step), fit, expected, v, why,
-                                 int((d.step <= step).sum()), pred.classification, pred.claim))
+                                 int((d.step <= step).sum()), pred.classification, pred.claim,
+                                 correction, cfit, straight))
     return pd.DataFrame(rows, columns=EXPONENT_COLUMNS)
 
 
 def compare_first_step(results: pd.DataFrame, tol: float = DEFAULT_TOLERANCE,
-                       settle_tol: float = DEFAULT_SETTLE_TOL, predictor=first_step_loss_drop) -> pd.DataFrame:
+                       settle_tol: float = DEFAULT_SETTLE_TOL, predictor=first_step_loss_drop,
+                       corrected: bool = True) -> pd.DataFrame:
     """Judge each layer's first-step loss decrease (metric ``loss_drop`` at step 1) against
     ``scaling.theory.first_step_loss_drop``: rows in EXPONENT_COLUMNS for every configuration
     it predicts (the suite's loss is the mean over output coordinates)."""
@@ -160,9 +239,9 @@ def compare_first_step(results: pd.DataFrame, tol: float = DEFAULT_TOLERANCE,
             continue
         d = div[(div.model == model) & (div.optimizer == opt) & (div.init == init) & (div.scheme == scheme)]
         classification = predict(model, opt, init, sch.gA, sch.gB, 1).classification
+        correction = pred.correction if corrected else None
         for layer, m in g.groupby("layer", sort=False):
-            fit = fit_power_law(m.width, m.value, m.seed, settle_tol=settle_tol)
-            v, why = verdict(fit, pred.exponent, bool((m.value == 0).all()), tol)
+            fit, cfit, (v, why), straight = _judge(m, pred.exponent, tol, settle_tol, "exact", correction)
             rows.append(_row((model, opt, init, scheme), "loss_drop", layer, 1, fit, pred.exponent, v, why,
-                             int((d.step <= 1).sum()), classification, "exact"))
+                             int((d.step <= 1).sum()), classification, "exact", correction, cfit, straight))
     return pd.DataFrame(rows, columns=EXPONENT_COLUMNS)

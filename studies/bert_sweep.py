@@ -177,8 +177,8 @@ def render(out, results: pd.DataFrame, meta: dict) -> dict[str, str]:
     from studies.run.store import write_csv, write_text
 
     steps = int(results.step.max())
-    exponents = compare(results, sorted({1, 2, steps}), predictor=bert_predictor,
-                        first_layers=lambda names: [n for n in names if n.startswith("L0.")])
+    exponents = compare(results, sorted({1, 2, steps}), predictor=bert_predictor,  # corrections: derived for the toys only
+                        first_layers=lambda names: [n for n in names if n.startswith("L0.")], corrected=False)
     write_csv(exponents, out / "exponents.csv")
     first = results.layer.iloc[0]
     e = exponents.assign(model="bert")

@@ -145,6 +145,10 @@ def validate(args) -> int:
                    out / "report.md")
     counts = exponents.verdict.value_counts()
     print(f"validate, {meta['settings']} suite, {time.perf_counter() - start:.0f} s:\n{summary_text(exponents)}")
+    if "verdict_straight" in exponents:  # before the corrections to scaling
+        straight = exponents.verdict_straight.value_counts()
+        print(f"(straight log-log slopes alone: {straight.get('PASS', 0)} PASS, {straight.get('FAIL', 0)} FAIL, "
+              f"{straight.get('INCONCLUSIVE', 0)} INCONCLUSIVE)")
     print(f"report: {out / 'report.md'} (tables per setting, controls, figures; every check in exponents.csv)")
     return 1 if counts.get("FAIL", 0) else 0
 

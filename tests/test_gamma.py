@@ -143,3 +143,85 @@ def test_drift_is_zero_for_a_power_law_and_noise_does_not_unsettle_it():
     exact = fit_power_law(*synthetic(0.5, 2, 0.0, np.random.default_rng(0), widths=widths))
     assert exact.drift == pytest.approx(0.0, abs=1e-10)
     assert unsettled <= 6, unsettled  # a false alarm needs a significant AND > 0.1 drift
+
+
+# -- corrections to scaling ----------------------------------------------------------------
+from scaling.gamma import SHARE_BOUNDS, fit_corrected, fit_with_correction  # noqa: E402
+
+SUITE_WIDTHS = 2.0 ** np.arange(7, 14)  # 128 .. 8192, the full suite's mlp widths
+
+
+def planted(gamma: float, d: float, omega: float, n_seeds: int, sigma: float, seed: int, widths=SUITE_WIDTHS):
+    """value = 2 n^gamma (1 + d n^-omega) x exp(sigma N(0, 1)): a leading power with a correction."""
+    rng = np.random.default_rng(seed)
+    w = np.tile(widths, n_seeds)
+    s = np.repeat(np.arange(n_seeds), len(widths))
+    return w, 2 * w ** gamma * (1 + d * w ** -omega) * np.exp(sigma * rng.standard_normal(w.size)), s
+
+
+@pytest.mark.parametrize("d", [-4.5, 6.0])  # from below (share -0.40 at n = 128) and from above (+0.53)
+def test_corrected_fit_recovers_a_planted_exponent_the_straight_fit_misses(d):
+    """gamma = -1 with an n^-1/2 correction, 32 seeds: the straight slope is pulled away from -1
+    by the correction and its interval excludes -1; the corrected gamma's interval holds it."""
+    w, v, s = planted(-1.0, d, 0.5, 32, 0.1, seed=7)
+    straight, corrected = fit_with_correction(w, v, s, omega=0.5)
+    assert not straight.ci_low <= -1.0 <= straight.ci_high
+    assert abs(straight.slope + 1.0) > 0.08
+    assert corrected.ci_low <= -1.0 <= corrected.ci_high and abs(corrected.slope + 1.0) < 0.05
+    assert corrected.share == pytest.approx(d * 128 ** -0.5, abs=0.15) and not corrected.at_bound
+    assert corrected.settled and corrected.omega == 0.5 and corrected.quality < 2.5
+    assert fit_corrected(w, v, s, omega=0.5).slope == corrected.slope
+
+
+def test_the_correction_explains_the_curvature_the_straight_fit_calls_unsettled():
+    """n^-1 approach with a large amplitude (the batch's cross terms): the straight fit's local
+    slopes trend (not settled); the corrected curve's local slopes are flat."""
+    w, v, s = planted(0.0, -60.0, 1.0, 32, 0.05, seed=3)
+    straight, corrected = fit_with_correction(w, v, s, omega=1.0)
+    assert not straight.settled
+    assert corrected.settled and abs(corrected.slope) < 0.03 and np.allclose(corrected.local_slopes, 0, atol=0.06)
+
+
+def test_exact_data_one_seed_and_a_negative_correction_near_the_bound():
+    """1 + d n^-omega must stay positive: a share of -0.9 at the narrowest width is recovered
+    exactly from noiseless data (one seed: the least-squares t-interval, here of zero width)."""
+    w = SUITE_WIDTHS
+    v = w ** 0.5 * (1 - 0.9 * (w / w[0]) ** -1.0)
+    fit = fit_corrected(w, v, None, omega=1.0)
+    assert fit.slope == pytest.approx(0.5, abs=1e-6) and fit.share == pytest.approx(-0.9, abs=1e-5)
+    assert fit.ci_low == pytest.approx(0.5, abs=1e-5) and fit.ci_high == pytest.approx(0.5, abs=1e-5)
+    assert fit.n_seeds == 1 and not fit.at_bound
+
+
+def test_a_correction_larger_than_the_leading_term_sits_on_the_bound():
+    w, v, s = planted(0.0, 30.0, 0.5, 32, 0.05, seed=5)  # share 2.7 at n = 128: not a correction there
+    fit = fit_corrected(w, v, s, omega=0.5)
+    assert fit.at_bound and fit.share == SHARE_BOUNDS[1] and fit.share_ci[0] > 0
+
+
+def test_corrected_interval_coverage():
+    """No correction planted (d = 0) and one planted (d = 3): the corrected 95% interval holds
+    gamma in most datasets (16 seeds: a percentile bootstrap under-covers a little)."""
+    hits = 0
+    for rep in range(40):
+        w, v, s = planted(-0.5, 3.0 * (rep % 2), 0.5, 16, 0.2, seed=100 + rep)
+        fit = fit_corrected(w, v, s, omega=0.5)
+        hits += fit.ci_low <= -0.5 <= fit.ci_high
+    assert hits >= 32, hits
+
+
+def test_corrected_fit_needs_four_widths_and_a_positive_omega():
+    w, v, s = planted(0.0, 1.0, 0.5, 4, 0.1, seed=0, widths=SUITE_WIDTHS[:3])
+    straight, corrected = fit_with_correction(w, v, s, omega=0.5)
+    assert corrected is None and straight.n_widths == 3
+    assert fit_with_correction(w, v, s)[1] is None  # no omega: the straight fit alone
+    with pytest.raises(ValueError, match="omega"):
+        fit_corrected(w, v, s, omega=0.0)
+
+
+def test_the_straight_fit_is_the_same_with_or_without_a_correction():
+    w, v, s = planted(-1.0, 2.0, 0.5, 8, 0.2, seed=11)
+    alone = fit_power_law(w, v, s)
+    straight, _ = fit_with_correction(w, v, s, omega=0.5)
+    assert (straight.slope, straight.ci_low, straight.ci_high, straight.settled) == \
+        (alone.slope, alone.ci_low, alone.ci_high, alone.settled)

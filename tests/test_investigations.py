@@ -33,3 +33,16 @@ def test_init2_b0_path_traces_the_first_steps(tmp_path, capsys):
     s = pd.read_csv(small)
     assert (s[s.step == 1].progress.mean() < first[first.width == 64].progress.mean())
     assert "progress" in capsys.readouterr().out
+
+
+def test_corrections_to_scaling_monte_carlo_runs_and_fits():
+    mc = _load("corrections_to_scaling")
+    table = mc.run([32, 128, 512, 2048], 4000)
+    # Init[1] step 1: B0 = 0 leaves A untouched (delta1, delta3 exactly zero: no rows); Init[2]: B untouched
+    assert set(table[table.init == "1"].metric) == {"delta2 (step 1)", "delta1 (step 2)", "delta2 (step 2)",
+                                                    "delta3 (step 2)"}
+    assert set(table[table.init == "2"].metric) == {"delta1 (step 1)", "delta1 (step 2)", "delta2 (step 2)",
+                                                    "delta3 (step 2)"}
+    assert (table.se > 0).all() and len(table) == 8 * 4
+    fit = mc.correction_fit(table)
+    assert {"A (n^-1/2)", "B (n^-1)", "A / se"} <= set(fit.columns) and len(fit) == 8

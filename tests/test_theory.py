@@ -112,3 +112,84 @@ def test_first_step_loss_drop_follows_the_b0_path_under_init2():
         assert first_step_loss_drop("linear", "adam", "1", gA, gB, loss_reduction="sum").exponent == gB + 1
     assert first_step_loss_drop("mlp", "adam", "zero", -1, 0).exponent == NEG_INF
     assert first_step_loss_drop("toy", "sgd", "1", -1, 0) is None
+
+
+# -- corrections to scaling: the runner-up terms, derived by hand ------------------------------
+def _omegas(p):
+    return {k: c.omega for k, c in p.corrections.items()}
+
+
+def test_toy_gd_batch_cross_terms():
+    """Toy model under GD, batch N, K = X X^T = n I + n^1/2 Xi (the cross terms x_i^T x_j).
+    Step 1: da^T x_p = -eta_a b0 (K U0)_p / N; Xi is independent of U0 = -u v^T x at leading
+    order (E[U_i U_p Xi_ip] = |w|^2 n^-1/2), so the cross terms move the seed mean of log y only
+    at second order: omega = 1. Init[2], step 2: U(1) = alpha U0 + n^-1/2 (Xi part) with
+    alpha = 1 - eta_a n b0^2 / N crossing 0 over seeds; near alpha = 0 the part off U0's line
+    dominates and E log rms(K U(1)) moves by Theta(n^-1/2): omega = 1/2 for delta1, delta3 (built
+    from da^T x) and the sums holding them; delta2 = db a(1)^T x has scalar factors only, whose
+    zeros the perturbation cannot fill at first order: omega = 1 (Monte Carlo in
+    docs/investigations/corrections_to_scaling.py)."""
+    step1 = _omegas(predict("toy", "sgd", "2", -1, 0, 1))
+    assert step1 == {"delta1": 1.0, "delta2": None, "delta3": None, "z_a": 1.0, "dz_a": 1.0, "dz_b": 1.0}
+    step2 = predict("toy", "sgd", "2", -1, 0, 2)
+    assert _omegas(step2) == {"delta1": 0.5, "delta2": 1.0, "delta3": 0.5, "z_a": 0.5, "dz_a": 0.5, "dz_b": 0.5}
+    assert "cross terms" in step2.corrections["delta1"].term
+    assert step2.corrections["delta1"].runner_up == -0.5 and step2.corrections["delta1"].leading == 0.0
+    assert _omegas(predict("toy", "sgd", "2", -1, 0, 3))["delta2"] == 0.5  # Z_A(2): two steps can cancel
+    # Init[1]: the error moves along U0 and a0^T x, a plane: no line through 0, so n^-1 stays
+    assert set(_omegas(predict("toy", "sgd", "1", -1, 0, 4)).values()) == {1.0}
+    assert "fluctuations" in predict("toy", "sgd", "1", -1, 0, 4).corrections["delta1"].term
+
+
+def test_init2_mlp_b0_path():
+    """mlp, Adam, Init[2]: the B0 path lowers the loss by Theta(n^(gA + 1/2)) per step beside the
+    limit's Theta(1) dynamics, so from step 2 every quantity carries it at relative n^(gA + 1/2):
+    omega = -(gA + 1/2) = 1/2 for LoRA+ and lora-inv. At step 1 nothing has moved yet."""
+    for gB in (0, -1):
+        for step in (2, 6, 8):
+            p = predict("mlp", "adam", "2", -1, gB, step)
+            assert set(_omegas(p).values()) == {0.5}, (gB, step)
+            assert all(c.term == "the B0 path" for c in p.corrections.values())
+            assert all(c.runner_up == c.leading - 0.5 for c in p.corrections.values())
+    assert set(v for v in _omegas(predict("mlp", "adam", "2", -1, 0, 1)).values() if v) == {1.0}
+    rescaled = predict("mlp", "adam", "2", -1.25, 0.25, 4)  # the Init[2] family gA = -1 - gB: B grows like n^1/4
+    assert rescaled.corrections["delta2"].omega == 0.75 and rescaled.corrections["delta2"].term == "the B0 path"
+    assert rescaled.corrections["delta1"].omega == 0.25 and rescaled.corrections["delta1"].term.startswith("B0")
+    assert set(_omegas(predict("mlp", "adam", "2", -2, 1, 4)).values()) == {1.0}     # n^-3/2: fluctuations first
+    assert set(_omegas(predict("linear", "adam", "2", -1, 0, 1)).values()) == {1.0, None}  # no readout: no B0 path
+    assert set(_omegas(predict("mlp", "adam", "1", -1, 0, 4)).values()) == {1.0}           # no B0 under Init[1]
+
+
+def test_runner_up_terms_the_recursion_drops():
+    """Adam, Init[1], lora-sqrt at step 2 (before its blow-up): Z_A(2) = Z_A(0) + dA z with
+    Z_A(0) = Theta(1) and dA z = Theta(n^1/2), so z_a's runner-up is Z_A(0): omega = 1/2; dz_b =
+    delta1 + delta2 + delta3 with delta2 = dB Z_A(1) = Theta(n^-1/2) against Theta(1): omega = 1/2."""
+    p = predict("linear", "adam", "1", -0.5, -0.5, 2)
+    assert p.claim == "exact"
+    assert p.corrections["z_a"].omega == 0.5 and "Z_A(0)" in p.corrections["z_a"].term
+    assert p.corrections["dz_b"].omega == 0.5 and p.corrections["dz_b"].term == "delta2"
+    assert p.corrections["dz_a"].omega == 1.0  # the updates alone: only fluctuations
+    # lora-inv, Init[2]: B = B0 + learned n^-1 in delta1 = B dA z: omega 1, tied with the fluctuations
+    q = predict("toy", "adam", "2", -1, -1, 1)
+    assert q.corrections["delta1"].omega == 1.0
+
+
+def test_no_correction_for_zeros_and_bounds():
+    zero = predict("linear", "adam", "1", -1, 0, 1).corrections["delta1"]
+    assert zero.omega is None and zero.runner_up is None and zero.term == "none"
+    bound = predict("linear", "adam", "2", -1, 0, 2)                       # the Init[2] overshoot
+    assert bound.claim == "upper bound" and set(_omegas(bound).values()) == {None}
+    assert set(_omegas(predict("toy", "sgd", "2", 0, 0, 3)).values()) == {None}  # past an SGD blow-up
+
+
+def test_corrections_render_and_serialise():
+    p = predict("mlp", "adam", "2", -1, 0, 4)
+    d = json.loads(json.dumps(p.to_dict()))
+    assert d["corrections"]["delta1"]["omega"] == 0.5 and d["corrections"]["delta1"]["term"] == "the B0 path"
+    assert "corrections to scaling" in p.to_text(explain=True) and "omega = 0.5" in p.to_text(explain=True)
+
+
+def test_first_step_loss_drop_has_only_the_fluctuations():
+    from scaling.theory import first_step_loss_drop
+    c = first_step_loss_drop("mlp", "adam", "2", -1, 0).correction
+    assert c.omega == 1.0 and c.runner_up == -1.5

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -78,9 +79,21 @@ def lora_plus_run():
 
 
 def test_real_measurements_pass_the_real_prediction(lora_plus_run):
-    e = compare(lora_plus_run, steps=(2,))
+    e = compare(lora_plus_run, steps=(2,), corrected=False)
     row = e[(e.metric == "delta1") & (e.step == 2)].iloc[0]
     assert row.verdict == "PASS" and row.predicted == 0.0 and abs(row.slope) < 0.15
+    assert row.judged == "straight" and row.verdict_straight == "PASS" and row.correction == "none"
+
+
+def test_four_widths_cannot_separate_a_correction(lora_plus_run):
+    """Four widths and three seeds leave one degree of freedom to the corrected fit: its interval
+    of gamma is wider than the tolerance band, so a straight PASS becomes INCONCLUSIVE with that
+    reason (stricter, never looser), and the straight verdict stays in its own column."""
+    e = compare(lora_plus_run, steps=(2,))
+    row = e[(e.metric == "delta1") & (e.step == 2)].iloc[0]
+    assert row.judged == "corrected" and row.omega == 1.0 and row.verdict_straight == "PASS"
+    assert row.gamma_corrected_hi - row.gamma_corrected_lo > 0.3
+    assert row.verdict == "INCONCLUSIVE" and "cannot separate" in row.reason
 
 
 def test_a_wrong_prediction_against_real_measurements_fails(lora_plus_run):
@@ -102,13 +115,13 @@ def test_first_step_loss_drop_passes_its_prediction_and_the_aligned_exponent_fai
     spec = CoordCheckSpec(model="mlp", optimizer="adam", init="2", schemes=("loraplus",),
                           widths=(256, 512, 1024, 2048), steps=1, seeds=tuple(range(6)))
     results = run_coord_check(spec, torch.device("cpu"), progress=False)
-    e = compare_first_step(results)
+    e = compare_first_step(results, corrected=False)  # four widths: too few to fit a correction as well
     assert set(e.layer) == {"hidden1", "hidden2"} and (e.metric == "loss_drop").all() and (e.step == 1).all()
     assert (e.verdict == "PASS").all() and (e.predicted == -0.5).all()
 
     def aligned(model, optimizer, init, gA, gB):
         return dataclasses.replace(first_step_loss_drop(model, optimizer, init, gA, gB), exponent=gA + 1.0)
-    wrong = compare_first_step(results, predictor=aligned)
+    wrong = compare_first_step(results, predictor=aligned, corrected=False)
     assert (wrong.verdict == "FAIL").all()
 
 
@@ -119,3 +132,51 @@ def test_phase_points_count_each_schemes_checks():
     p = phase_points(e).set_index("scheme")
     assert (p.loc["loraplus", ["gA", "gB", "n_checks", "n_pass", "n_fail"]].tolist() == [-1, 0, 3, 2, 0])
     assert p.loc["lora-const", "n_fail"] == 1 and p.loc["lora-const", "share_pass"] == 0.5
+
+
+# -- corrected verdicts ----------------------------------------------------------------------
+from scaling.gamma import CorrectedFit  # noqa: E402
+from scaling.verdicts import corrected_verdict  # noqa: E402
+
+
+def cfit(slope, lo, hi, share=0.1, share_ci=(-0.2, 0.4), at_bound=False, settled=True):
+    return CorrectedFit(slope, lo, hi, r2=1.0, settled=settled, omega=0.5, share=share, share_ci=share_ci,
+                        at_bound=at_bound)
+
+
+def test_corrected_verdict_rules():
+    assert corrected_verdict(cfit(0.02, -0.05, 0.1), 0.0, 0.15, 0.5)[0] == "PASS"
+    assert corrected_verdict(cfit(0.5, 0.4, 0.6), 0.0, 0.15, 0.5)[0] == "FAIL"
+    v, why = corrected_verdict(cfit(0.0, -0.5, 0.5), 0.0, 0.15, 0.5)  # 1.0 wide: the band fits inside
+    assert v == "INCONCLUSIVE" and "cannot separate" in why
+    assert corrected_verdict(cfit(0.3, 0.1, 0.39), 0.0, 0.15, 0.5)[0] == "PASS"  # 0.29 wide: judged
+    assert corrected_verdict(cfit(0.9, 0.5, 1.3), 0.0, 0.15, 0.5)[0] == "FAIL"  # wide, but misses
+    for share_ci in ((0.6, 1.0), (-0.5, 1.0)):  # on the bound: gamma is set by the bound, not the data
+        v, why = corrected_verdict(cfit(0.1, 0.05, 0.15, share=1.0, share_ci=share_ci, at_bound=True), 0.0, 0.15, 0.5)
+        assert v == "INCONCLUSIVE" and "as large as the leading term" in why
+    assert corrected_verdict(cfit(0.0, -0.1, 0.1, settled=False), 0.0, 0.15, 0.5)[0] == "INCONCLUSIVE"
+    assert corrected_verdict(None, 0.0, 0.15, 0.5)[0] == "INCONCLUSIVE"
+
+
+def test_compare_judges_the_corrected_exponent_and_keeps_the_straight_verdict():
+    """Synthetic mlp measurements under Adam, Init[2], LoRA+, with delta1 at step 2 going like
+    n^0 (1 - 8 n^-1/2) (the B0 path's omega): the straight slope's interval misses 0 +- 0.15 (and
+    its local slopes trend), the corrected gamma PASSes, and the row records both. A metric with no omega (an exact zero) stays judged straight."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for w in 2 ** np.arange(7, 14):
+        for seed in range(32):
+            v = (1 - 8 * w ** -0.5) * np.exp(0.05 * rng.standard_normal())
+            rows.append(dict(model="mlp", optimizer="adam", init="2", scheme="loraplus", metric="delta1",
+                             layer="hidden1", step=2, width=int(w), seed=seed, value=v))
+            rows.append(dict(rows[-1], metric="delta2", step=1, value=0.0))  # predicted exactly zero
+    e = compare(pd.DataFrame(rows), steps=(1, 2))
+    row = e[e.metric == "delta1"].iloc[0]
+    assert row.verdict_straight != "PASS" and row.verdict == "PASS" and row.judged == "corrected"
+    assert row.omega == 0.5 and row.correction == "the B0 path"
+    assert row.gamma_corrected_lo <= 0.0 <= row.gamma_corrected_hi and row.ci_low > 0.15
+    assert row.share == pytest.approx(-8 * 128 ** -0.5, abs=0.05) and row.fit < 3
+    zero = e[e.metric == "delta2"].iloc[0]
+    assert zero.judged == "straight" and zero.verdict == "PASS" and np.isnan(zero.omega)
+    straight_only = compare(pd.DataFrame(rows), steps=(2,), corrected=False)
+    assert (straight_only.verdict != "PASS").all() and (straight_only.judged == "straight").all()

@@ -7,6 +7,7 @@ import textwrap
 import pandas as pd
 
 from scaling.theory import fmt
+from studies.reports.corrections import corrections_section, judged_measurement
 from studies.validate import B0_CONTROL_SCALE
 
 EXPLANATIONS = [
@@ -55,7 +56,7 @@ def _cell(row) -> str:
     if pd.isna(row.slope):
         measured = "all zero" if row.verdict == "PASS" and row.predicted == float("-inf") else "-"
     else:
-        measured = f"{row.slope:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}]"
+        measured = judged_measurement(row)
     predicted = {"upper bound": "<= ", "none": "n/p "}.get(getattr(row, "claim", "exact"), "") + fmt(row.predicted)
     return f"{predicted} / {measured} / {row.verdict}"
 
@@ -209,9 +210,12 @@ def summary_text(exponents: pd.DataFrame) -> str:
 
 
 def _compact_cell(row) -> str:
-    """'measured (theory) mark', e.g. '+0.99 (+1) ✓', '= 0 (zero) ✓', '+0.17 (<= +1) ?'."""
+    """'measured (theory) mark', e.g. '+0.99 (+1) ✓', '= 0 (zero) ✓', '+0.17 (<= +1) ?', '-0.02c (0) ✓'
+    (c: the corrected exponent was judged)."""
     if pd.isna(row.slope):
         measured = "= 0" if row.verdict == "PASS" and row.predicted == float("-inf") else "-"
+    elif getattr(row, "judged", "straight") == "corrected" and pd.notna(getattr(row, "gamma_corrected", None)):
+        measured = f"{row.gamma_corrected:+.2f}c"
     else:
         measured = f"{row.slope:+.2f}"
     claim = getattr(row, "claim", "exact")
@@ -244,6 +248,7 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
               + (" · [control: the Init[2] overshoot](#control-the-init2-overshoot)"
                  if overshoot is not None and not overshoot.empty else "")
               + (" · [the B0 path](#the-b0-path-mlp-adam)" if progress is not None and not progress.empty else "")
+              + " · [corrections to scaling](#corrections-to-scaling)"
               + " · [phase diagrams](#phase-diagrams) · [appendix A: every check in full]"
               "(#appendix-a-every-check-in-full) · [appendix B: every check that did not pass]"
               "(#appendix-b-every-check-that-did-not-pass)", ""]
@@ -256,7 +261,9 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
               "over yet, or the theory predicts no exponent.", "",
               "In the tables per setting each cell reads `measured slope (theory's exponent) mark`, with ✓ PASS, "
               "✗ FAIL, ? INCONCLUSIVE; `zero` is an exactly zero quantity (measured `= 0`), `n/p` no "
-              "prediction (SGD past its blow-up). Intervals and reasons: appendices A and B, `exponents.csv`.", ""]
+              "prediction (SGD past its blow-up), a `c` after the slope: the corrected exponent was judged "
+              "(see [corrections to scaling](#corrections-to-scaling)). Intervals and reasons: appendices A and B, "
+              "`exponents.csv`.", ""]
     lines += ["## Results per setting", ""]
     for key, e in exponents.groupby(SETTING_COLUMNS, sort=False):
         n_pass, n_fail, n_inc = _counts(e.verdict)
@@ -267,6 +274,7 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
     lines += ["## Why predictions did not show", "", "Known reasons, in the order they matter here:", ""]
     lines += [f"- {x}" for x in EXPLANATIONS]
     lines += _controls(exponents, figures, overshoot, progress, b0_control)
+    lines += [""] + corrections_section(exponents, tolerance)
     lines += ["", "## Phase diagrams", "",
               "The theory's class at every (gA, gB) (eta_A ~ n^gA, eta_B ~ n^gB); each measured scheme is a point "
               "coloured by the share of its checks that PASS (over every model run with that optimizer and init), "
