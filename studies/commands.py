@@ -53,6 +53,9 @@ def coord_check(args) -> int:
     from studies.run.runner import coord_check_shards
     from studies.run.shards import run_shards
 
+    if args.factory is not None:  # a user's model: studies.factory_check
+        from studies.factory_check import coord_check_command
+        return coord_check_command(args)
     spec = _spec_from_args(args)
     device = resolve_device(args.device)
     executor, out, store = _open_study(args, device, args.out,
