@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_args(ft)
     ft.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    st = sub.add_parser("study", help="a named study: init | rank | contribution | bert-width")
-    st.add_argument("name", help="init | rank | contribution | bert-width")
+    st = sub.add_parser("study", help="a named study: init | rank | contribution | bert-width | gpt2-width")
+    st.add_argument("name", help="init | rank | contribution | bert-width | gpt2-width")
     st.add_argument("--quick", action="store_true", help="fewer widths, ranks and steps")
     st.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     st.add_argument("--out", default=None, help="default runs/<name>")

@@ -124,15 +124,18 @@ class FactoryCheckSpec:
 
 def short_layer_names(names: list[str]) -> dict[str, str]:
     """Readable layer names: PEFT's ``base_model.model.`` and the path components every name
-    shares are dropped, a leading block index n becomes Ln ("bert.encoder.layer.0.attention.
-    self.query" -> "L0.query")."""
+    shares are dropped (block indices stay; one layer keeps its last component), a leading block
+    index n becomes Ln
+    ("bert.encoder.layer.0.attention.self.query" -> "L0.query")."""
     parts = [n.removeprefix("base_model.model.").split(".") for n in names]
-    if len(parts) > 1 and len({len(p) for p in parts}) == 1:
-        varying = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1]
+    if len(parts) == 1:
+        short = [parts[0][-1:]]
+    elif len({len(p) for p in parts}) == 1:
+        varying = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1 or parts[0][i].isdigit()]
         short = [[p[i] for i in varying] for p in parts]
     else:
         lead = 0
-        while len(parts) > 1 and all(len(p) > lead + 1 and p[lead] == parts[0][lead] for p in parts):
+        while all(len(p) > lead + 1 and p[lead] == parts[0][lead] for p in parts):
             lead += 1
         short = [p[lead:] for p in parts]
     out = {}
@@ -228,15 +231,21 @@ def factory_predictor(model, optimizer, init, gA, gB, step):
     return predict("mlp", optimizer, init, gA, gB, step)
 
 
+def upstream_counts(results: pd.DataFrame) -> dict[str, int]:
+    """LoRA layer -> how many LoRA layers feed its input (0: it reads the base's own features)."""
+    layers = [n for n in dict.fromkeys(results.layer) if n != "all"]
+    if "upstream_lora" in results:
+        return results[results.layer != "all"].groupby("layer").upstream_lora.first().astype(int).to_dict()
+    # bert-width runs stored before the layer map was recorded: their first block (L0) reads the base
+    return {n: 0 if str(n).startswith("L0.") else 1 for n in layers}
+
+
 def judge(results: pd.DataFrame, tol: float | None = None) -> pd.DataFrame:
     """Fits and verdicts at steps 1, 2 and the last (``scaling.verdicts.compare``); layers with
     no LoRA layer upstream are the ones with a sharp prediction under every scheme."""
     from scaling.verdicts import DEFAULT_TOLERANCE, compare
     steps = sorted({1, 2, int(results.step.max())})
-    if "upstream_lora" in results:
-        first = set(results.layer[results.upstream_lora == 0])
-    else:  # bert-width runs stored before the layer map was recorded: their first block is L0
-        first = {n for n in results.layer.unique() if str(n).startswith("L0.")}
+    first = {layer for layer, k in upstream_counts(results).items() if k == 0}
     return compare(results, steps, tol=DEFAULT_TOLERANCE if tol is None else tol, predictor=factory_predictor,
                    first_layers=lambda names: [n for n in names if n in first])
 

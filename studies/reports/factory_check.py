@@ -18,16 +18,18 @@ def layer_table(results: pd.DataFrame) -> pd.DataFrame:
     the slope of z_a at step 0 against width (the frozen base's features: about 0 when the base
     is width-stable, the derivation's first assumption)."""
     from scaling.gamma import fit_power_law
+    from studies.factory_check import upstream_counts
+    upstream = upstream_counts(results)
     rows = []
     at0 = results[(results.metric == "z_a") & (results.step == 0)]
     at0 = at0[at0.scheme == at0.scheme.iloc[0]] if len(at0) else at0  # every scheme starts alike
     layers = [n for n in dict.fromkeys(results.layer) if n != "all"]
     for layer in layers:
-        up = int(results.upstream_lora[results.layer == layer].iloc[0]) if "upstream_lora" in results else -1
+        up = upstream[layer]
         fit = fit_power_law(*(at0[at0.layer == layer][c] for c in ("width", "value", "seed")))
-        rows.append({"layer": layer, "LoRA layers upstream": up if up >= 0 else "?",
+        rows.append({"layer": layer, "LoRA layers upstream": up,
                      "sharp prediction": "every scheme" if up == 0 else "stable schemes only",
-                     "why": SHARP_EVERYWHERE if up == 0 else SHARP_IF_STABLE.format(k=up if up > 0 else "some"),
+                     "why": SHARP_EVERYWHERE if up == 0 else SHARP_IF_STABLE.format(k=up),
                      "z_a(0) slope": "-" if fit is None else f"{fit.slope:+.2f} [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}]"})
     return pd.DataFrame(rows)
 

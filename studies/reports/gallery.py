@@ -44,13 +44,11 @@ def render_run(run: Path) -> dict[str, str]:
             if not (run / name).is_file():
                 raise SpecError(f"{run}: not a finetune run (missing {name})")
         return render_finetune(run, _read(run / "evals.csv"), _read(run / "monitor.csv"), meta)
-    if study == "bert-width":
-        from studies.bert_sweep import render as render_bert
+    if study in ("bert-width", "gpt2-width") or (study == "coord-check" and "factory" in meta.get("spec", {})):
+        from studies.family_width import render as render_family
         if not (run / "results.csv").is_file():
             raise SpecError(f"{run}: missing results.csv")
-        results = _read(run / "results.csv")
-        results["init"] = results["init"].astype(str)
-        return render_bert(run, results, meta)
+        return render_family(run, _read(run / "results.csv"), meta)
     from studies.companions import STUDIES, render
     if study in STUDIES:
         if not (run / "results.csv").is_file():

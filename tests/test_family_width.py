@@ -1,0 +1,70 @@
+"""The built-in families (BERT-style encoder, GPT-2-style decoder) as factories, on tiny
+settings: monitor rows, the layer map, verdicts and the report of the family width studies."""
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from scaling.factory import FactoryError, inspect_task
+from studies.factory_check import FactoryCheckSpec, check_factory, judge, run_factory_check
+from studies.families.bert import BertFamily
+from studies.families.gpt2 import Gpt2Family
+from studies.family_width import STUDIES, render
+from studies.run.shards import ShardStore
+
+TINY = dict(layers=1, vocab=32, seq_len=8, batch_size=8, pretrain_steps=2)
+
+
+def test_tiny_bert_sweep_measures_every_lora_layer_and_judges_it(tmp_path):
+    family = BertFamily(**TINY)
+    spec = FactoryCheckSpec(factory=family, widths=(64, 128), seeds=(0, 1), schemes=("lora-const", "loraplus"),
+                            steps=3, base_width=64)
+    results = run_factory_check(spec, "cpu", ShardStore(tmp_path / "run", spec.to_dict()), progress=False)
+    assert set(results.layer) == {"L0.query", "L0.value", "all"}
+    assert set(results.scheme) == {"lora-const", "loraplus"} and set(results.width) == {64, 128}
+    assert set(results.path) == {"torch.func"} and results.pretrain_loss.notna().all()
+    d1 = results[(results.metric == "delta1") & (results.step == 1)]
+    assert len(d1) and (d1.value == 0).all()  # PEFT's B = 0: A's first update cannot reach the output
+    assert (results[(results.metric == "delta2") & (results.step == 1)].value > 0).all()
+    assert (results.upstream_lora[results.layer != "all"] == 0).all()  # query and value read the embeddings
+    figures = render(tmp_path, results, {"study": "bert-width", "spec": spec.to_dict()})
+    exponents = pd.read_csv(tmp_path / "exponents.csv")
+    assert set(exponents.verdict) <= {"PASS", "FAIL", "INCONCLUSIVE"}
+    step1 = exponents[(exponents.metric == "delta1") & (exponents.step == 1)]
+    assert (step1.verdict == "PASS").all()  # predicted exactly zero, measured exactly zero
+    assert list(figures.values()) == ["figures/bert_width.png"]
+    assert (tmp_path / "figures" / "bert_width.png").is_file() and "PASS" in (tmp_path / "report.md").read_text()
+
+
+def test_gpt2_family_puts_lora_on_conv1d_layers_behind_each_other():
+    task = Gpt2Family(**TINY)(64, 2, 0)
+    shape = inspect_task(task)
+    assert [n.split("transformer.")[1] for n in shape.layers] == ["h.0.attn.c_attn", "h.0.attn.c_proj",
+                                                                  "h.0.mlp.c_fc", "h.0.mlp.c_proj"]
+    assert shape.init == "1" and task.model.peft_config["default"].fan_in_fan_out
+    ups = [len(shape.upstream[n]) for n in shape.layers]
+    assert ups == [0, 1, 2, 3]  # each reads the attention block's output through the ones before
+    assert 0 < task.info["pretrain_loss"] < 10
+
+
+def test_families_reject_widths_that_are_not_multiples_of_the_head_size():
+    spec = FactoryCheckSpec(factory="bert", widths=(64, 100), seeds=(0,), steps=1)
+    with pytest.raises(FactoryError, match="factory bert rejects width 100 .*multiple of 64"):
+        check_factory(spec, "cpu")
+
+
+def test_bert_width_keeps_its_settings_and_judges_old_tables():
+    spec = STUDIES["bert-width"].spec()
+    assert spec.widths == (64, 128, 256, 512, 1024) and spec.seeds == (0, 1, 2) and spec.steps == 6
+    assert spec.scheme_rates("loraplus", 256) == pytest.approx((1e-3 / 4, 1e-3))
+    assert dataclasses.asdict(BertFamily()) == {"layers": 2, "vocab": 256, "seq_len": 16, "batch_size": 32,
+                                               "pretrain_steps": 100, "pretrain_lr": 1e-3, "base_width": 64,
+                                               "targets": ("query", "value")}
+    # a table stored before the layer map was kept: the first block (L0) is the sharp one
+    old = pd.DataFrame({"model": "bert", "optimizer": "adam", "init": "1", "scheme": "lora-const", "seed": [0, 1] * 4,
+                        "width": [64, 64, 128, 128] * 2, "step": 1, "metric": "delta1", "value": 0.0,
+                        "layer": ["L0.query"] * 4 + ["L1.query"] * 4})
+    verdicts = judge(old).set_index("layer").verdict
+    assert verdicts["L0.query"] == "PASS" and verdicts["L1.query"] == "INCONCLUSIVE"
