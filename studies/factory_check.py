@@ -149,9 +149,10 @@ def short_layer_names(names: list[str]) -> dict[str, str]:
 
 def population_shard(factory: Factory, width: int, rank: int, seeds: tuple[int, ...], runs: pd.DataFrame,
                      steps: int, measure: bool = True, path: str = "auto", max_inputs: int = 256,
-                     device: str = "cpu") -> pd.DataFrame:
+                     device: str = "cpu", chunk_size: int | None = None) -> pd.DataFrame:
     """One shard: the factory's members at (width, each seed), every row of ``runs`` (columns
-    eta_a, eta_b and any labels) trained from each member as one population.
+    eta_a, eta_b and any labels) trained from each member as one population (``chunk_size``:
+    runs per member computed at once on the torch.func path; None: all).
 
     Returns the tidy rows (RESULT_COLUMNS, the labels of ``runs`` and the factory's Task.info
     numbers as columns): model = the factory's name, optimizer adam, init from the model."""
@@ -161,7 +162,7 @@ def population_shard(factory: Factory, width: int, rank: int, seeds: tuple[int, 
     tasks = [factory(width, rank, seed, dev) for seed in seeds]
     shape = inspect_task(tasks[0], f"factory {factory.name}")
     result = train_population(tasks, runs.eta_a.to_numpy(), runs.eta_b.to_numpy(), steps, measure=measure,
-                              path=path, max_inputs=max_inputs, device=dev)
+                              path=path, max_inputs=max_inputs, device=dev, chunk_size=chunk_size)
     info = pd.DataFrame([t.info for t in tasks]).assign(member=range(len(tasks)))
     del tasks
     frame = result.frame
