@@ -61,10 +61,17 @@ def test_bert_width_keeps_its_settings_and_judges_old_tables():
     assert spec.scheme_rates("loraplus", 256) == pytest.approx((1e-3 / 4, 1e-3))
     assert dataclasses.asdict(BertFamily()) == {"layers": 2, "vocab": 256, "seq_len": 16, "batch_size": 32,
                                                "pretrain_steps": 100, "pretrain_lr": 1e-3, "base_width": 64,
-                                               "targets": ("query", "value")}
+                                               "targets": ("query", "value"), "init": "1"}
     # a table stored before the layer map was kept: the first block (L0) is the sharp one
     old = pd.DataFrame({"model": "bert", "optimizer": "adam", "init": "1", "scheme": "lora-const", "seed": [0, 1] * 4,
                         "width": [64, 64, 128, 128] * 2, "step": 1, "metric": "delta1", "value": 0.0,
                         "layer": ["L0.query"] * 4 + ["L1.query"] * 4})
     verdicts = judge(old).set_index("layer").verdict
     assert verdicts["L0.query"] == "PASS" and verdicts["L1.query"] == "INCONCLUSIVE"
+
+
+def test_families_start_from_init_2_on_request():
+    shape = inspect_task(BertFamily(**TINY, init="2")(64, 2, 0))
+    assert shape.init == "2"
+    with pytest.raises(ValueError, match="init must be"):
+        Gpt2Family(init="3").check(64, 4)

@@ -120,3 +120,11 @@ def test_bad_rates_are_refused():
         train_population(_tiny_mlp((0,)), [0.0], [1e-3], 1)
     with pytest.raises(ValueError, match="expected K rates"):
         train_population(_tiny_mlp((0,)), np.ones((2, 2)), np.ones((2, 2)), 1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_on_cuda_the_same_numbers_as_on_the_cpu():
+    eta_a, eta_b = [1e-3, 1e-2], [1e-2, 1e-1]
+    cpu = train_population(_tiny_mlp(), eta_a, eta_b, 3, path="torch.func")
+    gpu = train_population(_tiny_mlp(), eta_a, eta_b, 3, path="torch.func", device="cuda")
+    _same(gpu.frame, cpu.frame, rel=1e-8)

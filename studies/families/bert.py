@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from scaling.factory import Task
-from studies.families.pretrain import check_width, pretrain
+from studies.families.pretrain import apply_init, check_width, pretrain
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class BertFamily:
     pretrain_lr: float = 1e-3
     base_width: int = 64  # the width at which pretraining's hidden matrices train at pretrain_lr
     targets: tuple[str, ...] = ("query", "value")
+    init: str = "1"  # "1": PEFT's A random, B = 0; "2": A = 0, B ~ N(0, 1)
 
     def batch(self, gen: torch.Generator, task: str, device=None) -> dict:
         """{"input_ids": (batch, seq_len), "labels": (batch,)} for "pretrain" or "finetune"."""
@@ -46,6 +47,8 @@ class BertFamily:
 
     def check(self, width: int, rank: int) -> None:
         check_width(width, rank)
+        if self.init not in ("1", "2"):
+            raise ValueError(f"init must be '1' or '2', got {self.init!r}")
 
     def pretrained(self, width: int, seed: int, device=None):
         """(pretrained BertForSequenceClassification, mean loss of its last 10 pretraining steps;
@@ -70,6 +73,7 @@ class BertFamily:
         model.set_attn_implementation("eager")
         model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=rank, target_modules=list(self.targets),
                                                  lora_dropout=0.0))
+        apply_init(model, self.init)
         return Task(model, self.batch(torch.Generator().manual_seed(2000 + seed), "finetune", device),
                     info={"pretrain_loss": pretrain_loss})
 

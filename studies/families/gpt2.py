@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from scaling.factory import Task
-from studies.families.pretrain import check_width, pretrain
+from studies.families.pretrain import apply_init, check_width, pretrain
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Gpt2Family:
     pretrain_lr: float = 3e-3
     base_width: int = 64  # the width at which pretraining's hidden matrices train at pretrain_lr
     targets: tuple[str, ...] = ("c_attn", "c_proj", "c_fc")
+    init: str = "1"  # "1": PEFT's A random, B = 0; "2": A = 0, B ~ N(0, 1)
 
     def chain(self, task: str) -> torch.Tensor:
         """The task's successor table (vocab, branching): the same at every width and seed."""
@@ -60,6 +61,8 @@ class Gpt2Family:
 
     def check(self, width: int, rank: int) -> None:
         check_width(width, rank)
+        if self.init not in ("1", "2"):
+            raise ValueError(f"init must be '1' or '2', got {self.init!r}")
 
     def pretrained(self, width: int, seed: int, device=None):
         """(pretrained GPT2LMHeadModel, mean loss of its last 10 pretraining steps)."""
@@ -83,6 +86,7 @@ class Gpt2Family:
         model.set_attn_implementation("eager")
         model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=rank, target_modules=list(self.targets),
                                                  lora_dropout=0.0, fan_in_fan_out=True))
+        apply_init(model, self.init)
         return Task(model, self.batch(torch.Generator().manual_seed(2000 + seed), "finetune", device),
                     info={"pretrain_loss": pretrain_loss})
 

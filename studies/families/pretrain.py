@@ -1,4 +1,5 @@
-"""Brief synthetic pretraining of a transformer family with Adam's width rule.
+"""What the families share: brief synthetic pretraining with Adam's width rule, the width check,
+and the LoRA starting point (Init[1] or Init[2]).
 
 Hidden matrices (2-D parameters outside the embeddings) train at ``lr x base_width / width``,
 embeddings, biases and norms at ``lr``: Adam's update of an n x n matrix moves its output
@@ -42,3 +43,18 @@ def check_width(width: int, rank: int, head_size: int = 64) -> None:
         raise ValueError(f"hidden size must be a positive multiple of {head_size} (the head size), got {width}")
     if not isinstance(rank, int) or not 0 < rank <= width:
         raise ValueError(f"rank must be in 1..{width}, got {rank}")
+
+
+@torch.no_grad()
+def apply_init(model: nn.Module, init: str) -> None:
+    """Set every LoRA layer's starting factors: "1" leaves PEFT's (A random, B = 0); "2" is the
+    LoRA+ paper's code (A = 0, B ~ N(0, 1), drawn from the global generator)."""
+    from scaling.monitor import _lora_factors, find_lora_layers
+    if init == "1":
+        return
+    if init != "2":
+        raise ValueError(f"init must be '1' or '2', got {init!r}")
+    for layer in find_lora_layers(model)[0].values():
+        A, B = _lora_factors(layer)[:2]
+        A.zero_()
+        B.normal_(0.0, 1.0)
