@@ -75,3 +75,23 @@ def test_families_start_from_init_2_on_request():
     assert shape.init == "2"
     with pytest.raises(ValueError, match="init must be"):
         Gpt2Family(init="3").check(64, 4)
+
+
+def test_gpt2_fan_in_base_keeps_the_c_proj_inputs_width_stable():
+    """GPT-2's own init (std 0.02 at every width) makes the attention output and the MLP
+    activation grow like n^1/2; the family's default base draws hidden matrices with std
+    ~ n^-1/2 so that the c_proj LoRA layers read Theta(1) inputs at every width."""
+    from scaling.monitor import find_lora_layers
+
+    def c_proj_input_rms(base_init: str, width: int) -> float:
+        task = Gpt2Family(**{**TINY, "pretrain_steps": 0}, base_init=base_init)(width, 2, 0)
+        layer = find_lora_layers(task.model)[0]["base_model.model.transformer.h.0.mlp.c_proj"]
+        seen = []
+        handle = layer.register_forward_pre_hook(lambda m, args: seen.append(args[0].pow(2).mean().sqrt()))
+        task.loss(task.model, task.batch(1))
+        handle.remove()
+        return float(seen[0])
+
+    growth = {b: c_proj_input_rms(b, 512) / c_proj_input_rms(b, 64) for b in ("fan-in", "hf")}
+    assert 0.8 < growth["fan-in"] < 1.25
+    assert growth["hf"] > 2.0  # 8x wider: sqrt(8) = 2.8 at initialisation

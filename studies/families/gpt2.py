@@ -36,6 +36,10 @@ class Gpt2Family:
     base_width: int = 64  # the width at which pretraining's hidden matrices train at pretrain_lr
     targets: tuple[str, ...] = ("c_attn", "c_proj", "c_fc")
     init: str = "1"  # "1": PEFT's A random, B = 0; "2": A = 0, B ~ N(0, 1)
+    # "fan-in": hidden matrices drawn with std 0.02 (base_width / n)^1/2, so that every hidden
+    # coordinate (attention output, MLP activation) is Theta(1) at every width; "hf": GPT-2's own
+    # 0.02 at every width, under which the c_proj layers' inputs grow like n^1/2
+    base_init: str = "fan-in"
 
     def chain(self, task: str) -> torch.Tensor:
         """The task's successor table (vocab, branching): the same at every width and seed."""
@@ -63,6 +67,8 @@ class Gpt2Family:
         check_width(width, rank)
         if self.init not in ("1", "2"):
             raise ValueError(f"init must be '1' or '2', got {self.init!r}")
+        if self.base_init not in ("fan-in", "hf"):
+            raise ValueError(f"base_init must be 'fan-in' or 'hf', got {self.base_init!r}")
 
     def pretrained(self, width: int, seed: int, device=None):
         """(pretrained GPT2LMHeadModel, mean loss of its last 10 pretraining steps)."""
@@ -70,6 +76,11 @@ class Gpt2Family:
         self.check(width, 1)
         torch.manual_seed(seed)
         model = GPT2LMHeadModel(self.config(width)).to(device)
+        if self.base_init == "fan-in":
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if p.ndim == 2 and not any(e in name for e in ("wte", "wpe")):
+                        p.mul_((self.base_width / width) ** 0.5)
         gen = torch.Generator().manual_seed(1000 + seed)
         loss = pretrain(model, lambda: self.batch(gen, "pretrain", device), self.pretrain_steps, self.pretrain_lr,
                         width, self.base_width, embedding_names=("wte", "wpe"))

@@ -13,10 +13,22 @@ SHARP_IF_STABLE = ("behind {k} LoRA layer(s): its input stays Theta(1) only unde
                    "it grows with n (no sharp prediction there, INCONCLUSIVE)")
 
 
-def layer_table(results: pd.DataFrame) -> pd.DataFrame:
+def _input_check(fit, tol: float) -> str:
+    """Whether a layer's input is width-stable, from the fit of z_a(0) = A_0 z against width."""
+    if fit is None:
+        return "-"
+    if fit.ci_high >= -tol and fit.ci_low <= tol:
+        return "width-stable"
+    return (f"{'grows' if fit.slope > 0 else 'shrinks'} like n^{fit.slope:+.2f}: the Theta(1)-input assumption "
+            "fails, and every exponent of this layer shifts by that much")
+
+
+def layer_table(results: pd.DataFrame, tol: float = 0.15) -> pd.DataFrame:
     """One row per LoRA layer: LoRA layers upstream, where its prediction is sharp and why, and
-    the slope of z_a at step 0 against width (the frozen base's features: about 0 when the base
-    is width-stable, the derivation's first assumption)."""
+    the slope of z_a at step 0 against width: Z_A(0) = A_0 z with A_0's entries ~ n^-1/2 has the
+    size of the layer's input z, so the slope is about 0 when the frozen base feeds the layer
+    Theta(1) coordinates at every width (the derivation's first assumption); ``input`` says
+    whether it does (the slope's interval within +-tol of 0)."""
     from scaling.gamma import fit_power_law
     from studies.factory_check import upstream_counts
     upstream = upstream_counts(results)
@@ -30,13 +42,16 @@ def layer_table(results: pd.DataFrame) -> pd.DataFrame:
         rows.append({"layer": layer, "LoRA layers upstream": up,
                      "sharp prediction": "every scheme" if up == 0 else "stable schemes only",
                      "why": SHARP_EVERYWHERE if up == 0 else SHARP_IF_STABLE.format(k=up),
-                     "z_a(0) slope": "-" if fit is None else f"{fit.slope:+.2f} [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}]"})
+                     "z_a(0) slope": "-" if fit is None else f"{fit.slope:+.2f} [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}]",
+                     "input": _input_check(fit, tol)})
     return pd.DataFrame(rows)
 
 
-def findings(results: pd.DataFrame, exponents: pd.DataFrame, layer: str, tol: float) -> list[str]:
+def findings(results: pd.DataFrame, exponents: pd.DataFrame, layer: str, tol: float,
+             layers: pd.DataFrame | None = None) -> list[str]:
     """The opening lines: verdict counts, then per scheme what the total feature update of the
-    first sharp layer does with width at the last step, against the theory."""
+    first sharp layer does with width at the last step, against the theory, and where the
+    FAILs sit (``layers``: layer_table, to name the ones whose input is not width-stable)."""
     counts = exponents.verdict.value_counts()
     steps = int(results.step.max())
     lines = [f"Verdicts: {counts.get('PASS', 0)} PASS, {counts.get('FAIL', 0)} FAIL, "
@@ -56,6 +71,21 @@ def findings(results: pd.DataFrame, exponents: pd.DataFrame, layer: str, tol: fl
         if parts:
             cls = at.loc[scheme].classification.iloc[0]
             lines.append(f"- {scheme} (theory: {cls}): on {layer} at step {steps}, " + "; ".join(parts) + ".")
+    fails = exponents[exponents.verdict == "FAIL"]
+    if len(fails) and layers is not None:
+        unstable = layers[layers["input"].str.contains("assumption fails")]
+        on_unstable = fails[fails.layer.isin(unstable.layer)]
+        where = ", ".join(f"{r.layer} (input {r['input'].split(':')[0]})" for _, r in unstable.iterrows()
+                          if r.layer in set(fails.layer))
+        if len(on_unstable):
+            lines.append(f"- {len(on_unstable)} of the {len(fails)} FAILs are on layers whose input from the frozen "
+                         f"base is not width-stable: {where}. The prediction assumes Theta(1) inputs; an input "
+                         "growing like n^a shifts the layer's exponents by a.")
+        if len(on_unstable) < len(fails):
+            rest = fails[~fails.layer.isin(unstable.layer)]
+            lines.append(f"- {len(rest)} FAILs on layers with width-stable inputs: "
+                         + ", ".join(sorted({f"{r.scheme} {r.metric} {r.layer} step {r.step}" for r in rest.itertuples()}))
+                         + ".")
     n_div = int((results.metric == "diverged").sum())
     if n_div:
         lines.append(f"- {n_div} runs diverged (a result: their rows stop at the step it happened).")
@@ -97,7 +127,7 @@ def render(out: Path, results: pd.DataFrame, meta: dict, figure: str = "coord_ch
     results = results.assign(init=results["init"].astype(str))
     exponents = judge(results, tol)
     write_csv(exponents, out / "exponents.csv")
-    layers = layer_table(results)
+    layers = layer_table(results, tol)
     sharp = layers[layers["sharp prediction"] == "every scheme"].layer
     first = sharp.iloc[0] if len(sharp) else layers.layer.iloc[0]
     model = str(results.model.iloc[0])
@@ -111,7 +141,7 @@ def render(out: Path, results: pd.DataFrame, meta: dict, figure: str = "coord_ch
     widths = sorted(results.width.unique())
     text = [f"# {title or 'coord-check --factory ' + model}: hidden {', '.join(map(str, widths))}, "
             f"{results.seed.nunique()} seeds", "",
-            *findings(results, exponents, first, tol),
+            *findings(results, exponents, first, tol, layers),
             "## LoRA layers and their predictions", "",
             "Every LoRA layer is predicted as an Adam LoRA layer with Theta(1) inputs (the `mlp` recursion of "
             "`scaling.theory`, with the base frozen). z_a(0) slope: Z_A at initialisation against width, about 0 "
