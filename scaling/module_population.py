@@ -27,7 +27,6 @@ from step t on are dropped and one row ``diverged`` (value 1) marks step t.
 """
 from __future__ import annotations
 
-import copy
 import warnings
 from dataclasses import dataclass
 
@@ -113,12 +112,24 @@ def _signature(model: nn.Module) -> list:
     return sig
 
 
+def _plain_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Tensors a module keeps as plain attributes (neither parameter nor buffer): functional_call
+    cannot swap them, so every member would compute with member 0's."""
+    return {f"{name}.{attr}": value for name, m in model.named_modules() for attr, value in vars(m).items()
+            if isinstance(value, torch.Tensor)}
+
+
 def _batching_obstacle(tasks: list[Task]) -> str | None:
     """Why the members cannot be one torch.func program, or None."""
     first = _signature(tasks[0].model)
+    plain = _plain_tensors(tasks[0].model)
     for i, task in enumerate(tasks[1:], start=1):
         if _signature(task.model) != first:
             return f"member {i} has a different architecture from member 0"
+        for name, value in _plain_tensors(task.model).items():
+            if name not in plain or value.shape != plain[name].shape or not torch.equal(value, plain[name]):
+                return (f"member {i}'s tensor attribute {name} differs from member 0's and is not a parameter or "
+                        "buffer (register_buffer would let torch.func swap it)")
     if any(t.fixed_batch != tasks[0].fixed_batch for t in tasks):
         return "some members have a fixed batch and others a batch per step"
     return None
@@ -264,8 +275,10 @@ class _Batched:
         self.divergence_factor, self.device, self.chunk_size = divergence_factor, device, chunk_size
         self.M, self.K = eta_a.shape
         R = self.M * self.K
-        template = copy.deepcopy(tasks[0].model).to(device)  # the members' modules stay untouched
-        self.wrapper = _LossModule(Task(template, tasks[0].batches, tasks[0].loss_fn))
+        # Member 0's module runs every member's forward: functional_call swaps in the stacked
+        # parameters and buffers for the call and puts its own back afterwards.
+        template = tasks[0].model
+        self.wrapper = _LossModule(tasks[0])
         params = [dict(_LossModule(t).named_parameters()) for t in tasks]
         buffers = [dict(_LossModule(t).named_buffers()) for t in tasks]
         self.trainable = [n for n, p in params[0].items() if p.requires_grad]

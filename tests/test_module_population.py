@@ -128,3 +128,24 @@ def test_on_cuda_the_same_numbers_as_on_the_cpu():
     cpu = train_population(_tiny_mlp(), eta_a, eta_b, 3, path="torch.func")
     gpu = train_population(_tiny_mlp(), eta_a, eta_b, 3, path="torch.func", device="cuda")
     _same(gpu.frame, cpu.frame, rel=1e-8)
+
+
+class _Scaled(nn.Module):
+    """Keeps a tensor as a plain attribute: functional_call cannot swap it per member."""
+
+    def __init__(self, width, seed):
+        super().__init__()
+        from scaling.lora_layers import add_lora
+        torch.manual_seed(seed)
+        self.net = add_lora(nn.Sequential(nn.Linear(4, width), nn.Linear(width, width)), ("1",), rank=2)
+        self.gain = torch.rand(())
+
+    def forward(self, x):
+        return self.gain * self.net(x)
+
+
+def test_members_with_different_plain_tensor_attributes_train_one_by_one():
+    x = torch.randn(5, 4)
+    tasks = [Task(_Scaled(8, s), x, lambda m, b: m(b).pow(2).mean()) for s in (0, 1)]
+    result = train_population(tasks, [1e-3], [1e-3], 2)
+    assert result.path == "loop" and "gain" in result.note
