@@ -87,7 +87,7 @@ def test_gpt2_fan_in_base_keeps_the_c_proj_inputs_width_stable():
         task = Gpt2Family(**{**TINY, "pretrain_steps": 0}, base_init=base_init)(width, 2, 0)
         layer = find_lora_layers(task.model)[0]["base_model.model.transformer.h.0.mlp.c_proj"]
         seen = []
-        handle = layer.register_forward_pre_hook(lambda m, args: seen.append(args[0].pow(2).mean().sqrt()))
+        handle = layer.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().pow(2).mean().sqrt()))
         task.loss(task.model, task.batch(1))
         handle.remove()
         return float(seen[0])
