@@ -42,6 +42,21 @@ def _lora_factors(layer: nn.Module):
     return lora_a[name].weight, lora_b[name].weight, float(layer.scaling[name]), name
 
 
+def update_metrics(z, A0, B0, A1, B1, gA, gB, A_init, B_init, scale: float) -> dict[str, torch.Tensor]:
+    """``scaling.measure.layer_metrics`` in float64, the monitor's arithmetic: one step of one
+    LoRA layer for R runs at once. z (N, n_in) or (R, N, n_in); A* (R, r, n_in); B* (R, n_out, r);
+    returns {metric: (R,)}. ``scaling.module_population`` measures its batched runs with it."""
+    f = torch.float64
+    return layer_metrics(*(t.to(f) for t in (z, A0, B0, A1, B1, gA, gB, A_init, B_init)), scale)
+
+
+def initial_z_a(z: torch.Tensor, A_init: torch.Tensor) -> torch.Tensor:
+    """Z_A(0) = A_init z as a coordinate RMS per run, float64: z (N, n_in) or (R, N, n_in),
+    A_init (R, r, n_in) -> (R,)."""
+    f = torch.float64
+    return (z.to(f) @ A_init.to(f).mT).pow(2).mean(dim=(-2, -1)).sqrt()
+
+
 def find_lora_layers(model: nn.Module) -> tuple[dict[str, nn.Module], list[str]]:
     """({name: linear LoRA layer}, [names of LoRA layers the monitor cannot measure])."""
     from scaling.lora_layers import LoRALinear
@@ -105,13 +120,11 @@ class FeatureLearningMonitor:
                 gA = A.grad if A.grad is not None else torch.zeros_like(A)
                 gB = B.grad if B.grad is not None else torch.zeros_like(B)
                 Ai, Bi = self._init[name]
-                f = torch.float64
-                values = layer_metrics(z.to(f), A0[None].to(f), B0[None].to(f), A.detach()[None].to(f),
-                                       B.detach()[None].to(f), gA[None].to(f), gB[None].to(f),
-                                       Ai[None].to(f), Bi[None].to(f), scale)
+                values = update_metrics(z, A0[None], B0[None], A.detach()[None], B.detach()[None], gA[None],
+                                        gB[None], Ai[None], Bi[None], scale)
                 if name not in self._initial_recorded:  # Z_A(0): what the updates are measured against
                     self._initial_recorded.add(name)
-                    za0 = float((z.to(f) @ Ai.to(f).T).pow(2).mean().sqrt())
+                    za0 = float(initial_z_a(z, Ai[None])[0])
                     self.records += [{"step": 0, "layer": name, "metric": "z_a", "value": za0},
                                      {"step": 0, "layer": name, "metric": "dz_a", "value": 0.0}]
                 has_grads = A.grad is not None and B.grad is not None

@@ -147,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--out", default="runs/coord-check", help="output directory (default runs/coord-check)")
     _add_executor_args(cc)
     cc.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    fa = cc.add_argument_group("your own model (README: 'Width studies on your own model')")
+    fa.add_argument("--factory", default=None,
+                    help="make(width, rank, seed) giving the model: MODULE:NAME, FILE.py:NAME or a family (bert, gpt2)")
+    fa.add_argument("--lr-a", type=float, default=1e-3, help="with --factory: eta_A at --base-width")
+    fa.add_argument("--lr-b", type=float, default=1e-3, help="with --factory: eta_B at --base-width")
+    fa.add_argument("--base-width", type=int, default=None, help="with --factory: where schemes meet (default: narrowest)")
+    fa.add_argument("--seeds-per-shard", type=int, default=2, help="with --factory: seeds trained as one program")
+    fa.add_argument("--train-path", default="auto", help="with --factory: auto | torch.func | loop")
 
     lg = command("lr-grid", "loss over a grid of (eta_A, eta_B) at each width; optima and lambda*(n)")
     lg.add_argument("--model", default="paper-mlp", help="paper-mlp | mlp | linear | toy")
@@ -201,8 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_args(ft)
     ft.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
-    st = command("study", "a named study: init | rank | contribution | bert-width")
-    st.add_argument("name", help="init | rank | contribution | bert-width")
+    st = command("study", "a named study: init | rank | contribution | bert-width | gpt2-width")
+    st.add_argument("name", help="init | rank | contribution | bert-width | gpt2-width")
     st.add_argument("--quick", action="store_true", help="fewer widths, ranks and steps")
     st.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     st.add_argument("--out", default=None, help="default runs/<name>")

@@ -66,6 +66,9 @@ def coord_check(args) -> int:
     from studies.run.runner import coord_check_shards
     from studies.run.shards import run_shards
 
+    if args.factory is not None:  # a user's model: studies.factory_check
+        from studies.factory_check import coord_check_command
+        return coord_check_command(args)
     spec = _spec_from_args(args)
     device = resolve_device(args.device)
     executor, out, store = _open_study(args, device, args.out,
@@ -320,27 +323,6 @@ def bench(args) -> int:
     return 0
 
 
-def bert_width(args) -> int:
-    """The width sweep of a BERT-style encoder (studies.bert_sweep)."""
-    from studies.bert_sweep import BertSweepSpec, render, run_bert_sweep
-
-    spec = BertSweepSpec(widths=(64, 128, 256), seeds=(0, 1)) if args.quick else BertSweepSpec()
-    executor, out, store = _open_study(args, "cpu", args.out or "runs/bert-width",
-                                       {"study": "bert-width", **spec.to_dict()})
-    skipped = len(store.done)
-    start = time.perf_counter()
-    results = run_bert_sweep(spec, store, executor, args.workers, args.scheduler, progress=sys.stderr.isatty())
-    wall = time.perf_counter() - start
-    meta = metadata(spec.to_dict(), "cpu", wall, study="bert-width", executor=executor, resumed_shards=skipped)
-    write_csv(results, out / "results.csv")
-    write_json(meta, out / "meta.json")
-    render(out, results, meta)
-    print(f"study bert-width: {len(spec.widths)} widths x {len(spec.seeds)} seeds in {wall:.1f}s "
-          f"({skipped} shards already done)")
-    print((out / "report.md").read_text().split("![")[0])
-    return 0
-
-
 def finetune(args) -> int:
     """LoRA vs LoRA+ fine-tunes over (ratio, lr, seed); tables, figures and report."""
     from studies.finetune import FinetuneSpec, prepared, run_finetune
@@ -375,10 +357,11 @@ def study(args) -> int:
     """Run a named study; write results, summary, figure, report."""
     from studies.companions import STUDIES, run_study, variants, write_outputs
 
-    if args.name == "bert-width":
-        return bert_width(args)
+    from studies import family_width
+    if args.name in family_width.STUDIES:  # real architectures through the factory path
+        return family_width.run(args)
     if args.name not in STUDIES:
-        raise SpecError(f"unknown study {args.name!r}; choose from {', '.join(STUDIES + ('bert-width',))}")
+        raise SpecError(f"unknown study {args.name!r}; choose from {', '.join(STUDIES + tuple(family_width.STUDIES))}")
     specs = [v.spec.to_dict() | {"variant": v.label} for v in variants(args.name, args.quick)]
     device = resolve_device(args.device)
     executor, out, store = _open_study(args, device, args.out or f"runs/{args.name}",

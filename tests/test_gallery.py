@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from studies import bert_sweep, companions, validate
+from studies import companions, family_width, validate
 from studies.cli import main
 from tests.test_companions import tiny_variants
 
@@ -54,10 +54,16 @@ def test_companion_run_redraws_in_place(study, monkeypatch, capsys):
 
 def test_bert_width_run_redraws_in_place(monkeypatch, capsys):
     pytest.importorskip("peft")
-    full = bert_sweep.BertSweepSpec
-    monkeypatch.setattr(bert_sweep, "BertSweepSpec", lambda **kw: full(**{
-        **kw, "widths": (64, 128), "seeds": (0, 1), "layers": 1, "vocab": 32, "seq_len": 8, "batch_size": 8,
-        "pretrain_steps": 2, "steps": 3}))
+    from studies.factory_check import FactoryCheckSpec
+    from studies.families.bert import BertFamily
+
+    class Tiny(family_width.FamilyStudy):
+        def spec(self, quick=False):
+            return FactoryCheckSpec(factory=BertFamily(layers=1, vocab=32, seq_len=8, batch_size=8, pretrain_steps=2),
+                                    widths=(64, 128), seeds=(0, 1), schemes=self.schemes, steps=3, base_width=64)
+
+    study = family_width.STUDIES["bert-width"]
+    monkeypatch.setitem(family_width.STUDIES, "bert-width", Tiny(study.family, study.title, study.figure, seeds=2))
     assert main(["study", "bert-width", "--quick", "--executor", "inline", "--out", "runs/bert"]) == 0
     capsys.readouterr()
     assert_redrawn_in_place(Path.cwd() / "runs" / "bert", capsys)

@@ -20,9 +20,11 @@ from studies.run.spec import SpecError
 from studies.run.store import read_table
 
 COMPANIONS = ("init", "rank", "contribution")
-REDRAWN = ("lr-grid", "finetune", "bert-width", *COMPANIONS)
+FAMILIES = ("bert-width", "gpt2-width")
+FACTORY_CHECK = "coord-check --factory"  # a coord-check of a user's model: verdicts and a figure, like the families
+REDRAWN = ("lr-grid", "finetune", *FAMILIES, FACTORY_CHECK, *COMPANIONS)
 NOT_REDRAWN = {
-    "coord-check": "it stores tables only (results.csv) and draws no figures",
+    "coord-check": "it stores tables only (results.csv) and draws no figures (a --factory coord-check is redrawn)",
     "validate": "its figures and report.md are drawn by validate itself; rerun it with the same --out to redraw "
                 "them (every stored shard is reused)",
 }
@@ -73,6 +75,8 @@ def render_run(run: Path) -> dict[str, str]:
     the run}. Raises NotRedrawn for a kind without figures, SpecError for a damaged run."""
     meta = _json(run / "meta.json")
     kind = run_kind(run, meta)
+    if kind == "coord-check" and isinstance(meta.get("spec"), dict) and meta["spec"].get("factory"):
+        kind = FACTORY_CHECK
     if kind in NOT_REDRAWN:
         raise NotRedrawn(f"a {kind} run: {NOT_REDRAWN[kind]}")
     if kind in REDRAWN and not isinstance(meta.get("spec"), dict):
@@ -83,8 +87,8 @@ def render_run(run: Path) -> dict[str, str]:
     if kind == "finetune":
         from studies.reports.finetune import render
         return render(run, *_tables(run, kind, "evals.csv", "monitor.csv"), meta)
-    if kind == "bert-width":
-        from studies.bert_sweep import render
+    if kind in FAMILIES or kind == FACTORY_CHECK:
+        from studies.family_width import render
         return render(run, *_tables(run, kind, "results.csv"), meta)
     if kind in COMPANIONS:
         from studies.companions import render

@@ -1,0 +1,60 @@
+"""What the families share: brief synthetic pretraining with Adam's width rule, the width check,
+and the LoRA starting point (Init[1] or Init[2]).
+
+Hidden matrices (2-D parameters outside the embeddings) train at ``lr x base_width / width``,
+embeddings, biases and norms at ``lr``: Adam's update of an n x n matrix moves its output
+like lr x n, so that rule trains the base alike at every width. With one rate for all widths
+the BERT base collapses from n = 512 on (pretraining loss stuck at chance, every token mapped
+to one hidden state, encoder gradients ~1e-8, below Adam's eps), and a LoRA fine-tune on it
+then measures a dead network, not the width.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def pretrain(model: nn.Module, batch: Callable[[], dict], steps: int, lr: float, width: int, base_width: int,
+             embedding_names: tuple[str, ...] = ("embeddings",)) -> float:
+    """Train every parameter of ``model`` for ``steps`` Adam steps on ``batch()`` (a dict for
+    ``model(**batch).loss``); returns the mean loss over the last 10 steps."""
+    def hidden(name: str, p: torch.Tensor) -> bool:
+        return p.ndim == 2 and not any(e in name for e in embedding_names)
+
+    named = list(model.named_parameters())
+    opt = torch.optim.Adam([{"params": [p for n, p in named if hidden(n, p)], "lr": lr * base_width / width},
+                            {"params": [p for n, p in named if not hidden(n, p)], "lr": lr}])
+    losses = []
+    for _ in range(steps):
+        loss = model(**batch()).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    return float(np.mean(losses[-10:])) if losses else float("nan")
+
+
+def check_width(width: int, rank: int, head_size: int = 64) -> None:
+    """ValueError unless ``width`` is a positive multiple of the head size and ``rank`` fits."""
+    if not isinstance(width, int) or width <= 0 or width % head_size:
+        raise ValueError(f"hidden size must be a positive multiple of {head_size} (the head size), got {width}")
+    if not isinstance(rank, int) or not 0 < rank <= width:
+        raise ValueError(f"rank must be in 1..{width}, got {rank}")
+
+
+@torch.no_grad()
+def apply_init(model: nn.Module, init: str) -> None:
+    """Set every LoRA layer's starting factors: "1" leaves PEFT's (A random, B = 0); "2" is the
+    LoRA+ paper's code (A = 0, B ~ N(0, 1), drawn from the global generator)."""
+    from scaling.monitor import _lora_factors, find_lora_layers
+    if init == "1":
+        return
+    if init != "2":
+        raise ValueError(f"init must be '1' or '2', got {init!r}")
+    for layer in find_lora_layers(model)[0].values():
+        A, B = _lora_factors(layer)[:2]
+        A.zero_()
+        B.normal_(0.0, 1.0)
