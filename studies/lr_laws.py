@@ -1,0 +1,390 @@
+"""Learning-rate scaling laws: the edges of the trainable region and the optimum at every width
+and rank, measured on the shard store and judged against ``scaling.laws``.
+
+A *configuration* (model, optimizer, init, LoRA scale) is measured along *slices* of
+(eta_A, eta_B) (``SLICES``; the held quantity scales as held * (n / n0)^held_n * (r / r0)^held_r):
+
+- ``b-edge``: eta_B varied at a held eta_A;     - ``a-edge``: eta_A varied at a held eta_B;
+- ``one-rate``: eta_A = eta_B varied;            - ``ratio``: eta_A varied at eta_B = lambda eta_A.
+
+One shard is one (configuration, width, rank, seed). Its search runs in rounds, each round ONE
+population holding every candidate of every slice: round 0 is a log grid of ``per_decade``
+rates over each slice's range; every later round puts ``refine_points`` rates inside each
+(slice, criterion)'s current edge bracket (``scaling.edges``), so the bracket shrinks by a
+factor ``refine_points + 1`` in log per round. Default: 4 per decade, then 2 rounds of 3: a
+bracket of 10^(1/64) (3.7%) for about 8 runs per decade of range plus 6 per edge and criterion,
+where a fine log grid of that resolution would cost 64 runs per decade. ``profile`` slices
+(ratio slices at width-free lambdas) are grid-only: they give the best loss at each ratio
+(``scaling.profile``).
+
+Each shard returns one row per run: rates, diverged step, loss at step 0 and at every
+criterion's T. Edges, fits, corner, optima and verdicts are computed from those rows
+(``edge_table``, ``judge``), so a stored run can be re-analysed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scaling.edges import Criterion, locate_edge, refine
+from studies.lr_grid import log_grid, train_pairs
+from studies.run.shards import Shard, ShardStore, run_shards
+from studies.run.spec import SpecError, _positive_ints, check_choices
+from toy_models.models import MODELS, ModelConfig, build_model
+
+SLICES = ("b-edge", "a-edge", "one-rate", "ratio")
+ALPHA_SCALINGS = ("r", "sqrt-r", "none")
+LAWS = ("edge", "corner", "optimum", "profile")
+ROLES = ("edge", "profile")
+VARIED = {"b-edge": "eta_b", "a-edge": "eta_a", "one-rate": "eta", "ratio": "eta_a"}
+HELD = {"b-edge": "eta_a", "a-edge": "eta_b", "one-rate": None, "ratio": "lambda"}
+
+
+def check_range(name: str, lo: float, hi: float) -> None:
+    """SpecError for a rate range that is empty, inverted or not positive and finite."""
+    if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float))):
+        raise SpecError(f"{name} must be two numbers LOW:HIGH, got {lo!r}:{hi!r}")
+    if not (0 < lo and math.isfinite(hi)):
+        raise SpecError(f"{name} must be LOW:HIGH with 0 < LOW < HIGH, got {lo:g}:{hi:g}")
+    if not lo < hi:
+        raise SpecError(f"{name} {lo:g}:{hi:g} is {'empty' if lo == hi else 'inverted'}; give LOW:HIGH with LOW < HIGH")
+
+
+@dataclass(frozen=True)
+class SliceSpec:
+    """One slice of (eta_A, eta_B). held: the held quantity at (n0, r0) (b-edge: eta_A, a-edge:
+    eta_B, ratio: lambda = eta_B / eta_A; unused for one-rate); held_n, held_r: its exponents in
+    n and r; rate_range: the varied rate's search range (absolute, the same at every width)."""
+
+    name: str
+    held: float = 0.0
+    held_n: float = 0.0
+    held_r: float = 0.0
+    rate_range: tuple[float, float] = (1e-6, 1e2)
+    role: str = "edge"
+
+    def __post_init__(self):
+        if self.name not in SLICES:
+            raise SpecError(f"unknown slice {self.name!r}; choose from {', '.join(SLICES)}")
+        if self.role not in ROLES:
+            raise SpecError(f"unknown slice role {self.role!r}; choose from {', '.join(ROLES)}")
+        object.__setattr__(self, "rate_range", tuple(float(v) for v in self.rate_range))
+        check_range(f"{self.name} rate range", *self.rate_range)
+        if self.name != "one-rate" and not (math.isfinite(self.held) and self.held > 0):
+            raise SpecError(f"slice {self.name}: the held {HELD[self.name]} must be positive, got {self.held}")
+
+    @property
+    def key(self) -> str:
+        """A label unique within a configuration, e.g. ``b-edge`` or ``ratio 16 n^1``."""
+        if self.name == "one-rate":
+            return "one-rate"
+        scale = "".join(f" {v}^{e:g}" for v, e in (("n", self.held_n), ("r", self.held_r)) if e)
+        label = "ratio" if self.role == "edge" else "profile"
+        return self.name if self.name != "ratio" else f"{label} {self.held:g}{scale}"
+
+    def held_at(self, n: int, r: int, n0: int, r0: int) -> float:
+        return self.held * (n / n0) ** self.held_n * (r / r0) ** self.held_r
+
+    def rates(self, values, n: int, r: int, n0: int, r0: int) -> tuple[np.ndarray, np.ndarray]:
+        """(eta_A, eta_B) of the runs whose varied rate is ``values``."""
+        v = np.asarray(values, float)
+        h = self.held_at(n, r, n0, r0)
+        if self.name == "b-edge":
+            return np.full_like(v, h), v
+        if self.name == "a-edge":
+            return v, np.full_like(v, h)
+        if self.name == "one-rate":
+            return v, v.copy()
+        return v, h * v
+
+
+@dataclass(frozen=True)
+class LawsConfig:
+    """One configuration measured along its slices at every (width, rank) and seed.
+
+    variable: "n" (widths vary, one rank) or "r" (ranks vary, one width). criteria: the first is
+    the primary one (laws.csv); the others give the sensitivity table. n0, r0: where the slices'
+    held values are given. profile_widths: the widths at which profile slices run (None: all).
+    """
+
+    model: str
+    optimizer: str
+    init: str | None
+    widths: tuple[int, ...]
+    ranks: tuple[int, ...] = (4,)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
+    slices: tuple[SliceSpec, ...] = ()
+    criteria: tuple[Criterion, ...] = (Criterion(20, 0.5),)
+    alpha: float | None = None
+    alpha_scaling: str = "r"
+    variable: str = "n"
+    per_decade: int = 4
+    refine_points: int = 3
+    refine_rounds: int = 2
+    n0: int = 64
+    r0: int = 4
+    depth: int = 1
+    batch_size: int | None = None
+    data: str = "fixed"
+    dtype: str = "float32"
+    profile_widths: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        check_choices(self.model, self.optimizer, self.init)
+        if self.alpha_scaling not in ALPHA_SCALINGS:
+            raise SpecError(f"unknown LoRA scale {self.alpha_scaling!r}; choose from {', '.join(ALPHA_SCALINGS)}")
+        if self.variable not in ("n", "r"):
+            raise SpecError(f"variable must be 'n' (width) or 'r' (rank), got {self.variable!r}")
+        for name in ("widths", "ranks"):
+            object.__setattr__(self, name, _positive_ints(name, getattr(self, name)))
+        if self.variable == "r" and len(self.widths) != 1:
+            raise SpecError("a rank study holds the width fixed: give exactly one width")
+        if self.variable == "n" and len(self.ranks) != 1:
+            raise SpecError("a width study holds the rank fixed: give exactly one rank")
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise SpecError(f"seeds must be non-negative integers, got {list(self.seeds)}")
+        if not self.slices:
+            raise SpecError("give at least one slice")
+        keys = [s.key for s in self.slices]
+        if len(set(keys)) != len(keys):
+            raise SpecError(f"slices must differ, got {keys}")
+        if not self.criteria:
+            raise SpecError("give at least one edge criterion")
+        for name in ("per_decade", "refine_points"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                raise SpecError(f"{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)!r}")
+        if not isinstance(self.refine_rounds, int) or self.refine_rounds < 0:
+            raise SpecError(f"refine-rounds must be a non-negative integer, got {self.refine_rounds!r}")
+        if self.optimizer == "sgd" and any(c.fraction is not None for c in self.criteria):
+            raise SpecError("under gradient descent the edge is a divergence: give criteria without a fraction")
+        for w in self.widths:
+            for r in self.ranks:
+                try:
+                    self.model_config(w, r).check()
+                except ValueError as err:
+                    raise SpecError(str(err)) from None
+        if self.model == "paper-mlp" and self.init not in (None, "paper"):
+            raise SpecError(f"paper-mlp has no base matrix between A and B, so init {self.init!r} never trains; "
+                            "use init paper")
+
+    @property
+    def init_name(self) -> str:
+        return self.init or MODELS[self.model].default_init
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}/{self.optimizer}/init{self.init_name}/{self.alpha_scaling}"
+
+    @property
+    def steps(self) -> int:
+        return max(c.steps for c in self.criteria)
+
+    @property
+    def primary(self) -> Criterion:
+        return self.criteria[0]
+
+    def model_config(self, width: int, rank: int) -> ModelConfig:
+        return ModelConfig(width=width, rank=rank, alpha=self.alpha, alpha_scaling=self.alpha_scaling,
+                           init=self.init, batch_size=self.batch_size, data=self.data, depth=self.depth,
+                           dtype=self.dtype)
+
+    def points(self) -> list[tuple[int, int]]:
+        """Every (width, rank) measured."""
+        return [(w, r) for w in self.widths for r in self.ranks]
+
+    def slices_at(self, width: int) -> list[SliceSpec]:
+        return [s for s in self.slices if s.role == "edge" or self.profile_widths is None
+                or width in self.profile_widths]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["criteria"] = [c.name for c in self.criteria]
+        return d
+
+
+RUN_COLUMNS = ["config", "model", "optimizer", "init", "alpha_scaling", "scale", "width", "rank", "seed", "slice",
+               "slice_name", "role", "held", "held_n", "held_r", "round", "rate", "eta_a", "eta_b",
+               "diverged_step", "loss_0"]
+
+
+def laws_shard(config: LawsConfig, width: int, rank: int, seed: int, device: torch.device) -> pd.DataFrame:
+    """Search every slice of ``config`` at one (width, rank, seed) in rounds, each round one
+    population. Returns one row per run (RUN_COLUMNS + loss_t<T> for every criterion's T)."""
+    model = build_model(config.model, config.model_config(width, rank), seed, device)
+    slices = config.slices_at(width)
+    eval_steps = sorted({c.steps for c in config.criteria})
+    frames: list[pd.DataFrame] = []
+    tried: dict[str, np.ndarray] = {s.key: np.empty(0) for s in slices}
+
+    def train(new: dict[str, np.ndarray], round_: int) -> None:
+        parts = [(s, new[s.key]) for s in slices if len(new.get(s.key, ()))]
+        rates = [s.rates(v, width, rank, config.n0, config.r0) for s, v in parts]
+        c = train_pairs(model, np.concatenate([a for a, _ in rates]), np.concatenate([b for _, b in rates]),
+                        config.optimizer, config.steps)
+        start = 0
+        for (s, v), (a, b) in zip(parts, rates):
+            sl = slice(start, start + len(v))
+            start += len(v)
+            frame = pd.DataFrame({
+                "config": config.label, "model": config.model, "optimizer": config.optimizer,
+                "init": config.init_name, "alpha_scaling": config.alpha_scaling, "scale": model.scale,
+                "width": width, "rank": rank, "seed": seed, "slice": s.key, "slice_name": s.name, "role": s.role,
+                "held": s.held_at(width, rank, config.n0, config.r0), "held_n": s.held_n, "held_r": s.held_r,
+                "round": round_, "rate": v, "eta_a": a, "eta_b": b,
+                "diverged_step": c["diverged_step"][sl], "loss_0": c["train"][0, sl]})
+            for t in eval_steps:
+                frame[f"loss_t{t}"] = c["train"][t, sl]
+            frames.append(frame)
+            tried[s.key] = np.concatenate([tried[s.key], v])
+
+    train({s.key: log_grid(*s.rate_range, config.per_decade) for s in slices}, 0)
+    for round_ in range(1, config.refine_rounds + 1):
+        runs = pd.concat(frames, ignore_index=True)
+        new = {}
+        for s in slices:
+            if s.role != "edge":
+                continue
+            mine = runs[runs.slice == s.key]
+            points = [refine(b.lo, b.hi, config.refine_points) for crit in config.criteria
+                      for b in [locate_edge(mine.rate, trainable(mine, crit))] if not b.censored]
+            if points:
+                cand = np.unique(np.concatenate(points))
+                seen = tried[s.key]
+                cand = cand[~np.isclose(cand[:, None], seen[None, :], rtol=1e-9).any(1)]
+                if len(cand):
+                    new[s.key] = cand
+        if not new:
+            break
+        train(new, round_)
+    return pd.concat(frames, ignore_index=True)
+
+
+def trainable(runs: pd.DataFrame, crit: Criterion) -> np.ndarray:
+    """Whether each run (rows of a laws shard) meets ``crit``."""
+    return crit.trainable(runs.loss_0.to_numpy(float), runs[f"loss_t{crit.steps}"].to_numpy(float),
+                          runs.diverged_step.to_numpy())
+
+
+EDGE_COLUMNS = ["config", "model", "optimizer", "init", "alpha_scaling", "scale", "width", "rank", "seed", "slice",
+                "slice_name", "held", "held_n", "held_r", "criterion", "fraction", "T", "primary", "varied", "edge",
+                "edge_eta_a", "edge_eta_b", "lo", "hi", "censored", "reentries", "candidates"]
+
+
+def edge_table(runs: pd.DataFrame, configs: list[LawsConfig]) -> pd.DataFrame:
+    """One row per (configuration, width, rank, seed, edge slice, criterion): the bracket, the
+    edge in the varied rate and as (eta_A, eta_B), censoring."""
+    rows = []
+    by_label = {c.label: c for c in configs}
+    edges = runs[runs.role == "edge"]
+    keys = ["config", "width", "rank", "seed", "slice"]
+    for key, g in edges.groupby(keys, sort=False):
+        config = by_label[key[0]]
+        first = g.iloc[0]
+        for crit in config.criteria:
+            b = locate_edge(g.rate, trainable(g, crit))
+            e = b.edge
+            name = first.slice_name
+            eta_a = e if name != "b-edge" else first.held
+            eta_b = {"b-edge": e, "a-edge": first.held, "one-rate": e, "ratio": first.held * e}[name]
+            rows.append({**{k: first[k] for k in EDGE_COLUMNS[:14]}, "criterion": crit.name,
+                         "fraction": crit.fraction, "T": crit.steps, "primary": crit == config.primary,
+                         "varied": VARIED[name], "edge": e, "edge_eta_a": eta_a, "edge_eta_b": eta_b,
+                         "lo": b.lo, "hi": b.hi, "censored": b.censored, "reentries": b.reentries,
+                         "candidates": len(g)})
+    return pd.DataFrame(rows, columns=EDGE_COLUMNS)
+
+
+def laws_shards(configs: list[LawsConfig], device, prefix: str = "") -> list[Shard]:
+    """One shard per (configuration, width, rank, seed); widest first within a configuration
+    is not needed (shards are independent), so narrowest first keeps the progress bar honest."""
+    shards = []
+    for i, c in enumerate(configs):
+        slug = c.label.replace("/", "_")
+        for w, r in c.points():
+            for s in c.seeds:
+                shards.append(Shard(f"{prefix}c{i}_{slug}_n{w}_r{r}_s{s}", laws_shard, (c, w, r, s, device)))
+    return shards
+
+
+def run_laws(configs: list[LawsConfig], device, store: ShardStore, executor: str = "inline", workers: int = 2,
+             scheduler: str | None = None, progress: bool = True, prefix: str = "") -> pd.DataFrame:
+    """Every shard the store does not hold yet; returns the runs of all configurations."""
+    shards = laws_shards(configs, device, prefix)
+    run_shards(shards, store, executor, workers, scheduler, bar="lr-laws" if progress else None)
+    runs = store.load([sh.key for sh in shards])
+    runs["init"] = runs["init"].astype(str)
+    return runs
+
+
+# -- the catalogue -------------------------------------------------------------------------------
+STUDIES = ("width", "gd", "rank", "fig2")
+ADAM_CRITERIA = (Criterion(20, 1.0), Criterion(20, 0.5), Criterion(20, 0.9))
+ADAM_T_CRITERIA = (Criterion(10, 1.0), Criterion(40, 1.0))
+GD_CRITERIA = (Criterion(50), Criterion(25), Criterion(100))
+PROFILE_RATIOS = tuple(10.0 ** (k / 2) for k in range(-2, 11))  # 0.1 .. 1e5, two per decade
+
+
+def adam_slices(profile: bool) -> tuple[SliceSpec, ...]:
+    """The Adam slices. Held values at n0 = 64: eta_A = 1e-2 (n/64)^-1 on the B edge, eta_B = 3e-2
+    on the A edge (inside the trainable region of both inits at every width measured), and
+    LoRA+'s ratio 16 (n/64) on the ratio slice, whose rates then move only with the scheme's
+    base rate (the muP-style transfer plot). Profile: width-free ratios 0.1 .. 1e5."""
+    s = (SliceSpec("b-edge", held=1e-2, held_n=-1.0, rate_range=(1e-3, 1e4)),
+         SliceSpec("a-edge", held=3e-2, held_n=0.0, rate_range=(1e-6, 1e2)),
+         SliceSpec("one-rate", rate_range=(1e-6, 1e2)),
+         SliceSpec("ratio", held=16.0, held_n=1.0, rate_range=(1e-7, 1e1)))
+    if profile:
+        s += tuple(SliceSpec("ratio", held=lam, rate_range=(1e-6, 1e1), role="profile") for lam in PROFILE_RATIOS)
+    return s
+
+
+def gd_slices(ratio: bool) -> tuple[SliceSpec, ...]:
+    s = (SliceSpec("b-edge", held=1e-2, held_n=-1.0, rate_range=(1e-4, 1e4)),
+         SliceSpec("a-edge", held=5e-2, held_n=0.0, rate_range=(1e-6, 1e4)),
+         SliceSpec("one-rate", rate_range=(1e-6, 1e4)))
+    return s + ((SliceSpec("ratio", held=16.0, held_n=1.0, rate_range=(1e-6, 1e4)),) if ratio else ())
+
+
+def catalogue(study: str, quick: bool = False) -> list[LawsConfig]:
+    """The configurations of a named study (quick: fewer widths, ranks and seeds)."""
+    pd3 = dict(per_decade=3)
+    if study == "width":
+        out = []
+        for model in ("linear", "mlp"):
+            if quick and model == "mlp":
+                continue
+            widths = ((64, 128, 256, 512, 1024, 2048) if quick else
+                      (64, 128, 256, 512, 1024, 2048, 4096, 8192) if model == "linear" else
+                      (64, 128, 256, 512, 1024, 2048, 4096))
+            profile_widths = (64, 512) if quick else (64, 512, 4096) if model == "linear" else (64, 256, 1024)
+            for init in ("1", "2"):
+                crit = ADAM_CRITERIA[:1] if quick else ADAM_CRITERIA + (
+                    ADAM_T_CRITERIA if (model, init) == ("linear", "1") else ())
+                out.append(LawsConfig(model=model, optimizer="adam", init=init, widths=widths,
+                                      seeds=tuple(range(4 if quick else 8)), slices=adam_slices(True),
+                                      criteria=crit, batch_size=8, profile_widths=profile_widths, **pd3))
+        return out
+    if study == "gd":
+        toy_widths = (256, 1024, 4096, 16384) if quick else (256, 512, 1024, 2048, 4096, 8192, 16384)
+        out = [LawsConfig(model="toy", optimizer="sgd", init=init, widths=toy_widths, ranks=(1,), r0=1,
+                          seeds=tuple(range(8 if quick else 32)), slices=gd_slices(True),
+                          criteria=GD_CRITERIA[:1] if quick else GD_CRITERIA, **pd3) for init in ("1", "2")]
+        if not quick:
+            out.append(LawsConfig(model="paper-mlp", optimizer="sgd", init="paper",
+                                  widths=(64, 128, 256, 512, 1024, 2048), seeds=tuple(range(8)),
+                                  slices=gd_slices(False), criteria=GD_CRITERIA[:2], **pd3))
+        return out
+    if study == "rank":
+        ranks = (1, 4, 16, 64) if quick else (1, 2, 4, 8, 16, 32, 64, 128, 256)
+        width = 256 if quick else 1024
+        return [LawsConfig(model="mlp", optimizer="adam", init=init, widths=(width,), ranks=ranks, variable="r",
+                           r0=1, alpha=1.0, alpha_scaling=scaling, seeds=tuple(range(4 if quick else 8)),
+                           slices=(SliceSpec("one-rate", rate_range=(1e-6, 1e2)),), criteria=ADAM_CRITERIA[:1],
+                           batch_size=8, **pd3)
+                for init in ("1", "2") for scaling in ALPHA_SCALINGS]
+    raise SpecError(f"unknown study {study!r}; choose from {', '.join(STUDIES)}")
