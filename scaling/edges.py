@@ -153,8 +153,8 @@ def corner_frame(edges: pd.DataFrame, by: list[str], b_slice: str = "b-edge", a_
     b = edges[edges.slice == b_slice].set_index(by + ["seed"])
     a = edges[edges.slice == a_slice].set_index(by + ["seed"])
     both = b[["edge_eta_b", "censored"]].join(a[["edge_eta_a", "censored"]], how="inner", rsuffix="_a")
-    cens = both.censored.fillna("").astype(str).str.cat(both.censored_a.fillna("").astype(str), sep=" ").str.strip()
-    out = pd.DataFrame({"edge": both.edge_eta_b / both.edge_eta_a,
-                        "censored": cens.where(cens == "", "B edge: " + both.censored.fillna("").astype(str)
-                                               + " / A edge: " + both.censored_a.fillna("").astype(str))})
+    cb, ca = both.censored.fillna("").astype(str), both.censored_a.fillna("").astype(str)
+    cens = np.where((cb == "") & (ca == ""), "",
+                    "B edge " + cb.where(cb != "", "found") + ", A edge " + ca.where(ca != "", "found"))
+    out = pd.DataFrame({"edge": both.edge_eta_b / both.edge_eta_a, "censored": cens}, index=both.index)
     return out.reset_index()

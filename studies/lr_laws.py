@@ -24,6 +24,7 @@ criterion's T. Edges, fits, corner, optima and verdicts are computed from those 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -209,12 +210,13 @@ class LawsConfig:
 
 RUN_COLUMNS = ["config", "model", "optimizer", "init", "alpha_scaling", "scale", "width", "rank", "seed", "slice",
                "slice_name", "role", "held", "held_n", "held_r", "round", "rate", "eta_a", "eta_b",
-               "diverged_step", "loss_0"]
+               "diverged_step", "loss_0", "cpu_s"]
 
 
 def laws_shard(config: LawsConfig, width: int, rank: int, seed: int, device: torch.device) -> pd.DataFrame:
     """Search every slice of ``config`` at one (width, rank, seed) in rounds, each round one
     population. Returns one row per run (RUN_COLUMNS + loss_t<T> for every criterion's T)."""
+    start = time.process_time()
     model = build_model(config.model, config.model_config(width, rank), seed, device)
     slices = config.slices_at(width)
     eval_steps = sorted({c.steps for c in config.criteria})
@@ -261,7 +263,8 @@ def laws_shard(config: LawsConfig, width: int, rank: int, seed: int, device: tor
         if not new:
             break
         train(new, round_)
-    return pd.concat(frames, ignore_index=True)
+    # CPU seconds of this shard (the machine may be shared: wall time would mislead)
+    return pd.concat(frames, ignore_index=True).assign(cpu_s=time.process_time() - start)
 
 
 def trainable(runs: pd.DataFrame, crit: Criterion) -> np.ndarray:
