@@ -35,7 +35,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", default=None, help="1 (B=0) | 2 (A=0) | zero | paper; default: the model's")
     p.add_argument("--rank", type=int, default=None, help="LoRA rank r (default 1 for toy, else 4)")
     p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: alpha = r)")
-    p.add_argument("--alpha-scaling", default="r", help="r (alpha/r) | sqrt-r (rsLoRA, alpha/sqrt(r))")
+    p.add_argument("--alpha-scaling", default="r", help="r (alpha/r) | sqrt-r (rsLoRA, alpha/sqrt(r)) | none (alpha, rank-free)")
     p.add_argument("--batch-size", type=int, default=None, help="samples per step (default: the model's)")
     p.add_argument("--data", default="fixed", help="fixed (one batch) | fresh (new batch each step)")
     p.add_argument("--depth", type=int, default=2, help="hidden LoRA layers of the mlp model")
@@ -176,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--explain", action="store_true", help="the derivation step by step")
     fmt.add_argument("--latex", action="store_true")
     fmt.add_argument("--markdown", action="store_true")
+    th.add_argument("--laws", action="store_true",
+                    help="learning-rate scaling laws (edges, corner, optimum); --model/--optimizer/--init/"
+                         "--alpha-scaling take comma lists here")
+    th.add_argument("--alpha-scaling", default="r", help="with --laws: r (alpha/r) | sqrt-r (alpha/sqrt(r)) | none (alpha)")
+    th.add_argument("--variable", default="n", help="with --laws: n | r, the exponent reported")
+    th.add_argument("--b0-variance", default="1", help="with --laws: 1 (ours, B0 ~ N(0, 1)) | 1/r (muA's Init[B])")
     th.add_argument("--phase-diagram", action="store_true", help="write the (gA, gB) phase diagram to --out")
     th.add_argument("--out", default=None)
     th.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)

@@ -160,6 +160,8 @@ def theory(args) -> int:
     import json
 
     from scaling.theory import NEG_INF, first_step_loss_drop, fmt, predict
+    if args.laws:
+        return _theory_laws(args)
     if args.phase_diagram:
         import matplotlib.pyplot as plt
 
@@ -190,6 +192,30 @@ def theory(args) -> int:
             if args.explain:
                 print("\n".join(f"  {s.quantity:<16} = {s.expression:<34} gamma = {fmt(s.exponent):<6} {s.reason}"
                                 for s in first.derivation))
+    return 0
+
+
+def _theory_laws(args) -> int:
+    """theory --laws: the law table (or every derivation) for the chosen settings."""
+    import json
+
+    from scaling.laws import all_predictions, law_frame
+    if args.latex or args.phase_diagram:
+        raise SpecError("--laws prints text, --explain, --json or --markdown (not --latex or --phase-diagram)")
+    preds = all_predictions(*(tuple(v.strip() for v in a.split(",") if v.strip()) for a in
+                              (args.model, args.optimizer, args.init, args.alpha_scaling)),
+                            variable=args.variable, b0_variance=args.b0_variance)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in preds], indent=2))
+        return 0
+    if args.explain:
+        print("\n\n".join(p.to_text(explain=True) for p in preds))
+        return 0
+    table = law_frame(preds, short=True)
+    print(f"Learning-rate scaling laws, exponents in {args.variable} ("
+          + ("r and alpha fixed" if args.variable == "n" else "n -> inf first, then r") + "). An edge is the largest rate "
+          "on its slice whose output stays O(1); the corner is eta_B,edge / eta_A,edge; --explain derives each row.")
+    print(table.to_markdown(index=False) if args.markdown else table.to_string(index=False))
     return 0
 
 

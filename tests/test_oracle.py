@@ -184,11 +184,33 @@ def test_float32_population_tracks_oracle():
 
 # -- the frozen pieces the oracle reads --------------------------------------------------------
 @pytest.mark.parametrize("alpha,scaling,expected", [(None, "r", 1.0), (8.0, "r", 2.0),
-                                                    (None, "sqrt-r", 2.0), (8.0, "sqrt-r", 4.0)])
+                                                    (None, "sqrt-r", 2.0), (8.0, "sqrt-r", 4.0),
+                                                    (None, "none", 1.0), (8.0, "none", 8.0)])
 def test_lora_scale(alpha, scaling, expected):
     cfg = ModelConfig(width=16, rank=4, alpha=alpha, alpha_scaling=scaling, dtype="float64")
     assert cfg.lora_scale == pytest.approx(expected)
     assert build_model("linear", cfg, seed=0).scale == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name", ["linear", "mlp"])
+def test_alpha_scaling_none_changes_exactly_the_scale(name):
+    """'none' (s = alpha, rank-free) against 'r' with alpha * r: the same scale, so the same model
+    (base, data, init and every prediction); against 'r' with the same alpha only the LoRA branch
+    differs, by exactly the factor r."""
+    extra = {"input_dim": 3} if name == "mlp" else {}
+    none = build_model(name, ModelConfig(width=16, rank=4, alpha=3.0, alpha_scaling="none", dtype="float64", **extra), 0)
+    same = build_model(name, ModelConfig(width=16, rank=4, alpha=12.0, alpha_scaling="r", dtype="float64", **extra), 0)
+    by_r = build_model(name, ModelConfig(width=16, rank=4, alpha=3.0, alpha_scaling="r", dtype="float64", **extra), 0)
+    assert none.scale == same.scale == 3.0 and by_r.scale == 0.75
+    x, _ = none.train_batch(1)
+    (A, B), *rest = none.lora_init()
+    A, B = A[None] + 0.1, B[None] + 0.1  # move off Init[1]'s zero B so the branch is non-zero
+    As, Bs = [A] + [a[None] for a, _ in rest], [B] + [b[None] for _, b in rest]
+    assert torch.equal(none.forward(x, As, Bs)[0], same.forward(x, As, Bs)[0])
+    z = none.layer_inputs(x, As, Bs)[0]
+    assert torch.allclose(none.lora(z, A, B), 4 * by_r.lora(z, A, B))
+    with pytest.raises(ValueError, match="alpha scaling"):
+        ModelConfig(width=16, alpha_scaling="rank").check()
 
 
 @pytest.mark.parametrize("name", MODELS)

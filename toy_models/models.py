@@ -17,6 +17,7 @@ from toy_models.init import INITS, init_lora_factors
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 TEACHERS = ("independent", "b0-aligned")
+ALPHA_SCALINGS = ("r", "sqrt-r", "none")  # scale = alpha / r, alpha / sqrt(r), alpha
 _STREAMS = {"base": 0, "data": 1, "probe": 2, "test": 3, "lora": 4, "teacher": 5}
 
 
@@ -25,8 +26,11 @@ class ModelConfig:
     """Everything that defines a toy model at one width (learning rates are per run, not here).
 
     width: n, the hidden width the theory takes to infinity.
-    rank, alpha: LoRA rank r and alpha (None: alpha = r). The update is scale * B A with
-      scale = alpha / r (``alpha_scaling="r"``) or alpha / sqrt(r) (``"sqrt-r"``, rsLoRA).
+    rank, alpha: LoRA rank r and alpha. The update is scale * B A with scale = alpha / r
+      (``alpha_scaling="r"``), alpha / sqrt(r) (``"sqrt-r"``, rsLoRA) or alpha itself
+      (``"none"``: a rank-free scale, PEFT's lora_alpha = alpha * r). alpha None means alpha = r
+      under "r" and "sqrt-r" (scale 1 and sqrt(r)) and alpha = 1 under "none" (scale 1), so
+      a rank study that wants s = alpha / r with alpha FIXED must pass alpha.
     init: LoRA init, one of toy_models.init.INITS (None: the model's own default).
     batch_size: samples per step (None: the model's default); data "fixed" reuses one batch,
       "fresh" draws a new batch every step.
@@ -60,6 +64,8 @@ class ModelConfig:
 
     @property
     def lora_scale(self) -> float:
+        if self.alpha_scaling == "none":
+            return 1.0 if self.alpha is None else float(self.alpha)
         alpha = float(self.rank) if self.alpha is None else float(self.alpha)
         return alpha / self.rank if self.alpha_scaling == "r" else alpha / self.rank ** 0.5
 
@@ -73,8 +79,8 @@ class ModelConfig:
             raise ValueError(f"rank {self.rank} is larger than width {self.width}")
         if self.alpha is not None and not (math.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(f"alpha must be a finite positive number, got {self.alpha}")
-        if self.alpha_scaling not in ("r", "sqrt-r"):
-            raise ValueError(f"alpha scaling must be 'r' or 'sqrt-r', got {self.alpha_scaling!r}")
+        if self.alpha_scaling not in ALPHA_SCALINGS:
+            raise ValueError(f"alpha scaling must be one of {', '.join(ALPHA_SCALINGS)}, got {self.alpha_scaling!r}")
         if self.init is not None and self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
         if self.batch_size is not None and self.batch_size <= 0:

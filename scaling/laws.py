@@ -1,0 +1,726 @@
+"""Learning-rate scaling laws: where the trainable region of (eta_A, eta_B) ends, where its
+corner is, and where the loss optimum sits, as exponents in width n and rank r.
+
+A *slice* is a one-parameter family of rate pairs at width n and rank r:
+- ``b-edge``: eta_A held, eta_B varied;   ``a-edge``: eta_B held, eta_A varied;
+- ``one-rate``: eta_A = eta_B varied;     ``ratio``: eta_B = lambda eta_A, lambda held, the scale varied.
+The held quantity is Theta(n^h_n r^h_r) (``held``). The **edge** of a slice is the largest
+rate on it that still trains, defined as the boundary of OUTPUT stability over the first T
+steps: every change of the model's output (of Z_B = s B A z, what the loss sees) stays O(1).
+The internal bound Z_A = O(1) is not an edge: under Init[1] Z_A grows inside the layer (up to
+n^1/2 for one shared rate: the "internal instability" of the initialisation paper) while the
+output stays O(1), and the loss at a fixed step does not see it.
+
+Derivation. The recursions below follow one optimiser step at a time, with every quantity a
+max-plus polynomial in the varied rate (``scaling.exponents``: exponents in n and r, the
+regime n -> inf first, then r). For a LoRA layer W = W* + s B A (scale s = alpha r^-sigma),
+input z with Theta(1) coordinates, Z_A = A z, the output changes per step by
+  delta1 = s B dA z,  delta2 = s dB Z_A,  delta3 = s dB dA z.
+What decides the rank exponents is which sums over the r rank directions are ALIGNED (r terms
+of one sign) and which are RANDOM (sqrt(r)):
+- Adam (sign-like steps: entries of dA, dB are eta_A, eta_B; dA z = eta_A n, aligned with z).
+  dB = -eta_B sign(G) sign(Z_A)^T, so delta2 = s eta_B ||Z_A||_1 sign(G): r aligned terms.
+  B's own updates are rows along sign(Z_A), and dA z ~ sign(B^T G) is along sign(Z_A) too:
+  the update part of delta1 and delta3 are r aligned terms. B0's random part is not: per output
+  coordinate, sum_k B0_ik sign((B0^T G)_k) has r random signs (sqrt r), and only its component
+  along the error G (B0^T G summed: the "B0 path") is aligned, with weight n^-1/2 per
+  coordinate. With ONE output (``toy``) B0^T G is B0 itself and the sum is aligned.
+- GD (toy, paper-mlp: one scalar output f): the output moves by -U (eta_A ||df/dA||^2 +
+  eta_B ||df/dB||^2) + a cross term: sums of squares over r, always aligned. GD also has a
+  bilinear feedback: one step multiplies (Z_A, B^T G) by 1 + sqrt(eta_A eta_B s^2 U^2 n), so
+  eta_A eta_B s^2 n = O(1) is needed for the run not to diverge as steps accumulate.
+
+Initial sizes are OUR models' (toy_models/init.py): A0 ~ N(0, 1/n) so Z_A(0) entries are
+Theta(1), whatever r; B0 ~ N(0, 1), entries Theta(1) (``b0_variance="1"``). muA (Chen,
+Villar, Hayou 2026) take B0 with variance 1/r (fan-in r, ``b0_variance="1/r"``); with that
+convention the one-rate edge reproduces their table (tests/test_laws.py).
+
+Corner: lambda_c = eta_B,edge (b-edge, eta_A held) / eta_A,edge (a-edge, eta_B held), the point
+where the B edge and the product edge meet; its exponent is the difference. Optimum: the
+loss-optimal rate at a fixed step. Where some descent term depending on the varied rate is
+Theta(1) at the edge, the limit loss is a function of the rescaled rate u = rate / edge with
+a small step lowering it, so its minimum sits at a finite u: the optimum scales like the edge
+(the muP transfer argument). Where only noise is Theta(1) there, the optimum can sit below
+the edge (an upper bound). Over the whole plane the optimal ratio is a different question
+(``slice="plane"``): under Adam and Init[1] the rescaling symmetry leaves only eta_A eta_B
+identified.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+
+import pandas as pd
+
+from scaling.exponents import (N, ONE, R, SQRT_R, Exponent, Poly, as_fraction, fmt_fraction,
+                               regime_condition)
+from scaling.theory import LATE_STEP, NEG_INF, Step
+
+SLICES = ("b-edge", "a-edge", "one-rate", "ratio")
+OPTIMUM_SLICES = SLICES + ("plane",)
+LAWS = ("edge", "corner", "optimum")
+MODELS = ("toy", "linear", "mlp", "paper-mlp")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+INITS = ("1", "2", "paper", "zero")
+VARIABLES = ("n", "r")
+CLAIMS = ("exact", "upper bound", "none")
+# s = alpha r^-sigma: alpha / r, alpha / sqrt(r), alpha (PEFT's lora_alpha = alpha * r)
+ALPHA_SCALINGS = {"r": Fraction(1), "sqrt-r": Fraction(1, 2), "none": Fraction(0)}
+SCALE_TEXT = {"r": "s = alpha/r", "sqrt-r": "s = alpha/sqrt(r)", "none": "s = alpha"}
+# size of B0's entries under Init[2]: ours N(0, 1); muA's fan-in convention N(0, 1/r)
+B0_VARIANCES = {"1": Exponent(0, 0), "1/r": Exponent(0, Fraction(-1, 2))}
+DEFAULT_HELD = {"b-edge": (-1, 0), "a-edge": (0, 0), "ratio": (1, 0), "one-rate": None}
+HELD_NAME = {"b-edge": "eta_A", "a-edge": "eta_B", "ratio": "lambda"}
+VARIED_NAME = {"b-edge": "eta_B", "a-edge": "eta_A", "one-rate": "eta", "ratio": "eta_A"}
+INV_SQRT_N = Exponent(Fraction(-1, 2), 0)
+
+ASSUMPTIONS = {
+    "adam": ["the layer's input z has Theta(1) coordinates; Adam's steps are sign-like (entries eta)",
+             "dA z = Theta(eta_A n): aligned with the input, needs n >> batch size",
+             "sums over the rank are aligned (r) or random (sqrt r) as stated per term; an aligned sum "
+             "over r needs r >> batch size to beat its own random part (below that it grows like sqrt r)",
+             "no cancellation while the output is O(1)"],
+    "sgd": ["one scalar output f, loss 0.5 * mean over the batch of (f - y)^2 (mean = sum over one output)",
+            "the input's squared norm is Theta(n) and dominates cross terms (toy: n >> batch size; "
+            "paper-mlp: ReLU features have a mean, so cross-sample products are Theta(n) too)",
+            "the edge is where gradient descent diverges as steps accumulate"],
+}
+
+
+def fmt(x: float) -> str:
+    """An exponent as a short signed fraction: +1, -1/2, 0; 'zero' for an exact zero (-inf)."""
+    if x == NEG_INF:
+        return "zero"
+    if math.isnan(x):
+        return ""
+    q = as_fraction(x)
+    return ("+" if q > 0 else "") + fmt_fraction(q)
+
+
+@dataclass
+class LawPrediction:
+    """A predicted exponent of a learning-rate law, with its derivation.
+
+    exponent: the power of ``variable`` ("n" or "r") in the law (None: not predicted, see
+    ``reason``); claim: "exact", "upper bound" (the measured exponent should not exceed it) or
+    "none"; binding: the term(s) that decide it; lower/upper: bounds derived when it is not
+    exact; law_nr: the whole law in n and r (joint regime), where derived.
+    """
+
+    law: str
+    slice: str
+    model: str
+    optimizer: str
+    init: str
+    alpha_scaling: str
+    variable: str
+    exponent: float | None
+    claim: str
+    binding: str
+    derivation: list[Step]
+    notes: list[str] = field(default_factory=list)
+    held: tuple[float, float] | None = None
+    steps: int = LATE_STEP
+    b0_variance: str = "1"
+    reason: str = ""
+    lower: float | None = None
+    upper: float | None = None
+    law_nr: str = ""
+    assumptions: list[str] = field(default_factory=list)
+
+    # -- rendering ----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["derivation"] = [{**asdict(s), "exponent": None if s.exponent == NEG_INF or math.isnan(s.exponent)
+                            else s.exponent} for s in self.derivation]
+        d["held"] = None if self.held is None else list(self.held)
+        return d
+
+    def quantity(self) -> str:
+        if self.law == "corner":
+            return "lambda_c = eta_B,edge / eta_A,edge"
+        if self.law == "optimum":
+            return "lambda* = eta_B* / eta_A*" if self.slice == "plane" else f"{VARIED_NAME[self.slice]}*"
+        return f"{VARIED_NAME[self.slice]},edge"
+
+    def header(self) -> str:
+        held = ""
+        if self.held is not None and self.slice in HELD_NAME:
+            held = f", {HELD_NAME[self.slice]} ~ {Exponent(*self.held)} held"
+        if self.law == "corner":
+            held = " (b-edge over a-edge)"
+        return (f"{self.law} on {self.slice}{held} | {self.optimizer} / Init[{self.init}] / {self.model} / "
+                f"{SCALE_TEXT.get(self.alpha_scaling, self.alpha_scaling)}")
+
+    def result(self) -> str:
+        rel = {"exact": "~", "upper bound": "<~", "none": "?"}[self.claim]
+        if self.exponent is None:
+            value = "not predicted"
+            if self.lower is not None or self.upper is not None:
+                lo = "-inf" if self.lower is None else fmt(self.lower)
+                hi = "+inf" if self.upper is None else fmt(self.upper)
+                value += f" (exponent in [{lo}, {hi}])"
+        else:
+            value = f"{self.variable}^{fmt(self.exponent)}"
+        return f"{self.quantity()} {rel} {value}" + (f"   [{self.law_nr}]" if self.law_nr else "")
+
+    def to_text(self, explain: bool = False) -> str:
+        lines = [self.header(), f"  {self.result()}  (claim: {self.claim})"]
+        if self.binding:
+            lines.append(f"  binding: {self.binding}")
+        if self.reason:
+            lines.append(f"  why: {self.reason}")
+        lines += [f"  note: {n}" for n in self.notes]
+        if explain:
+            lines.append("derivation (exponent at the edge of each quantity, in "
+                         f"{self.variable}; 'zero' = exactly zero):")
+            lines += [f"  {s.quantity:<22} = {s.expression:<42} {fmt(s.exponent):<6} {s.reason}"
+                      for s in self.derivation]
+            if self.assumptions:
+                lines.append("assumptions:")
+                lines += [f"  - {a}" for a in self.assumptions]
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        lines = [f"**{self.header()}**", "", f"{self.result()} (claim: {self.claim}).", ""]
+        if self.binding:
+            lines.append(f"Binding: {self.binding}.")
+        if self.reason:
+            lines.append(f"Why: {self.reason}")
+        lines += ["", "| quantity | expression | exponent | reason |", "| --- | --- | --- | --- |"]
+        lines += [f"| {s.quantity} | `{s.expression}` | "
+                  f"{fmt(s.exponent)} | {s.reason} |" for s in self.derivation]
+        lines += [f"- note: {n}" for n in self.notes]
+        if self.assumptions:
+            lines += ["", "Assumptions:"] + [f"- {a}" for a in self.assumptions]
+        return "\n".join(lines)
+
+
+# -- the recursions ----------------------------------------------------------------------------
+@dataclass
+class Term:
+    """One output-changing term at one step: its size as a polynomial in the varied rate."""
+
+    name: str
+    step: int
+    expression: str
+    poly: Poly
+    kind: str      # "descent" (along -G: lowers the loss), "noise" (random), "feedback" (GD growth)
+    visible: bool  # the loss sees it at this size
+
+
+@dataclass
+class _Run:
+    terms: list[Term]
+    states: list[tuple[int, str, str, Poly, str]]  # (step, quantity, expression, size, reason)
+
+
+def _adam(model: str, init: str, eta_a: Poly, eta_b: Poly, s: Exponent, sigma_b: Exponent, steps: int) -> _Run:
+    """Adam on one LoRA layer (toy, linear; every hidden layer of the mlp).
+
+    State: Z_A's entries (Z_A(0) Theta(1) under Init[1]), B0's random part (Init[2]) and B's
+    update part, tracked apart because they sum over r differently."""
+    z_a = Poly.ONE if init == "1" else Poly.ZERO
+    b0 = Poly.const(sigma_b) if init == "2" else Poly.ZERO
+    b_upd = Poly.ZERO
+    terms, states = [], [(0, "Z_A(0)", "A0 z", z_a, "A0 ~ N(0, 1/n): n random terms of size n^-1/2"
+                          if z_a else "A0 = 0"),
+                         (0, "B0", "entries of B0", b0, f"Init[2]: entries ~ {sigma_b}" if b0 else "B0 = 0")]
+    one_output = model == "toy"
+    for t in range(1, steps + 1):
+        d_az = eta_a * N if (b0 or b_upd) else Poly.ZERO
+        d_b = eta_b if z_a else Poly.ZERO
+        states += [(t, "dA z", "eta_A sum_j |z_j|", d_az,
+                    "n aligned terms of size eta_A" if d_az else "grad_A = s B^T G z^T is zero while B = 0"),
+                   (t, "dB", "eta_B sign(G Z_A^T)", d_b,
+                    "entries eta_B" if d_b else "grad_B = s G Z_A^T is zero while Z_A = 0")]
+        if one_output:
+            terms.append(Term("delta1 (B0 path)", t, "s B0 dA z: one output, r aligned terms", s * R * b0 * d_az,
+                              "descent", True))
+        else:
+            terms.append(Term("delta1 (B0 noise)", t, "s B0 dA z per output: r random signs", s * SQRT_R * b0 * d_az,
+                              "noise", model == "linear"))
+            terms.append(Term("delta1 (B0 path)", t, "its part along G: r aligned, n^-1/2 each",
+                              s * R * INV_SQRT_N * b0 * d_az, "descent", True))
+        terms += [Term("delta1", t, "s B_upd dA z: r aligned terms", s * R * b_upd * d_az, "descent", True),
+                  Term("delta2", t, "s dB Z_A(t-1): r aligned terms", s * R * d_b * z_a, "descent", True),
+                  Term("delta3", t, "s dB dA z: r aligned terms", s * R * d_b * d_az, "descent", True)]
+        z_a, b_upd = z_a | d_az, b_upd | d_b
+        states += [(t, "Z_A", "Z_A(t-1) + dA z", z_a, "internal: not an output term"),
+                   (t, "B_upd", "sum of dB", b_upd, "B's own updates")]
+    return _Run(terms, states)
+
+
+def _gd(model: str, init: str, eta_a: Poly, eta_b: Poly, s: Exponent, sigma_b: Exponent, steps: int) -> _Run:
+    """Gradient descent on a LoRA model with one scalar output f (toy; paper-mlp).
+
+    beta is the r-vector the A-gradient sees: B^T itself for the toy; B^T G' (G' = W_out *
+    relu', ||G'||^2 = Theta(1)) for the paper-mlp, whose B0 part is a random sum over n of
+    size sigma_B and whose update part dB^T G' = eta_B s U Z_A ||G'||^2 is the toy's."""
+    z0 = Poly.ONE if init in ("1", "paper") else Poly.ZERO
+    b0 = Poly.const(sigma_b) if init in ("2", "paper") else Poly.ZERO
+    z_upd = b_upd = Poly.ZERO
+    out = s * SQRT_R * z0 * b0  # the LoRA branch at init: s Z_A(0) . beta0, r random signs
+    terms, states = [], [(0, "Z_A(0)", "A0 z", z0, "A0 ~ N(0, 1/n)" if z0 else "A0 = 0"),
+                         (0, "beta(0)", "B0^T (toy) / B0^T G' (paper-mlp)", b0,
+                          f"entries ~ {sigma_b}" if b0 else "B0 = 0")]
+    for t in range(1, steps + 1):
+        z_a, beta = z0 | z_upd, b0 | b_upd
+        u = Poly.ONE | out
+        d_az = eta_a * s * u * N * beta           # -eta_A s U ||z||^2 beta
+        d_beta = eta_b * s * u * z_a              # -eta_B s U Z_A (||G'||^2 = Theta(1))
+        cross = SQRT_R * z0 * b0 | R * (z_upd * beta | z0 * b_upd)   # Z_A . beta
+        states += [(t, "U", "f - y", u, "Theta(1) while the output is"),
+                   (t, "dA z", "eta_A s U ||z||^2 beta", d_az, "||z||^2 = n" if d_az else "zero while beta = 0"),
+                   (t, "d beta", "eta_B s U Z_A", d_beta, "" if d_beta else "zero while Z_A = 0")]
+        terms += [Term("delta1", t, "eta_A s^2 U ||z||^2 ||beta||^2", s * R * beta * d_az, "descent", True),
+                  Term("delta2", t, "eta_B s^2 U ||Z_A||^2", s * R * d_beta * z_a, "descent", True),
+                  Term("delta3", t, "eta_A eta_B s^3 U^2 n Z_A.beta", s * (eta_b * s * u) * (eta_a * s * u * N) * cross,
+                       "descent", True)]
+        if d_az and d_beta:
+            terms.append(Term("feedback", t, "eta_A eta_B s^2 U^2 n", eta_a * eta_b * s * s * u * u * N, "feedback", True))
+        if model == "paper-mlp":
+            terms.append(Term("delta1 (features)", t, "s B0 dA z per hidden unit: r random signs",
+                              s * SQRT_R * b0 * d_az, "noise", True))
+        out = out | _last(terms, t, ("delta1", "delta2", "delta3"))
+        z_upd, b_upd = z_upd | d_az, b_upd | d_beta
+        states += [(t, "Z_A", "Z_A(0) + sum dA z", z0 | z_upd, "internal"), (t, "beta", "beta(0) + sum d beta", b0 | b_upd, "")]
+    return _Run(terms, states)
+
+
+def _last(terms: list[Term], step: int, names) -> Poly:
+    p = Poly.ZERO
+    for t in terms:
+        if t.step == step and t.name in names:
+            p = p | t.poly
+    return p
+
+
+# -- solving for the edge ----------------------------------------------------------------------
+def _order(x) -> tuple:
+    """Sort key for roots: -inf < any Exponent < +inf."""
+    if isinstance(x, Exponent):
+        return (1, x.n, x.r)
+    return (0,) if x < 0 else (2,)
+
+
+@dataclass
+class _Edge:
+    value: Exponent | float          # the edge (as an exponent), or +-inf
+    binding: list[Term]              # earliest term of each kind that attains it
+    roots: list[tuple[Term, Exponent | float]]
+
+
+def _solve(terms: list[Term], variable: str) -> _Edge:
+    """The edge: the smallest root over the terms; binding: the earliest term of each name
+    that attains it (none when every term is O(1) whatever the rate)."""
+    roots = [(t, t.poly.project(variable).root()) for t in terms]
+    edge = min((r for _, r in roots), key=_order, default=math.inf)
+    first: dict[str, Term] = {}
+    if edge != math.inf:
+        for t, r in roots:
+            if _order(r) == _order(edge):
+                first.setdefault(t.name, t)
+    return _Edge(edge, list(first.values()), roots)
+
+
+def _rates(slice_: str, held: Exponent | None) -> tuple[Poly, Poly]:
+    x = Poly.rate()
+    if slice_ == "b-edge":
+        return Poly.const(held), x
+    if slice_ == "a-edge":
+        return x, Poly.const(held)
+    if slice_ == "one-rate":
+        return x, x
+    return x, x * held  # ratio: eta_B = lambda eta_A
+
+
+def _check(model, optimizer, init, slice_, alpha_scaling, variable, b0_variance, slices=SLICES):
+    for name, value, allowed in (("model", model, MODELS), ("optimizer", optimizer, OPTIMIZERS),
+                                 ("init", init, INITS), ("slice", slice_, slices),
+                                 ("alpha scaling", alpha_scaling, tuple(ALPHA_SCALINGS)),
+                                 ("variable", variable, VARIABLES), ("b0 variance", b0_variance, tuple(B0_VARIANCES))):
+        if value not in allowed:
+            raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(allowed)}")
+
+
+def _held(slice_: str, held) -> Exponent | None:
+    if slice_ == "one-rate":
+        return None
+    h = DEFAULT_HELD[slice_] if held is None else held
+    if isinstance(h, (int, float, Fraction)):
+        h = (h, 0)
+    if len(h) != 2:
+        raise ValueError(f"held must be (h_n, h_r), got {held!r}")
+    return Exponent(*h)
+
+
+def _unsupported(model: str, optimizer: str, init: str) -> str | None:
+    """Why there is no derivation for this combination (None: there is one)."""
+    if optimizer in ("adam", "adamw"):
+        if model == "paper-mlp":
+            return ("not derived for Adam: the paper-mlp's readout W_out ~ N(0, 1/n) is standard-parametrised, so an "
+                    "aligned feature update moves its output n^1/2 times more than in the mean-field mlp")
+        if init == "paper":
+            return "not derived for Adam with both factors random (the LoRA branch does not start at zero)"
+        return None
+    if model in ("linear", "mlp"):
+        return ("SGD exponents depend on the loss normalisation and the readout; derived for the one-output "
+                "models (toy, paper-mlp) only")
+    if model == "paper-mlp" and init in ("1", "2"):
+        return ("frozen: the paper-mlp has no base matrix, so the pre-activation is the LoRA branch alone and starts "
+                "at exactly 0, where relu' = 0: every gradient is zero and training never starts (use init 'paper')")
+    return None
+
+
+def _sigma(alpha_scaling: str) -> Exponent:
+    return Exponent(0, -ALPHA_SCALINGS[alpha_scaling])
+
+
+@functools.lru_cache(maxsize=512)
+def _run(model, optimizer, init, eta_a, eta_b, alpha_scaling, steps, b0_variance) -> _Run:
+    """The recursion for one setting (cached: corners and optima reuse the edges' runs)."""
+    fn = _gd if optimizer == "sgd" else _adam
+    return fn(model, init, eta_a, eta_b, _sigma(alpha_scaling), B0_VARIANCES[b0_variance], steps)
+
+
+def _exp_at(p: Poly, edge, variable: str) -> float:
+    """A term's exponent (in ``variable``) at the edge; NEG_INF for an exact zero."""
+    if p.is_zero:
+        return NEG_INF
+    if not isinstance(edge, Exponent):
+        return math.nan
+    return float(p.project(variable).at(edge.project(variable)).of(variable))
+
+
+def _root_text(root, var: str) -> str:
+    if isinstance(root, Exponent):
+        return f"O(1) while {var} <~ {root}"
+    return "O(1) whatever the rate" if root == math.inf else "never O(1): grows without the varied rate"
+
+
+def _derivation(run: _Run, edge: _Edge, variable: str, var: str, setting_steps: list[Step]) -> list[Step]:
+    """The recursion step by step, steps 0..3 and the last: each state and term where it changes
+    (a term that is an exact zero throughout, e.g. B0's under Init[1], is left out), with its
+    exponent at the edge and the largest rate at which it is still O(1)."""
+    steps = list(setting_steps)
+    shown: dict[str, Poly | None] = {}
+    last_step = max((t.step for t in run.terms), default=0)
+    for step in range(0, last_step + 1):
+        if 3 < step < last_step:  # the pattern is set by step 3; the last step shows where it went
+            continue
+        for (t, q, expr, p, why) in run.states:
+            if t == step and shown.get(q, None) != p:
+                steps.append(Step(f"{q} ({t})", f"{expr} = {p.text(var)}", _exp_at(p, edge.value, variable), why))
+                shown[q] = p
+        for term in run.terms:
+            if term.step != step:
+                continue
+            before = shown.get(term.name, Poly.ZERO if ("B0" in term.name or "(" in term.name) else None)
+            if before == term.poly:
+                continue
+            shown[term.name] = term.poly
+            vis = "" if term.visible else ", not seen by the loss"
+            steps.append(Step(f"{term.name} ({term.step})", f"{term.expression} = {term.poly.text(var)}",
+                              _exp_at(term.poly, edge.value, variable),
+                              f"[{term.kind}{vis}] {_root_text(term.poly.project(variable).root(), var)}"))
+    return steps
+
+
+def _binding_text(terms: list[Term]) -> str:
+    """e.g. 'delta2 (step 1), delta1 (step 2)': each binding term and the step it first binds at."""
+    return ", ".join(f"{t.name} (step {t.step})" for t in terms)
+
+
+def _regime_notes(edge: _Edge, variable: str) -> list[str]:
+    if variable != "r" or not isinstance(edge.value, Exponent):
+        return []
+    qs = [regime_condition(edge.value, r) for _, r in edge.roots if isinstance(r, Exponent)]
+    qs = [q for q in qs if q is not None]
+    if not qs:
+        return []
+    return [f"the rank order holds only while n >> r^{fmt_fraction(max(qs))} (a term that binds later in n "
+            "would bind first at larger r)"]
+
+
+def _frac_or_none(x) -> float | None:
+    return float(x) if x is not None else None
+
+
+# -- public API -------------------------------------------------------------------------------
+def predict_edge(model: str, optimizer: str, init: str, slice: str, held=None, alpha_scaling: str = "r",
+                 variable: str = "n", *, steps: int = LATE_STEP, b0_variance: str = "1") -> LawPrediction:
+    """Exponent (in ``variable``) of the largest rate on ``slice`` whose output stays O(1).
+
+    held: (h_n, h_r) exponents of the held quantity (eta_A for b-edge, eta_B for a-edge,
+    lambda for ratio; ignored for one-rate); None: DEFAULT_HELD. steps: T, the steps over
+    which the output must stay O(1) (Adam's exponents settle by step 3; GD's edge is where
+    the run diverges as steps accumulate). b0_variance: "1" (ours) or "1/r" (muA's Init[B])."""
+    _check(model, optimizer, init, slice, alpha_scaling, variable, b0_variance)
+    optimizer_key = "adam" if optimizer == "adamw" else optimizer
+    h = _held(slice, held)
+    base = dict(law="edge", slice=slice, model=model, optimizer=optimizer, init=init, alpha_scaling=alpha_scaling,
+                variable=variable, held=None if h is None else (float(h.n), float(h.r)), steps=steps,
+                b0_variance=b0_variance, assumptions=ASSUMPTIONS["sgd" if optimizer_key == "sgd" else "adam"])
+    why_not = _unsupported(model, optimizer_key, init)
+    if why_not:
+        return LawPrediction(exponent=None, claim="none", binding="", derivation=[], reason=why_not, **base)
+    eta_a, eta_b = _rates(slice, h)
+    run = _run(model, optimizer_key, init, eta_a, eta_b, alpha_scaling, steps, b0_variance)
+    var = VARIED_NAME[slice]
+    edge_all = _solve(run.terms, variable)
+    edge = _solve([t for t in run.terms if t.visible], variable)
+    setting = [Step("s", SCALE_TEXT[alpha_scaling], float(_sigma(alpha_scaling).of(variable)), "the LoRA scale"),
+               Step("rates", _slice_text(slice, h), math.nan, "the varied rate is " + var)]
+    derivation = _derivation(run, edge, variable, var, setting)
+    notes = _regime_notes(edge, variable) + _notes(model, optimizer_key, init, slice, alpha_scaling, variable)
+    if isinstance(edge.value, Exponent) and _order(edge_all.value) != _order(edge.value):
+        lo = float(edge_all.value.of(variable)) if isinstance(edge_all.value, Exponent) else None
+        derivation.append(Step("edge", "between the feature and the loss edges", math.nan,
+                               f"features leave O(1) at {edge_all.value}, the loss-visible terms at {edge.value}"))
+        return LawPrediction(exponent=None, claim="none", binding=_binding_text(edge_all.binding), derivation=derivation,
+                             notes=notes, lower=lo, upper=float(edge.value.of(variable)),
+                             reason=("the hidden features leave O(1) first, through B0's random columns, which the "
+                                     "mean-field readout sees only as a random sum (n^-1/2); the loss-visible edge lies "
+                                     "between the feature edge and the aligned terms' edge, and grows into deeper layers"),
+                             **base)
+    if not isinstance(edge.value, Exponent):
+        never = edge.value == -math.inf
+        blocker = [t for t, r in edge.roots if r == -math.inf][:1]
+        reason = (f"the held rate is itself beyond an edge: {blocker[0].name} = {blocker[0].poly.text(var)} "
+                  "grows whatever the varied rate" if never and blocker else
+                  "the varied rate never moves the output (every LoRA gradient is zero, or the rate enters no "
+                  "output term)")
+        return LawPrediction(exponent=None, claim="none", binding=_binding_text(blocker), derivation=derivation,
+                             notes=notes, reason=reason, **base)
+    binding = edge.binding
+    claim, reason = "exact", _edge_reason(binding)
+    if (optimizer_key == "adam" and init == "2" and model == "linear" and min(t.step for t in binding) >= 3):
+        claim, reason = "none", ("Init[2] with the loss on the n outputs: A's first step overshoots its target, and the "
+                                 "binding term appears only after step 2, where cancellation can make it smaller")
+    derivation.append(Step("edge", f"{var},edge ~ {edge.value}", float(edge.value.of(variable)),
+                           "the smallest root: " + ", ".join(t.name for t in binding)))
+    exponent = float(edge.value.of(variable)) if claim == "exact" else None
+    return LawPrediction(exponent=exponent, claim=claim, binding=_binding_text(binding), derivation=derivation,
+                         notes=notes, reason=reason, lower=None if claim == "exact" else float(edge.value.of(variable)),
+                         law_nr=f"{var},edge ~ {edge.value}" if variable == "r" else "", **base)
+
+
+def _slice_text(slice_: str, h: Exponent | None) -> str:
+    return {"b-edge": f"eta_A = {h} held, eta_B varied", "a-edge": f"eta_B = {h} held, eta_A varied",
+            "one-rate": "eta_A = eta_B = eta varied",
+            "ratio": f"eta_B = lambda eta_A, lambda = {h} held, eta_A varied"}[slice_]
+
+
+def _edge_reason(binding: list[Term]) -> str:
+    kinds = {t.kind for t in binding}
+    if kinds == {"feedback"}:
+        return "gradient descent's bilinear feedback between Z_A and B diverges first (the deltas' roots approach it as T grows)"
+    if kinds == {"noise"}:
+        return "B0's random columns move every output coordinate by Theta(1) first"
+    if "noise" in kinds:
+        return "B0's random columns and the aligned update reach Theta(1) together"
+    return "the output's aligned update reaches Theta(1) first"
+
+
+def _notes(model, optimizer, init, slice_, alpha_scaling, variable) -> list[str]:
+    notes = []
+    if optimizer == "adam" and init == "1" and slice_ in ("one-rate", "ratio"):
+        notes.append("Z_A grows inside the layer beyond eta_A ~ 1/n without reaching the output (internal instability)")
+    if variable == "r":
+        if alpha_scaling in ("r", "sqrt-r"):
+            notes.append(f"{SCALE_TEXT[alpha_scaling]} with alpha held fixed as r grows (the toy models' default alpha = r "
+                         "would make the scale 1 or sqrt(r): pass --alpha)")
+        if optimizer == "adam":
+            notes.append("aligned sums over r grow like r only for r >> batch size; below it like sqrt(r)")
+    if model == "mlp":
+        notes.append("every hidden layer by the same derivation; the loss sees the features through a mean-field readout")
+    return notes
+
+
+def predict_corner(model: str, optimizer: str, init: str, held_a_edge=(0, 0), held_b_edge=(-1, 0),
+                   alpha_scaling: str = "r", variable: str = "n", *, steps: int = LATE_STEP,
+                   b0_variance: str = "1") -> LawPrediction:
+    """lambda_c = eta_B,edge (b-edge, eta_A held at ``held_b_edge``) / eta_A,edge (a-edge, eta_B
+    held at ``held_a_edge``): the exponent is the difference of the two edges' exponents."""
+    b = predict_edge(model, optimizer, init, "b-edge", held_b_edge, alpha_scaling, variable, steps=steps,
+                     b0_variance=b0_variance)
+    a = predict_edge(model, optimizer, init, "a-edge", held_a_edge, alpha_scaling, variable, steps=steps,
+                     b0_variance=b0_variance)
+    exact = b.claim == a.claim == "exact"
+    exponent = b.exponent - a.exponent if exact else None
+    derivation = ([Step("B edge", "eta_B,edge (b-edge)", b.exponent if b.exponent is not None else math.nan, b.binding)]
+                  + b.derivation
+                  + [Step("A edge", "eta_A,edge (a-edge)", a.exponent if a.exponent is not None else math.nan, a.binding)]
+                  + a.derivation
+                  + [Step("corner", "eta_B,edge / eta_A,edge", exponent if exponent is not None else math.nan,
+                          "difference of the two edge exponents")])
+    reason = ("where the B edge meets the product edge" if exact else
+              "; ".join(f"{name}: {p.reason}" for name, p in (("B edge", b), ("A edge", a)) if p.claim != "exact"))
+    law_nr = ""
+    if exact and variable == "r" and b.law_nr and a.law_nr:
+        law_nr = f"B edge {b.law_nr.split('~')[1].strip()}, A edge {a.law_nr.split('~')[1].strip()}"
+    return LawPrediction("corner", "corner", model, optimizer, init, alpha_scaling, variable, exponent,
+                         "exact" if exact else "none", f"B edge: {b.binding or '-'} | A edge: {a.binding or '-'}",
+                         derivation, sorted(set(a.notes + b.notes)), held=None, steps=steps, b0_variance=b0_variance, reason=reason, law_nr=law_nr,
+                         assumptions=a.assumptions)
+
+
+def predict_optimum(model: str, optimizer: str, init: str, slice: str, held=None, alpha_scaling: str = "r",
+                    variable: str = "n", *, steps: int = LATE_STEP, b0_variance: str = "1") -> LawPrediction:
+    """Exponent of the loss-optimal rate along ``slice`` at a fixed step, or (slice="plane") of
+    the loss-optimal ratio lambda* over the whole (eta_A, eta_B) plane; exponent None with the
+    reason where the optimum is not identified by the scaling."""
+    _check(model, optimizer, init, slice, alpha_scaling, variable, b0_variance, OPTIMUM_SLICES)
+    if slice == "plane":
+        return _plane_optimum(model, optimizer, init, alpha_scaling, variable, steps, b0_variance)
+    edge = predict_edge(model, optimizer, init, slice, held, alpha_scaling, variable, steps=steps, b0_variance=b0_variance)
+    base = dict(law="optimum", slice=slice, model=model, optimizer=optimizer, init=init, alpha_scaling=alpha_scaling,
+                variable=variable, held=edge.held, steps=steps, b0_variance=b0_variance, assumptions=edge.assumptions)
+    if edge.claim != "exact":
+        return LawPrediction(exponent=None, claim="none", binding="", derivation=edge.derivation, notes=edge.notes,
+                             reason=f"the edge is not predicted ({edge.reason})", upper=edge.upper, **base)
+    optimizer_key = "adam" if optimizer == "adamw" else optimizer
+    eta_a, eta_b = _rates(slice, _held(slice, held))
+    run = _run(model, optimizer_key, init, eta_a, eta_b, alpha_scaling, steps, b0_variance)
+    solved = _solve([t for t in run.terms if t.visible], variable)
+    g = solved.value.project(variable)
+    active = [t for t in run.terms if t.visible and any(m.power > 0 and m.at(g) == ONE
+                                                         for m in t.poly.project(variable).dominant(g))]
+    kinds = {t.kind for t in active}
+    first = {}
+    for t in active:
+        first.setdefault(t.name, t)
+    derivation = edge.derivation + [Step("active at the edge", ", ".join(first), edge.exponent,
+                                         "terms that depend on the varied rate and are Theta(1) there")]
+    if "descent" in kinds:
+        claim, reason = "exact", ("a descent term that depends on the rate is Theta(1) at the edge: the limit loss is a "
+                                  "function of rate / edge whose minimum sits at a finite ratio (a small step lowers it)")
+    elif kinds == {"feedback"}:
+        claim, reason = "exact", ("at the edge only GD's feedback is Theta(1); every progress term grows with the rate "
+                                  "(though it vanishes with n there), so the loss falls with the rate up to the "
+                                  "divergence and the optimum sits just below the edge")
+    else:
+        claim, reason = "upper bound", ("only noise is Theta(1) at the edge (B0's random columns, not along the error): "
+                                        "it raises the loss, so the optimum can sit below the edge")
+    return LawPrediction(exponent=edge.exponent, claim=claim, binding=_binding_text(list(first.values())),
+                         derivation=derivation, notes=edge.notes, reason=reason, law_nr=edge.law_nr.replace(",edge", "*"),
+                         **base)
+
+
+def _plane_optimum(model, optimizer, init, alpha_scaling, variable, steps, b0_variance) -> LawPrediction:
+    """The loss-optimal ratio over the plane: the corner, a ridge, or pushed past the corner."""
+    corner = predict_corner(model, optimizer, init, alpha_scaling=alpha_scaling, variable=variable, steps=steps,
+                            b0_variance=b0_variance)
+    base = dict(law="optimum", slice="plane", model=model, optimizer=optimizer, init=init,
+                alpha_scaling=alpha_scaling, variable=variable, steps=steps, b0_variance=b0_variance,
+                assumptions=corner.assumptions)
+    deriv = corner.derivation
+    if corner.claim != "exact":
+        return LawPrediction(exponent=None, claim="none", binding="", derivation=deriv, reason=corner.reason, **base)
+    c = corner.exponent
+    optimizer_key = "adam" if optimizer == "adamw" else optimizer
+    symmetry = Step("symmetry", "(A, B, eta_A, eta_B) -> (kA, B/k, k eta_A, eta_B/k)", math.nan,
+                    "leaves Adam's sign-like dynamics unchanged, except through A0 and B0")
+    if optimizer_key == "sgd":
+        return LawPrediction(exponent=c, claim="exact", binding=corner.binding, derivation=deriv + [Step(
+            "GD", "(kA, B/k, k^2 eta_A, eta_B/k^2)", math.nan,
+            "GD's rescaling needs k^2; the feedback bound eta_A eta_B s^2 n = O(1) caps A's movement at Theta(Z_A(0)), "
+            "so A0 always breaks it: no ridge")], reason=(
+            "no ridge under GD: the limit loss is a function of (eta_A n, eta_B) with its minimum at a finite point, "
+            "so lambda* scales like the corner"), **base)
+    if init == "1":
+        return LawPrediction(exponent=None, claim="none", binding="", derivation=deriv + [symmetry], upper=c, reason=(
+            "Init[1]'s rescaling ridge: once A0 is negligible (eta_A n >> 1) the loss depends on eta_A eta_B alone, "
+            "along a ridge of slope -1 that runs from the corner towards small lambda: lambda* is not identified "
+            f"(any exponent <= {c:g}); only the product is"), **base)
+    if model == "toy":
+        return LawPrediction(exponent=c, claim="exact", binding="delta1 (B0 path)", derivation=deriv + [symmetry], reason=(
+            "B0 breaks the symmetry: moving along the product ridge changes the B0 path s B0 dA z, a descent term "
+            "here (one output), which is largest at the A edge: the optimum sits at the corner"), **base)
+    if model == "linear":
+        return LawPrediction(exponent=None, claim="none", binding="delta1 (B0 noise)", derivation=deriv + [symmetry],
+                             lower=c, reason=(
+            "B0 breaks the symmetry only through s B0 dA z, which on the n outputs is noise (the teacher is independent "
+            "of B0): it shrinks as eta_A falls at a fixed product, so the loss keeps improving past the corner "
+            f"towards larger lambda: lambda* is at least the corner (exponent >= {c:g}), not identified above it"), **base)
+    return LawPrediction(exponent=None, claim="none", binding="", derivation=deriv + [symmetry], reason=(
+        "B0's random columns move the hidden features, but the mean-field readout sees that only as a random sum "
+        "(n^-1/2): in the limit the symmetry holds and lambda* lies on a ridge, not identified"), **base)
+
+
+def predict(law: str, model: str, optimizer: str, init: str, slice: str | None = None, held=None,
+            alpha_scaling: str = "r", variable: str = "n", **kw) -> LawPrediction:
+    """One law by name: "edge" and "optimum" need a slice; "corner" ignores it."""
+    if law == "edge":
+        return predict_edge(model, optimizer, init, slice, held, alpha_scaling, variable, **kw)
+    if law == "optimum":
+        return predict_optimum(model, optimizer, init, slice, held, alpha_scaling, variable, **kw)
+    if law == "corner":
+        return predict_corner(model, optimizer, init, alpha_scaling=alpha_scaling, variable=variable, **kw)
+    raise ValueError(f"unknown law {law!r}; choose from {', '.join(LAWS)}")
+
+
+TABLE_COLUMNS = ("law", "slice", "model", "optimizer", "init", "alpha_scaling", "variable", "predicted", "claim",
+                 "binding", "reason", "held", "lower", "upper", "law_nr")
+
+
+def all_predictions(models=("toy", "linear", "mlp", "paper-mlp"), optimizers=("adam", "sgd"), inits=("1", "2"),
+                    alpha_scalings=("r",), variable: str = "n", **kw) -> list[LawPrediction]:
+    """Every edge (four slices, default held rates), corner and optimum (four slices and the plane)."""
+    out = []
+    for model in models:
+        for optimizer in optimizers:
+            for init in inits:
+                for scaling in alpha_scalings:
+                    args = (model, optimizer, init)
+                    out += [predict_edge(*args, s, None, scaling, variable, **kw) for s in SLICES]
+                    out.append(predict_corner(*args, alpha_scaling=scaling, variable=variable, **kw))
+                    out += [predict_optimum(*args, s, None, scaling, variable, **kw) for s in OPTIMUM_SLICES]
+    return out
+
+
+def law_frame(predictions: list[LawPrediction], short: bool = False) -> pd.DataFrame:
+    """Predictions as rows (TABLE_COLUMNS); ``short``: a readable subset for printing, the law
+    written out (e.g. n^-1/2, or the bounds when it is not predicted)."""
+    rows = [{"law": p.law, "slice": p.slice, "model": p.model, "optimizer": p.optimizer, "init": p.init,
+             "alpha_scaling": p.alpha_scaling, "variable": p.variable, "predicted": p.exponent, "claim": p.claim,
+             "binding": p.binding, "reason": p.reason, "held": p.held, "lower": p.lower, "upper": p.upper,
+             "law_nr": p.law_nr} for p in predictions]
+    df = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    if not short:
+        return df
+    def law(p: LawPrediction) -> str:
+        if p.exponent is not None:
+            return f"{p.variable}^{fmt(p.exponent)}" + (" (max)" if p.claim == "upper bound" else "")
+        if p.lower is not None or p.upper is not None:
+            return f"in [{'-inf' if p.lower is None else fmt(p.lower)}, {'+inf' if p.upper is None else fmt(p.upper)}]"
+        return "-"
+    held = [("" if p.held is None or p.slice not in HELD_NAME else f"{HELD_NAME[p.slice]}~{Exponent(*p.held)}")
+            for p in predictions]
+    return pd.DataFrame({"law": df.law, "slice": df.slice, "held": held, "model": df.model, "optimizer": df.optimizer,
+                         "init": df.init, "scale": [SCALE_TEXT[p.alpha_scaling] for p in predictions],
+                         "predicted": [law(p) for p in predictions], "claim": df.claim,
+                         "binding / why": [p.binding if p.exponent is not None else p.reason[:70] for p in predictions]})
+
+
+def law_table(models=("toy", "linear", "mlp", "paper-mlp"), optimizers=("adam", "sgd"), inits=("1", "2"),
+              alpha_scalings=("r",), variable: str = "n", **kw) -> pd.DataFrame:
+    """Every prediction as a row: law, slice, model, optimizer, init, alpha_scaling, variable,
+    predicted (exponent or None), claim, binding, reason (+ held, lower, upper, law_nr)."""
+    return law_frame(all_predictions(models, optimizers, inits, alpha_scalings, variable, **kw))
+
+
+def output_stable(model: str, optimizer: str, init: str, gA: float, gB: float, alpha_scaling: str = "r",
+                  steps: int = LATE_STEP, loss_visible: bool = True) -> bool | None:
+    """Whether (eta_A, eta_B) = (n^gA, n^gB) keeps the output O(1) for ``steps`` steps (r fixed);
+    None where there is no derivation. For the phase diagram's edge lines."""
+    optimizer_key = "adam" if optimizer == "adamw" else optimizer
+    if _unsupported(model, optimizer_key, init):
+        return None
+    run = _run(model, optimizer_key, init, Poly.const(Exponent(gA, 0)), Poly.const(Exponent(gB, 0)),
+               alpha_scaling, steps, "1")
+    terms = [t for t in run.terms if t.visible or not loss_visible]
+    return all(t.poly.project("n").root() == math.inf for t in terms)
