@@ -152,7 +152,8 @@ def corner_frame(edges: pd.DataFrame, by: list[str], b_slice: str = "b-edge", a_
     of one seed come from the same population's base, data and init). Censored when either is."""
     b = edges[edges.slice == b_slice].set_index(by + ["seed"])
     a = edges[edges.slice == a_slice].set_index(by + ["seed"])
-    both = b[["edge_eta_b", "censored"]].join(a[["edge_eta_a", "censored"]], how="inner", rsuffix="_a")
+    both = b[["edge_eta_b", "censored"]].join(a[["edge_eta_a", "censored"]].rename(columns={"censored": "censored_a"}),
+                                              how="inner")
     cb, ca = both.censored.fillna("").astype(str), both.censored_a.fillna("").astype(str)
     cens = np.where((cb == "") & (ca == ""), "",
                     "B edge " + cb.where(cb != "", "found") + ", A edge " + ca.where(ca != "", "found"))

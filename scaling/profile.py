@@ -31,9 +31,11 @@ def seed_mean_log(losses: np.ndarray) -> np.ndarray:
         return np.log(np.where(np.isfinite(losses) & (losses > 0), losses, np.inf)).mean(axis=-2)
 
 
-def slice_optimum(log_rates: np.ndarray, log_loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(log rate*, interior) along the last axis: log_rates (k,) increasing, log_loss (..., k)
-    with +inf (or NaN) where a run diverged. NaN where nothing is finite."""
+def slice_optimum(log_rates: np.ndarray, log_loss: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(log rate*, log loss at it, interior) along the last axis: log_rates (k,) increasing,
+    log_loss (..., k) with +inf (or NaN) where a run diverged. The loss at the optimum is the
+    parabola's vertex value where interior (never above the grid minimum), else the grid
+    minimum. NaN where nothing is finite."""
     x = np.asarray(log_rates, float)
     f = np.where(np.isfinite(log_loss), log_loss, np.inf)
     k = x.size
@@ -44,12 +46,18 @@ def slice_optimum(log_rates: np.ndarray, log_loss: np.ndarray) -> tuple[np.ndarr
     fr = np.take_along_axis(f, right[..., None], -1)[..., 0]
     interior = (i > 0) & (i < k - 1) & np.isfinite(fl) & np.isfinite(fr) & np.isfinite(best)
     x0, xl, xr = x[i], x[left], x[right]
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         num = (x0 - xl) ** 2 * (best - fr) - (x0 - xr) ** 2 * (best - fl)
         den = (x0 - xl) * (best - fr) - (x0 - xr) * (best - fl)
-        vertex = x0 - 0.5 * num / den
-    vertex = np.where(interior & np.isfinite(vertex) & (den != 0), np.clip(vertex, xl, xr), x0)
-    return np.where(np.isfinite(best), vertex, np.nan), interior
+        vertex = np.clip(x0 - 0.5 * num / den, xl, xr)
+        # the parabola through the three points, evaluated at its vertex
+        a = ((fr - best) / (xr - x0) - (best - fl) / (x0 - xl)) / (xr - xl)
+        b = (best - fl) / (x0 - xl) - a * (x0 + xl)
+        value = np.minimum(a * vertex ** 2 + b * vertex + (best - a * x0 ** 2 - b * x0), best)
+    ok = interior & np.isfinite(vertex) & (den != 0) & np.isfinite(value)
+    vertex, value = np.where(ok, vertex, x0), np.where(ok, value, best)
+    finite = np.isfinite(best)
+    return np.where(finite, vertex, np.nan), np.where(finite, value, np.nan), interior
 
 
 def near_set_span(log_rates: np.ndarray, mean_log_loss: np.ndarray, rel_tol: float = DEFAULT_REL_TOL) -> float:
@@ -67,14 +75,15 @@ def ratio_profile(losses: np.ndarray, log_ratios: np.ndarray, log_etas: np.ndarr
     """The profile over ratios at one width.
 
     losses: (seeds, ratios, etas) loss at step T (NaN / inf = diverged), eta_A on a log grid
-    log_etas for every ratio. Returns profile (ratios,) = best seed-mean log-loss over eta_A,
+    log_etas for every ratio. Returns profile (ratios,) = best seed-mean log-loss over eta_A
+    (the parabola's vertex value where the grid minimum is interior),
     valid (ratios,) = that best is interior in eta_A, near (ratios,) = within rel_tol of the
     best, identified (bool), span (decades of ratio in the near set), log_ratio_star (the
     near set's centroid) and a reason.
     """
     mean = seed_mean_log(np.moveaxis(losses, 0, -2))                # (ratios, etas)
-    _, interior = slice_optimum(log_etas, mean)
-    profile = np.min(np.where(np.isfinite(mean), mean, np.inf), axis=-1)
+    _, profile, interior = slice_optimum(log_etas, mean)
+    profile = np.where(np.isfinite(profile), profile, np.inf)
     finite = np.isfinite(profile)
     if not finite.any():
         return {"profile": profile, "valid": interior, "near": np.zeros_like(finite), "identified": False,

@@ -357,5 +357,51 @@ def study(args) -> int:
     return 0
 
 
-COMMANDS.update({"validate": validate, "theory": theory, "lr-grid": lr_grid, "figures": figures, "study": study,
+def lr_laws(args) -> int:
+    """Measure the learning-rate laws (studies.lr_laws), judge them, write tables, figures, report."""
+    from studies.lr_laws import LAWS, dead_start, run_fig2, run_laws, select_configs
+    from studies.reports.lr_laws import render
+
+    def names(text):
+        return None if text is None else [v.strip() for v in text.split(",") if v.strip()]
+
+    if not 0 < args.tolerance < 10:
+        raise SpecError(f"--tolerance must be in (0, 10), got {args.tolerance}")
+    studies = names(args.studies) or []
+    configs = select_configs(studies, args.quick, names(args.models), names(args.inits), names(args.scales),
+                             names(args.slices), names(args.laws), args.widths, args.ranks, args.seeds, args.fraction,
+                             args.steps, args.range)
+    device = resolve_device(args.device)
+    spec = {"study": "lr-laws", "studies": studies, "quick": args.quick, "device": str(device),
+            "configs": [c.to_dict() for c in configs]}
+    executor, out, store = _open_study(args, device, args.out or ("runs/lr-laws-quick" if args.quick else "runs/lr-laws"),
+                                       spec)
+    skipped = len(store.done)
+    start = time.perf_counter()
+    progress = sys.stderr.isatty()
+    runs = (run_laws(configs, device, store, executor, args.workers, args.scheduler, progress) if configs
+            else pd.DataFrame())
+    fig2 = run_fig2(device, store, executor, args.workers, args.scheduler, args.quick, progress) \
+        if "fig2" in studies else None
+    dead = dead_start() if "fig2" in studies else None
+    wall = time.perf_counter() - start
+    cpu = float(runs.groupby(["config", "width", "rank", "seed"]).cpu_s.first().sum()) if len(runs) else 0.0
+    meta = metadata(spec, str(device), wall, executor=executor, workers=args.workers, resumed_shards=skipped,
+                    cpu_s=cpu, studies=studies, quick=args.quick, tolerance=args.tolerance)
+    write_csv(runs, out / "runs.csv")
+    if fig2 is not None:
+        write_csv(fig2, out / "fig2_grid.csv")
+    write_json(meta, out / "meta.json")
+    tables = render(out, runs, configs, meta, fig2, dead, args.tolerance, kinds=names(args.laws) or LAWS)
+    laws = tables["laws"]
+    if len(laws):
+        print(laws[["law", "config", "predicted", "slope", "lo", "hi", "verdict"]].to_string(
+            index=False, float_format=lambda v: f"{v:+.2f}"))
+    counts = laws.verdict.value_counts() if len(laws) else pd.Series(dtype=int)
+    print(f"{counts.get('PASS', 0)} PASS, {counts.get('FAIL', 0)} FAIL, {counts.get('INCONCLUSIVE', 0)} INCONCLUSIVE "
+          f"in {wall:.0f}s ({skipped} shards already done); report: {out / 'report.md'}")
+    return 0
+
+
+COMMANDS.update({"lr-laws": lr_laws, "validate": validate, "theory": theory, "lr-grid": lr_grid, "figures": figures, "study": study,
                  "finetune": finetune, "bench": bench})

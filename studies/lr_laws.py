@@ -24,6 +24,7 @@ criterion's T. Edges, fits, corner, optima and verdicts are computed from those 
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -59,7 +60,8 @@ def check_range(name: str, lo: float, hi: float) -> None:
 class SliceSpec:
     """One slice of (eta_A, eta_B). held: the held quantity at (n0, r0) (b-edge: eta_A, a-edge:
     eta_B, ratio: lambda = eta_B / eta_A; unused for one-rate); held_n, held_r: its exponents in
-    n and r; rate_range: the varied rate's search range (absolute, the same at every width)."""
+    n and r; rate_range: the varied rate's search range (absolute, the same at every width);
+    role: "edge" (searched in rounds) or "profile" (round-0 grid only)."""
 
     name: str
     held: float = 0.0
@@ -67,6 +69,7 @@ class SliceSpec:
     held_r: float = 0.0
     rate_range: tuple[float, float] = (1e-6, 1e2)
     role: str = "edge"
+    per_decade: int | None = None  # the round-0 grid's density (None: the configuration's)
 
     def __post_init__(self):
         if self.name not in SLICES:
@@ -133,11 +136,16 @@ class LawsConfig:
     data: str = "fixed"
     dtype: str = "float32"
     profile_widths: tuple[int, ...] | None = None
+    teacher: str = "independent"
+    teacher_rank: int | None = None
+    b0_variance: str = "1"
 
     def __post_init__(self):
         check_choices(self.model, self.optimizer, self.init)
         if self.alpha_scaling not in ALPHA_SCALINGS:
             raise SpecError(f"unknown LoRA scale {self.alpha_scaling!r}; choose from {', '.join(ALPHA_SCALINGS)}")
+        if self.b0_variance not in ("1", "1/r"):
+            raise SpecError(f"b0 variance must be '1' or '1/r', got {self.b0_variance!r}")
         if self.variable not in ("n", "r"):
             raise SpecError(f"variable must be 'n' (width) or 'r' (rank), got {self.variable!r}")
         for name in ("widths", "ranks"):
@@ -179,7 +187,9 @@ class LawsConfig:
 
     @property
     def label(self) -> str:
-        return f"{self.model}/{self.optimizer}/init{self.init_name}/{self.alpha_scaling}"
+        extra = ("/B0 var 1/r" if self.b0_variance != "1" else "") + (
+            f"/teacher {self.teacher}" if self.teacher != "independent" else "")
+        return f"{self.model}/{self.optimizer}/init{self.init_name}/{self.alpha_scaling}{extra}"
 
     @property
     def steps(self) -> int:
@@ -192,7 +202,8 @@ class LawsConfig:
     def model_config(self, width: int, rank: int) -> ModelConfig:
         return ModelConfig(width=width, rank=rank, alpha=self.alpha, alpha_scaling=self.alpha_scaling,
                            init=self.init, batch_size=self.batch_size, data=self.data, depth=self.depth,
-                           dtype=self.dtype)
+                           dtype=self.dtype, teacher=self.teacher, teacher_rank=self.teacher_rank,
+                           b0_scale=1.0 if self.b0_variance == "1" else rank ** -0.5)
 
     def points(self) -> list[tuple[int, int]]:
         """Every (width, rank) measured."""
@@ -203,9 +214,19 @@ class LawsConfig:
                 or width in self.profile_widths]
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["criteria"] = [c.name for c in self.criteria]
-        return d
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LawsConfig":
+        """Inverse of to_dict (a stored run's meta.json)."""
+        d = dict(d)
+        d["slices"] = tuple(SliceSpec(**{**s, "rate_range": tuple(s["rate_range"])}) for s in d["slices"])
+        d["criteria"] = tuple(Criterion(**c) for c in d["criteria"])
+        for k in ("widths", "ranks", "seeds"):
+            d[k] = tuple(d[k])
+        if d.get("profile_widths") is not None:
+            d["profile_widths"] = tuple(d["profile_widths"])
+        return cls(**d)
 
 
 RUN_COLUMNS = ["config", "model", "optimizer", "init", "alpha_scaling", "scale", "width", "rank", "seed", "slice",
@@ -244,7 +265,7 @@ def laws_shard(config: LawsConfig, width: int, rank: int, seed: int, device: tor
             frames.append(frame)
             tried[s.key] = np.concatenate([tried[s.key], v])
 
-    train({s.key: log_grid(*s.rate_range, config.per_decade) for s in slices}, 0)
+    train({s.key: log_grid(*s.rate_range, s.per_decade or config.per_decade) for s in slices}, 0)
     for round_ in range(1, config.refine_rounds + 1):
         runs = pd.concat(frames, ignore_index=True)
         new = {}
@@ -307,8 +328,10 @@ def laws_shards(configs: list[LawsConfig], device, prefix: str = "") -> list[Sha
     is not needed (shards are independent), so narrowest first keeps the progress bar honest."""
     shards = []
     for i, c in enumerate(configs):
-        slug = c.label.replace("/", "_")
+        slug = re.sub(r"[^A-Za-z0-9.-]+", "_", c.label)
         for w, r in c.points():
+            if not c.slices_at(w):  # profile-only configurations skip the non-profile widths
+                continue
             for s in c.seeds:
                 shards.append(Shard(f"{prefix}c{i}_{slug}_n{w}_r{r}_s{s}", laws_shard, (c, w, r, s, device)))
     return shards
@@ -336,13 +359,15 @@ def adam_slices(profile: bool) -> tuple[SliceSpec, ...]:
     """The Adam slices. Held values at n0 = 64: eta_A = 1e-2 (n/64)^-1 on the B edge, eta_B = 3e-2
     on the A edge (inside the trainable region of both inits at every width measured), and
     LoRA+'s ratio 16 (n/64) on the ratio slice, whose rates then move only with the scheme's
-    base rate (the muP-style transfer plot). Profile: width-free ratios 0.1 .. 1e5."""
+    base rate (the muP-style transfer plot). Profile: width-free ratios 0.1 .. 1e5, each with
+    eta_A on a 6-per-decade grid (the profile's minimum over eta_A must be resolved finely)."""
     s = (SliceSpec("b-edge", held=1e-2, held_n=-1.0, rate_range=(1e-3, 1e4)),
          SliceSpec("a-edge", held=3e-2, held_n=0.0, rate_range=(1e-6, 1e2)),
          SliceSpec("one-rate", rate_range=(1e-6, 1e2)),
          SliceSpec("ratio", held=16.0, held_n=1.0, rate_range=(1e-7, 1e1)))
     if profile:
-        s += tuple(SliceSpec("ratio", held=lam, rate_range=(1e-6, 1e1), role="profile") for lam in PROFILE_RATIOS)
+        s += tuple(SliceSpec("ratio", held=lam, rate_range=(1e-5, 1e1), role="profile", per_decade=6)
+                   for lam in PROFILE_RATIOS)
     return s
 
 
@@ -361,9 +386,7 @@ def catalogue(study: str, quick: bool = False) -> list[LawsConfig]:
         for model in ("linear", "mlp"):
             if quick and model == "mlp":
                 continue
-            widths = ((64, 128, 256, 512, 1024, 2048) if quick else
-                      (64, 128, 256, 512, 1024, 2048, 4096, 8192) if model == "linear" else
-                      (64, 128, 256, 512, 1024, 2048, 4096))
+            widths = (64, 128, 256, 512, 1024, 2048) if quick else (64, 128, 256, 512, 1024, 2048, 4096, 8192)
             profile_widths = (64, 512) if quick else (64, 512, 4096) if model == "linear" else (64, 256, 1024)
             for init in ("1", "2"):
                 crit = ADAM_CRITERIA[:1] if quick else ADAM_CRITERIA + (
@@ -371,6 +394,10 @@ def catalogue(study: str, quick: bool = False) -> list[LawsConfig]:
                 out.append(LawsConfig(model=model, optimizer="adam", init=init, widths=widths,
                                       seeds=tuple(range(4 if quick else 8)), slices=adam_slices(True),
                                       criteria=crit, batch_size=8, profile_widths=profile_widths, **pd3))
+        if not quick:  # the control for Init[2]'s overshoot: the teacher's output directions in span(B0)
+            out.append(LawsConfig(model="linear", optimizer="adam", init="2", widths=out[0].widths,
+                                  seeds=tuple(range(8)), slices=adam_slices(False)[:3], criteria=ADAM_CRITERIA[:1],
+                                  batch_size=8, teacher="b0-aligned", **pd3))
         return out
     if study == "gd":
         toy_widths = (256, 1024, 4096, 16384) if quick else (256, 512, 1024, 2048, 4096, 8192, 16384)
@@ -383,11 +410,139 @@ def catalogue(study: str, quick: bool = False) -> list[LawsConfig]:
                                   slices=gd_slices(False), criteria=GD_CRITERIA[:2], **pd3))
         return out
     if study == "rank":
+        # muA's rows: Init[A] = Init[1] at every scale; Init[B] = Init[2] with B0 of variance 1/r
+        # (their fan-in convention), and once with ours (variance 1) at alpha/r. The linear model
+        # with a rank-4 teacher: the target is the same at every LoRA rank.
         ranks = (1, 4, 16, 64) if quick else (1, 2, 4, 8, 16, 32, 64, 128, 256)
-        width = 256 if quick else 1024
-        return [LawsConfig(model="mlp", optimizer="adam", init=init, widths=(width,), ranks=ranks, variable="r",
-                           r0=1, alpha=1.0, alpha_scaling=scaling, seeds=tuple(range(4 if quick else 8)),
-                           slices=(SliceSpec("one-rate", rate_range=(1e-6, 1e2)),), criteria=ADAM_CRITERIA[:1],
+        width = 512 if quick else 1024
+        rows = [("1", s, "1") for s in ALPHA_SCALINGS] + [("2", s, "1/r") for s in ALPHA_SCALINGS] + [("2", "r", "1")]
+        return [LawsConfig(model="linear", optimizer="adam", init=init, widths=(width,), ranks=ranks, variable="r",
+                           r0=1, alpha=1.0, alpha_scaling=scaling, b0_variance=b0, teacher_rank=4,
+                           seeds=tuple(range(4 if quick else 8)),
+                           slices=(SliceSpec("one-rate", rate_range=(1e-6, 1e1)),), criteria=ADAM_CRITERIA[:1],
                            batch_size=8, **pd3)
-                for init in ("1", "2") for scaling in ALPHA_SCALINGS]
+                for init, scaling, b0 in rows]
     raise SpecError(f"unknown study {study!r}; choose from {', '.join(STUDIES)}")
+
+
+# -- the Fig. 2 question --------------------------------------------------------------------------
+# The paper's Fig. 2 grid (paper-mlp, n = 100, eta in 2e-4 .. 10, 3 seeds, t = 10 and 200) under
+# the readings its text leaves open: gradient descent or Adam; its printed init (A and B both
+# random, no frozen W between them) or LoRA's Init[1] / Init[2], which need a frozen W to train
+# at all (paper-mlp-base; "paper" init on that model isolates the effect of adding W).
+FIG2_READINGS = tuple((opt, model, init) for opt in ("sgd", "adam")
+                      for model, init in (("paper-mlp", "paper"), ("paper-mlp-base", "paper"),
+                                          ("paper-mlp-base", "1"), ("paper-mlp-base", "2")))
+
+
+def fig2_specs(quick: bool = False) -> list[tuple[str, "LrGridSpec"]]:
+    """(label, LrGridSpec) per reading; quick: 3 rates per decade and 100 steps."""
+    from studies.lr_grid import LrGridSpec
+    steps = 100 if quick else 200
+    return [(f"{opt}/{model}/init{init}",
+             LrGridSpec(model=model, widths=(100,), per_decade=3 if quick else 6, steps=steps, eval_at=(10, steps),
+                        seeds=(0, 1, 2), optimizer=opt, init=init, test_size=100))
+            for opt, model, init in FIG2_READINGS]
+
+
+def run_fig2(device, store: ShardStore, executor: str = "inline", workers: int = 2, scheduler: str | None = None,
+             quick: bool = False, progress: bool = True) -> pd.DataFrame:
+    """The Fig. 2 grid under every reading (lr-grid shards in this study's store); the tidy grid
+    table with a ``reading`` column."""
+    from studies.lr_grid import lr_grid_shard
+    specs = fig2_specs(quick)
+    shards = [Shard(f"fig2_{re.sub(r'[^A-Za-z0-9.-]+', '_', label)}_s{s}", lr_grid_shard, (spec, 100, s, device))
+              for label, spec in specs for s in spec.seeds]
+    run_shards(shards, store, executor, workers, scheduler, bar="lr-laws fig2" if progress else None)
+    frames = []
+    for (label, spec), i in zip(specs, range(0, len(shards), len(specs[0][1].seeds))):
+        eta_a, eta_b = spec.pairs()
+        for sh in shards[i:i + len(spec.seeds)]:
+            start = store.load_arrays(sh.key)["train"][0]               # loss at step 0, per pair
+            part = store.load([sh.key])
+            pair = pd.DataFrame({"eta_a": eta_a, "eta_b": eta_b, "loss_0": start})
+            frames.append(part.merge(pair, on=["eta_a", "eta_b"], how="left").assign(reading=label))
+    table = pd.concat(frames, ignore_index=True)
+    table["init"] = table["init"].astype(str)
+    return table
+
+
+def dead_start(device="cpu") -> pd.DataFrame:
+    """The printed Fig. 2 model under Init[1] and Init[2]: B A h_0 = 0 at the start, relu'(0) = 0,
+    so every LoRA gradient is exactly zero and no rate trains. One row per (optimizer, init):
+    the largest |gradient| at the start and the loss change over 20 steps at eta = 1."""
+    rows = []
+    for init in ("1", "2"):
+        model = build_model("paper-mlp", ModelConfig(width=100, init=init), 0, device)
+        (a, b), = model.lora_init()
+        x, y = model.train_batch(1)
+        _, grads, _ = model.loss_and_grads(x, y, [a[None]], [b[None]])
+        for opt in ("sgd", "adam"):
+            c = train_pairs(model, [1.0], [1.0], opt, 20)
+            rows.append({"optimizer": opt, "init": init, "max_abs_grad": float(max(g.abs().max() for g in grads)),
+                         "loss_0": float(c["train"][0, 0]), "loss_20": float(c["train"][20, 0])})
+    return pd.DataFrame(rows)
+
+
+# -- the command ----------------------------------------------------------------------------------
+def _choose(name: str, given: list[str] | None, allowed) -> list[str] | None:
+    """The listed names (None: all), each checked against ``allowed``."""
+    if given is None:
+        return None
+    for v in given:
+        if v not in allowed:
+            raise SpecError(f"unknown {name} {v!r}; choose from {', '.join(allowed)}")
+    if not given:
+        raise SpecError(f"--{name}s: give at least one value")
+    return given
+
+
+def select_configs(studies: list[str], quick: bool = False, models=None, inits=None, scales=None, slices=None,
+                   laws=None, widths=None, ranks=None, seeds: int | None = None, fraction: float | None = None,
+                   steps: int | None = None, rate_range: tuple[float, float] | None = None) -> list[LawsConfig]:
+    """The configurations to run: the named studies' catalogue, narrowed by the filters and
+    changed by the overrides (all validated; SpecError with one line otherwise)."""
+    _choose("studie", studies, STUDIES)
+    _choose("model", models, tuple(MODELS))
+    _choose("init", inits, ("1", "2", "paper"))
+    _choose("scale", scales, ALPHA_SCALINGS)
+    _choose("slice", slices, SLICES)
+    laws = _choose("law", laws, LAWS) or list(LAWS)
+    if rate_range is not None:
+        check_range("--range", *rate_range)
+    if seeds is not None and seeds <= 0:
+        raise SpecError(f"--seeds must be a positive integer, got {seeds}")
+    if fraction is not None and not 0 < fraction <= 1:
+        raise SpecError(f"--fraction must be in (0, 1], got {fraction}")
+    if steps is not None and steps <= 0:
+        raise SpecError(f"--steps must be a positive integer, got {steps}")
+    out = []
+    for study in (s for s in studies if s != "fig2"):
+        for c in catalogue(study, quick):
+            if (models and c.model not in models) or (inits and c.init_name not in inits) or (
+                    scales and c.alpha_scaling not in scales):
+                continue
+            keep = [s for s in c.slices if (s.role == "edge" and (not slices or s.name in slices)
+                                             and ({"edge", "corner", "optimum"} & set(laws)))
+                    or (s.role == "profile" and "profile" in laws)]
+            if not keep:
+                continue
+            changes = {"slices": tuple(replace(s, rate_range=tuple(rate_range)) if rate_range else s for s in keep)}
+            if widths and c.variable == "n":
+                changes["widths"] = tuple(widths)
+                if c.profile_widths is not None:
+                    changes["profile_widths"] = tuple(w for w in c.profile_widths if w in widths) or tuple(widths[:1])
+            if ranks and c.variable == "r":
+                changes["ranks"] = tuple(ranks)
+            if seeds:
+                changes["seeds"] = tuple(range(seeds))
+            if fraction is not None or steps is not None:
+                first = c.primary
+                if c.optimizer == "sgd":
+                    changes["criteria"] = (Criterion(steps or first.steps),)
+                else:
+                    changes["criteria"] = (Criterion(steps or first.steps, fraction or first.fraction),)
+            out.append(replace(c, **changes))
+    if not out and "fig2" not in studies:
+        raise SpecError("nothing to run: the filters leave no configuration of " + ", ".join(studies))
+    return out
