@@ -60,10 +60,15 @@ def plot_edges(summary: pd.DataFrame, laws: pd.DataFrame, x: str, title: str = "
     has_corner = "corner" in set(summary.slice)
     fig, axes = plt.subplots(1, 2 if has_corner else 1, figsize=(11 if has_corner else 5.8, 4.2), squeeze=False)
     colours = dict(zip(slices + ["corner"], series_colours(len(slices) + 1)))
+    drawn = set()
     for key in slices + (["corner"] if has_corner else []):
         ax = axes[0][1] if key == "corner" else axes[0][0]
         s = summary[summary.slice == key].sort_values(x)
         xs, y = s[x].to_numpy(float), s.edge.to_numpy(float)
+        if not np.isfinite(y).any():  # every point censored: the dashed lines below say where
+            for v in s[x]:
+                ax.axvline(v, color=colours[key], ls="--", lw=0.6, alpha=0.5)
+            continue
         err = np.abs(np.vstack([y - s.edge_low.to_numpy(float), s.edge_high.to_numpy(float) - y]))
         law = laws[laws.slice == (key if key != "corner" else "b-edge / a-edge")]
         text = ""
@@ -75,11 +80,14 @@ def plot_edges(summary: pd.DataFrame, laws: pd.DataFrame, x: str, title: str = "
         name = key.split(" ")[0] if key.startswith("ratio") else key
         ax.errorbar(xs, y, yerr=err, marker="o", ms=4, capsize=3, color=colours[key],
                     label=SLICE_LABELS.get(name, key) + text)
+        drawn.add(id(ax))
         cens = s[s.censored != ""]
         for v in cens[x]:
             ax.axvline(v, color=colours[key], ls="--", lw=0.6, alpha=0.5)
     for ax, ylabel in zip(axes[0], ["edge rate", "lambda_c = eta_B,edge / eta_A,edge"]):
-        ax.set(xscale="log", yscale="log", xlabel="width n" if x == "width" else "rank r", ylabel=ylabel)
+        ax.set(xlabel="width n" if x == "width" else "rank r", ylabel=ylabel)
+        if id(ax) in drawn:
+            ax.set_yscale("log")
         ax.set_xscale("log", base=2)
         ax.legend(fontsize=6, loc="best")
     fig.suptitle(title + "  (dotted: predicted slope; dashed vertical: a censored edge)", fontsize=9)

@@ -147,9 +147,14 @@ def validate(args) -> int:
                          "widths": settings.widths, "seeds": settings.seeds, "steps": settings.steps},
                         str(device), wall, executor=executor, resumed_shards=skipped), out / "meta.json")
     write_text(write_report(exponents, meta, figures, args.tolerance, overshoot, progress, b0_table), out / "report.md")
+    from studies.lr_laws import validate_corner  # one learning-rate law: the LoRA+ corner (lr-laws)
+    corner, section = validate_corner(device, out, executor, args.workers, args.scheduler, args.tolerance)
+    write_csv(corner, out / "lr_laws.csv")
+    write_text((out / "report.md").read_text() + "\n" + section, out / "report.md")
     summary = verdict_summary(exponents)
     print(summary.to_string(index=False))
-    counts = exponents.verdict.value_counts()
+    print(corner[["law", "predicted", "slope", "lo", "hi", "verdict"]].to_string(index=False, float_format="{:+.2f}".format))
+    counts = pd.concat([exponents.verdict, corner.verdict]).value_counts()
     print(f"{counts.get('PASS', 0)} PASS, {counts.get('FAIL', 0)} FAIL, {counts.get('INCONCLUSIVE', 0)} "
           f"INCONCLUSIVE in {wall:.0f}s; report: {out / 'report.md'}")
     return 1 if counts.get("FAIL", 0) else 0
@@ -386,7 +391,7 @@ def lr_laws(args) -> int:
     dead = dead_start() if "fig2" in studies else None
     wall = time.perf_counter() - start
     cpu = float(runs.groupby(["config", "width", "rank", "seed"]).cpu_s.first().sum()) if len(runs) else 0.0
-    meta = metadata(spec, str(device), wall, executor=executor, workers=args.workers, resumed_shards=skipped,
+    meta = metadata(spec, str(device), wall, study="lr-laws", executor=executor, workers=args.workers, resumed_shards=skipped,
                     cpu_s=cpu, studies=studies, quick=args.quick, tolerance=args.tolerance)
     write_csv(runs, out / "runs.csv")
     if fig2 is not None:

@@ -188,7 +188,8 @@ class LawsConfig:
     @property
     def label(self) -> str:
         extra = ("/B0 var 1/r" if self.b0_variance != "1" else "") + (
-            f"/teacher {self.teacher}" if self.teacher != "independent" else "")
+            f"/teacher {self.teacher}" if self.teacher != "independent" else "") + (
+            f"/n={self.widths[0]} vs r" if self.variable == "r" else "")
         return f"{self.model}/{self.optimizer}/init{self.init_name}/{self.alpha_scaling}{extra}"
 
     @property
@@ -543,6 +544,43 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
                 else:
                     changes["criteria"] = (Criterion(steps or first.steps, fraction or first.fraction),)
             out.append(replace(c, **changes))
+    labels = [c.label for c in out]
+    if len(set(labels)) != len(labels):
+        raise SpecError(f"two configurations share a label: {sorted(labels)}")
     if not out and "fig2" not in studies:
         raise SpecError("nothing to run: the filters leave no configuration of " + ", ".join(studies))
     return out
+
+
+# -- one law for validate --------------------------------------------------------------------------
+def corner_config() -> LawsConfig:
+    """The LoRA+ corner on ``linear`` under Adam and Init[1], small enough for ``validate --quick``
+    (about 10 s of CPU here): the B edge and the A edge at five widths, 4 seeds, primary criterion."""
+    return LawsConfig(model="linear", optimizer="adam", init="1", widths=(128, 256, 512, 1024, 2048),
+                      seeds=(0, 1, 2, 3), slices=adam_slices(False)[:2], criteria=ADAM_CRITERIA[:1], batch_size=8,
+                      per_decade=3)
+
+
+def validate_corner(device, out, executor: str = "inline", workers: int = 2, scheduler: str | None = None,
+                    tol: float = 0.15) -> tuple[pd.DataFrame, str]:
+    """validate's learning-rate law: the corner lambda_c(n) = eta_B,edge / eta_A,edge against
+    scaling.laws' +1. Shards in their own store under ``out``/lr_corner (resumable). Returns (its
+    rows of laws.csv: the corner and the two edges, a markdown section for validate's report)."""
+    from studies.reports.lr_laws import analyse
+    config = corner_config()
+    store = ShardStore(out / "lr_corner", {"study": "validate lr-laws corner", "config": config.to_dict(),
+                                           "device": str(device)})
+    runs = run_laws([config], device, store, executor, workers, scheduler, progress=False)
+    laws = analyse(runs, [config], tol, kinds=("edge", "corner"))["laws"]
+    laws = laws[laws.law.isin(["corner lambda_c", "B edge", "A edge"])].reset_index(drop=True)
+    cpu = float(runs.groupby(["width", "seed"]).cpu_s.first().sum())
+    corner = laws[laws.law == "corner lambda_c"].iloc[0]
+    lines = ["## A learning-rate law: the LoRA+ corner", "",
+             f"The edges of the trainable region (`lr-laws`: linear, Adam, Init[1], widths {list(config.widths)}, "
+             f"{len(config.seeds)} seeds; an edge is the largest rate at which the loss after "
+             f"{config.primary.steps} steps is not above its start). The corner lambda_c = eta_B at the B edge / "
+             f"eta_A at the A edge grows like n^{corner.slope:+.2f} [{corner.lo:+.2f}, {corner.hi:+.2f}] against "
+             f"LoRA+'s n^+1: **{corner.verdict}** ({cpu:.0f} s of CPU).", "",
+             laws[["law", "predicted", "slope", "lo", "hi", "verdict", "reason"]].to_markdown(index=False, floatfmt=".2f"),
+             ""]
+    return laws, "\n".join(lines)

@@ -38,6 +38,11 @@ def render_run(run: Path) -> dict[str, str]:
             if not (run / name).is_file():
                 raise SpecError(f"{run}: not an lr-grid run (missing {name})")
         return render(run, _read(run / "grid.csv"), _read(run / "curves.csv"), meta)
+    if study == "lr-laws":
+        from studies.reports.lr_laws import rerender
+        if not (run / "runs.csv").is_file():
+            raise SpecError(f"{run}: not an lr-laws run (missing runs.csv)")
+        return rerender(run)
     if study == "finetune":
         from studies.reports.finetune import render as render_finetune
         for name in ("evals.csv", "monitor.csv"):

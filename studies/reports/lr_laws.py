@@ -512,3 +512,21 @@ def render(out, runs: pd.DataFrame, configs: list[LawsConfig], meta: dict, fig2_
     write_text(report_text(meta, tables, figures, fig2, dead, cost, known_reasons(tables, fig2)), out / "report.md")
     tables["fig2"] = fig2
     return tables
+
+
+def rerender(run) -> dict[str, str]:
+    """Redraw a stored lr-laws run (runs.csv, fig2_grid.csv, meta.json) and return its figures."""
+    import json
+    from pathlib import Path
+
+    from studies.lr_laws import dead_start
+    from studies.run.store import read_table
+    run = Path(run)
+    meta = json.loads((run / "meta.json").read_text())
+    configs = [LawsConfig.from_dict(d) for d in meta["spec"]["configs"]]
+    runs = read_table(run / "runs.csv") if (run / "runs.csv").stat().st_size > 1 else pd.DataFrame()
+    fig2 = read_table(run / "fig2_grid.csv") if (run / "fig2_grid.csv").is_file() else None
+    dead = dead_start() if fig2 is not None else None
+    render(run, runs, configs, meta, fig2, dead, meta.get("tolerance", DEFAULT_TOLERANCE))
+    text = (run / "report.md").read_text()
+    return {line[2:line.index("]")]: line[line.index("(") + 1:-1] for line in text.splitlines() if line.startswith("![")}
