@@ -327,7 +327,7 @@ def fig2_table(grid: pd.DataFrame) -> pd.DataFrame:
         rows.append({"reading": reading, "optimizer": opt, "model": model, "init": init.replace("init", ""),
                      "step": int(step), "best_eta_a": eta_a[best], "best_eta_b": eta_b[best],
                      "best_loss": float(np.exp(mean[best])), "lambda_star": lam, "lambda_low": lo,
-                     "lambda_high": hi, "shape": shape, "n_near": int(r.n_near), "ridge_slope": r.ridge_slope,
+                     "lambda_high": hi, "finding": shape, "n_near": int(r.n_near), "ridge_slope": r.ridge_slope,
                      "touches_grid_edge": bool(r.touches_edge), "a_edge": a_edge, "b_edge": b_edge,
                      "corner_ratio": b_edge / a_edge if np.isfinite(a_edge) and np.isfinite(b_edge) else np.nan})
     return pd.DataFrame(rows)
@@ -364,7 +364,7 @@ def findings(tables: dict[str, pd.DataFrame], fig2: pd.DataFrame | None) -> list
         out.append(f"lambda* for {config}: {kinds}.")
     if fig2 is not None and len(fig2):
         last = fig2[fig2.step == fig2.step.max()]
-        big = last[last.shape.str.startswith("eta_B* >> eta_A*")]
+        big = last[last.finding.str.startswith("eta_B* >> eta_A*")]
         out.append("Fig. 2 question (t = {}): {} of {} readings show eta_B* >> eta_A*{}.".format(
             int(last.step.iloc[0]), len(big), len(last),
             (": " + ", ".join(big.reading)) if len(big) else ""))
@@ -435,7 +435,7 @@ def report_text(meta: dict, tables: dict[str, pd.DataFrame], figures: dict[str, 
                   "can train at all. A edge: largest eta_A at which every seed trains at the smallest eta_B; B edge: "
                   "largest eta_B at the smallest eta_A; corner = B edge / A edge.", "",
                   _md(fig2[["reading", "step", "best_eta_a", "best_eta_b", "best_loss", "lambda_star", "lambda_low",
-                            "lambda_high", "shape", "ridge_slope", "touches_grid_edge", "a_edge", "b_edge",
+                            "lambda_high", "finding", "ridge_slope", "touches_grid_edge", "a_edge", "b_edge",
                             "corner_ratio"]]), ""]
         if dead is not None and len(dead):
             lines += ["Init[1] and Init[2] on the printed model (no W): B A h_0 = 0 at the start and relu'(0) = 0, "
@@ -458,7 +458,7 @@ def render(out, runs: pd.DataFrame, configs: list[LawsConfig], meta: dict, fig2_
     import matplotlib.pyplot as plt
 
     from figures.lr_grid import plot_heatmap
-    from figures.lr_laws import plot_edges, plot_profile, plot_transfer
+    from figures.lr_laws import plain_log_ticks, plot_edges, plot_profile, plot_transfer
     from studies.run.store import write_csv, write_text
 
     tables = analyse(runs, configs, tol, predictor, kinds) if len(runs) else {
@@ -474,9 +474,9 @@ def render(out, runs: pd.DataFrame, configs: list[LawsConfig], meta: dict, fig2_
     (out / "figures").mkdir(exist_ok=True)
     figures = {}
 
-    def save(fig, name, caption):
-        for ext in ("png", "pdf"):
-            fig.savefig(out / "figures" / f"{name}.{ext}", dpi=110)
+    def save(fig, name, caption):  # PNG only: a PDF of every figure doubled the drawing time
+        plain_log_ticks(fig)
+        fig.savefig(out / "figures" / f"{name}.png", dpi=110)
         plt.close(fig)
         figures[caption] = f"figures/{name}.png"
 
