@@ -275,27 +275,21 @@ def _gd(model: str, init: str, eta_a: Poly, eta_b: Poly, s: Exponent, sigma_b: E
         states += [(t, "U", "f - y", u, "Theta(1) while the output is"),
                    (t, "dA z", "eta_A s U ||z||^2 beta", d_az, "||z||^2 = n" if d_az else "zero while beta = 0"),
                    (t, "d beta", "eta_B s U Z_A", d_beta, "" if d_beta else "zero while Z_A = 0")]
-        terms += [Term("delta1", t, "eta_A s^2 U ||z||^2 ||beta||^2", s * R * beta * d_az, "descent", True),
+        deltas = [Term("delta1", t, "eta_A s^2 U ||z||^2 ||beta||^2", s * R * beta * d_az, "descent", True),
                   Term("delta2", t, "eta_B s^2 U ||Z_A||^2", s * R * d_beta * z_a, "descent", True),
                   Term("delta3", t, "eta_A eta_B s^3 U^2 n Z_A.beta", s * (eta_b * s * u) * (eta_a * s * u * N) * cross,
                        "descent", True)]
+        terms += deltas
         if d_az and d_beta:
             terms.append(Term("feedback", t, "eta_A eta_B s^2 U^2 n", eta_a * eta_b * s * s * u * u * N, "feedback", True))
         if model == "paper-mlp":
             terms.append(Term("delta1 (features)", t, "s B0 dA z per hidden unit: r random signs",
                               s * SQRT_R * b0 * d_az, "noise", True))
-        out = out | _last(terms, t, ("delta1", "delta2", "delta3"))
+        for d in deltas:  # the output accumulates its changes (U = f - y grows with it)
+            out = out | d.poly
         z_upd, b_upd = z_upd | d_az, b_upd | d_beta
         states += [(t, "Z_A", "Z_A(0) + sum dA z", z0 | z_upd, "internal"), (t, "beta", "beta(0) + sum d beta", b0 | b_upd, "")]
     return _Run(terms, states)
-
-
-def _last(terms: list[Term], step: int, names) -> Poly:
-    p = Poly.ZERO
-    for t in terms:
-        if t.step == step and t.name in names:
-            p = p | t.poly
-    return p
 
 
 # -- solving for the edge ----------------------------------------------------------------------
@@ -337,13 +331,15 @@ def _rates(slice_: str, held: Exponent | None) -> tuple[Poly, Poly]:
     return x, x * held  # ratio: eta_B = lambda eta_A
 
 
-def _check(model, optimizer, init, slice_, alpha_scaling, variable, b0_variance, slices=SLICES):
+def _check(model, optimizer, init, slice_, alpha_scaling, variable, b0_variance, steps, slices=SLICES):
     for name, value, allowed in (("model", model, MODELS), ("optimizer", optimizer, OPTIMIZERS),
                                  ("init", init, INITS), ("slice", slice_, slices),
                                  ("alpha scaling", alpha_scaling, tuple(ALPHA_SCALINGS)),
                                  ("variable", variable, VARIABLES), ("b0 variance", b0_variance, tuple(B0_VARIANCES))):
         if value not in allowed:
             raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(allowed)}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
 
 
 def _held(slice_: str, held) -> Exponent | None:
@@ -445,10 +441,6 @@ def _regime_notes(edge: _Edge, variable: str) -> list[str]:
             "would bind first at larger r)"]
 
 
-def _frac_or_none(x) -> float | None:
-    return float(x) if x is not None else None
-
-
 # -- public API -------------------------------------------------------------------------------
 def predict_edge(model: str, optimizer: str, init: str, slice: str, held=None, alpha_scaling: str = "r",
                  variable: str = "n", *, steps: int = LATE_STEP, b0_variance: str = "1") -> LawPrediction:
@@ -458,7 +450,7 @@ def predict_edge(model: str, optimizer: str, init: str, slice: str, held=None, a
     lambda for ratio; ignored for one-rate); None: DEFAULT_HELD. steps: T, the steps over
     which the output must stay O(1) (Adam's exponents settle by step 3; GD's edge is where
     the run diverges as steps accumulate). b0_variance: "1" (ours) or "1/r" (muA's Init[B])."""
-    _check(model, optimizer, init, slice, alpha_scaling, variable, b0_variance)
+    _check(model, optimizer, init, slice, alpha_scaling, variable, b0_variance, steps)
     optimizer_key = "adam" if optimizer == "adamw" else optimizer
     h = _held(slice, held)
     base = dict(law="edge", slice=slice, model=model, optimizer=optimizer, init=init, alpha_scaling=alpha_scaling,
@@ -477,11 +469,11 @@ def predict_edge(model: str, optimizer: str, init: str, slice: str, held=None, a
     derivation = _derivation(run, edge, variable, var, setting)
     notes = _regime_notes(edge, variable) + _notes(model, optimizer_key, init, slice, alpha_scaling, variable)
     if isinstance(edge.value, Exponent) and _order(edge_all.value) != _order(edge.value):
-        lo = float(edge_all.value.of(variable)) if isinstance(edge_all.value, Exponent) else None
+        lo, hi = _bounds(edge_all.value, edge.value, variable)
         derivation.append(Step("edge", "between the feature and the loss edges", math.nan,
                                f"features leave O(1) at {edge_all.value}, the loss-visible terms at {edge.value}"))
         return LawPrediction(exponent=None, claim="none", binding=_binding_text(edge_all.binding), derivation=derivation,
-                             notes=notes, lower=lo, upper=float(edge.value.of(variable)),
+                             notes=notes, lower=lo, upper=hi,
                              reason=("the hidden features leave O(1) first, through B0's random columns, which the "
                                      "mean-field readout sees only as a random sum (n^-1/2); the loss-visible edge lies "
                                      "between the feature edge and the aligned terms' edge, and grows into deeper layers"),
@@ -506,6 +498,18 @@ def predict_edge(model: str, optimizer: str, init: str, slice: str, held=None, a
     return LawPrediction(exponent=exponent, claim=claim, binding=_binding_text(binding), derivation=derivation,
                          notes=notes, reason=reason, lower=None if claim == "exact" else float(edge.value.of(variable)),
                          law_nr=f"{var},edge ~ {edge.value}" if variable == "r" else "", **base)
+
+
+def _bounds(low, high: Exponent, variable: str) -> tuple[float | None, float | None]:
+    """Bounds on the exponent in ``variable`` of an edge known to lie between ``low`` (an
+    Exponent, or -inf) and ``high`` in the regime's order. In n: their n-parts. In r: their
+    r-parts, but only when the n-parts agree (otherwise the n-part itself is open and the rank
+    part is not bounded at all)."""
+    if variable == "n":
+        return (float(low.n) if isinstance(low, Exponent) else None), float(high.n)
+    if isinstance(low, Exponent) and low.n == high.n:
+        return float(low.r), float(high.r)
+    return None, None
 
 
 def _slice_text(slice_: str, h: Exponent | None) -> str:
@@ -573,7 +577,7 @@ def predict_optimum(model: str, optimizer: str, init: str, slice: str, held=None
     """Exponent of the loss-optimal rate along ``slice`` at a fixed step, or (slice="plane") of
     the loss-optimal ratio lambda* over the whole (eta_A, eta_B) plane; exponent None with the
     reason where the optimum is not identified by the scaling."""
-    _check(model, optimizer, init, slice, alpha_scaling, variable, b0_variance, OPTIMUM_SLICES)
+    _check(model, optimizer, init, slice, alpha_scaling, variable, b0_variance, steps, OPTIMUM_SLICES)
     if slice == "plane":
         return _plane_optimum(model, optimizer, init, alpha_scaling, variable, steps, b0_variance)
     edge = predict_edge(model, optimizer, init, slice, held, alpha_scaling, variable, steps=steps, b0_variance=b0_variance)
@@ -605,6 +609,12 @@ def predict_optimum(model: str, optimizer: str, init: str, slice: str, held=None
     else:
         claim, reason = "upper bound", ("only noise is Theta(1) at the edge (B0's random columns, not along the error): "
                                         "it raises the loss, so the optimum can sit below the edge")
+        path = [t for t in run.terms if t.name == "delta1 (B0 path)" and t.poly]
+        if path and slice in ("one-rate", "a-edge", "ratio"):
+            edge.notes = edge.notes + [
+                "heuristic, not derived: balancing the B0 path's first-order decrease (n^-1/2 below the noise per "
+                "coordinate) against the noise's quadratic increase puts the optimum near n^-3/2 along this slice, "
+                "with a gain that vanishes with n"]
     return LawPrediction(exponent=edge.exponent, claim=claim, binding=_binding_text(list(first.values())),
                          derivation=derivation, notes=edge.notes, reason=reason, law_nr=edge.law_nr.replace(",edge", "*"),
                          **base)
