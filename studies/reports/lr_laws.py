@@ -32,6 +32,8 @@ class LawPrediction:
     exponent: float | None
     claim: str = "exact"
     note: str = ""
+    lower: float | None = None  # bounds the theory derives where it predicts no exponent
+    upper: float | None = None
 
 
 def law_prediction(kind: str, config: LawsConfig, slice_spec=None) -> LawPrediction:
@@ -72,13 +74,19 @@ def _cached_prediction(kind, model, optimizer, init, alpha_scaling, variable, b0
             raise ValueError(f"unknown law kind {kind!r}")
     except (KeyError, ValueError, NotImplementedError) as err:
         return LawPrediction(None, "none", f"scaling.laws gives no prediction here ({err})")
-    return LawPrediction(p.exponent, p.claim, p.reason if p.exponent is None or p.claim != "exact" else "")
+    return LawPrediction(p.exponent, p.claim, p.reason if p.exponent is None or p.claim != "exact" else "",
+                         getattr(p, "lower", None), getattr(p, "upper", None))
 
 
 def judge(fit, pred: LawPrediction, tol: float) -> tuple[str, str]:
     """The existing verdict rule (scaling.verdicts.verdict) for one fitted law."""
     if pred.exponent is None:
-        return "INCONCLUSIVE", f"no prediction: {pred.note or 'the theory predicts no exponent here'}"
+        bounds = ""
+        if pred.lower is not None or pred.upper is not None:
+            lo = "-inf" if pred.lower is None else f"{pred.lower:+g}"
+            hi = "+inf" if pred.upper is None else f"{pred.upper:+g}"
+            bounds = f" (derived bounds [{lo}, {hi}])"
+        return "INCONCLUSIVE", f"no prediction{bounds}: {pred.note or 'the theory predicts no exponent here'}"
     return verdict(fit, pred.exponent, False, tol, pred.claim)
 
 
@@ -179,14 +187,20 @@ def profile_tables(runs: pd.DataFrame, config: LawsConfig, rel_tol: float = PROF
     return pd.DataFrame(rows), pd.DataFrame(seeds)
 
 
-def init_pairs(configs: list[LawsConfig]) -> list[tuple[LawsConfig, LawsConfig]]:
-    """(Init[1], Init[2]) configurations that differ only in init (for the one-rate comparison)."""
+def paired_configs(configs: list[LawsConfig]) -> list[tuple[str, LawsConfig, LawsConfig]]:
+    """(name, c1, c2) for configurations that differ in one choice only: Init[1] against Init[2]
+    (the initialisation paper's n^1/2), and, in rank studies, alpha/sqrt(r) or alpha against
+    alpha/r (the scale's own r-exponent, free of what the two share)."""
     out = []
+    keys = ("model", "optimizer", "alpha_scaling", "variable", "widths", "ranks", "teacher", "b0_variance", "init")
     for c1 in configs:
         for c2 in configs:
-            same = ("model", "optimizer", "alpha_scaling", "variable", "widths", "ranks", "teacher", "b0_variance")
-            if c1.init_name == "1" and c2.init_name == "2" and all(getattr(c1, k) == getattr(c2, k) for k in same):
-                out.append((c1, c2))
+            differ = [k for k in keys if getattr(c1, k) != getattr(c2, k)]
+            if differ == ["init"] and (c1.init_name, c2.init_name) == ("1", "2"):
+                out.append(("one-rate edge, Init[1] / Init[2]", c1, c2))
+            elif differ == ["alpha_scaling"] and c2.alpha_scaling == "r" and c1.variable == "r":
+                scale = {"sqrt-r": "alpha/sqrt(r)", "none": "alpha"}[c1.alpha_scaling]
+                out.append((f"one-rate edge, s = {scale} / s = alpha/r", c1, c2))
     return out
 
 
@@ -244,7 +258,7 @@ def analyse(runs: pd.DataFrame, configs: list[LawsConfig], tol: float = DEFAULT_
                 override = ("INCONCLUSIVE", "lambda* not identified at n = " + ", ".join(str(w) for w in ridge.width)
                             + ": " + ridge.reason.iloc[0])
             laws.append(_law_row("profile", "lambda* (profile)", c, fit, left, pred, tol, "profile", c.primary.name, override))
-    for c1, c2 in init_pairs(configs):
+    for name, c1, c2 in paired_configs(configs):
         x = x_of(c1)
         e1 = edges[(edges.config == c1.label) & (edges.slice == "one-rate") & edges.primary]
         e2 = edges[(edges.config == c2.label) & (edges.slice == "one-rate") & edges.primary]
@@ -257,11 +271,14 @@ def analyse(runs: pd.DataFrame, configs: list[LawsConfig], tol: float = DEFAULT_
         s = next(s for s in c1.slices if s.name == "one-rate")
         p1, p2 = predictor("edge", c1, s), predictor("edge", c2, s)
         pred = (LawPrediction(p1.exponent - p2.exponent, "exact" if p1.claim == p2.claim == "exact" else "none",
-                              "Init[1]'s exponent minus Init[2]'s")
+                              "the difference of the two predicted exponents")
                 if p1.exponent is not None and p2.exponent is not None else
-                LawPrediction(None, "none", "no prediction for one of the inits"))
-        row = _law_row("edge", "one-rate edge, Init[1] / Init[2]", c1, fit, left, pred, tol, "one-rate", c1.primary.name)
-        row["init"] = "1 / 2"
+                LawPrediction(None, "none", "no prediction for one of the two"))
+        row = _law_row("edge", name, c1, fit, left, pred, tol, "one-rate", c1.primary.name)
+        if name.startswith("one-rate edge, Init"):
+            row["init"] = "1 / 2"
+        else:
+            row["alpha_scaling"] = f"{c1.alpha_scaling} / {c2.alpha_scaling}"
         laws.append(row)
     laws = pd.DataFrame(laws, columns=LAW_COLUMNS)
     return {"edges": edges,
