@@ -128,3 +128,30 @@ def plain_log_ticks(fig) -> None:
             if axis.get_scale() == "log":
                 axis.set_major_formatter(plain)
                 axis.set_minor_formatter(NullFormatter())
+
+
+def plot_rank(summary: pd.DataFrame, laws: pd.DataFrame, title: str = ""):
+    """The one-rate edge against the rank, one line per configuration (init, LoRA scale, B0
+    variance), with each one's predicted slope (dotted) and its measured slope in the legend."""
+    configs = list(dict.fromkeys(summary.config))
+    fig, ax = plt.subplots(figsize=(7.6, 4.4))
+    for colour, config in zip(series_colours(len(configs)), configs):
+        s = summary[summary.config == config].sort_values("rank")
+        xs, y = s["rank"].to_numpy(float), s.edge.to_numpy(float)
+        err = np.abs(np.vstack([y - s.edge_low.to_numpy(float), s.edge_high.to_numpy(float) - y]))
+        law = laws[(laws.config == config) & (laws.law == "one-rate edge")]
+        text = ""
+        if len(law):
+            r = law.iloc[0]
+            pred = None if r.predicted is None or not np.isfinite(r.predicted) else r.predicted
+            text = (f": {r.slope:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}] vs {'none' if pred is None else f'{pred:+g}'}"
+                    f" ({r.verdict})" if np.isfinite(r.slope) else "")
+            _predicted_line(ax, xs, y, pred, colour)
+        label = config.split("/n=")[0].replace("linear/adam/", "")
+        ax.errorbar(xs, y, yerr=err, marker="o", ms=4, capsize=3, color=colour, label=label + text)
+    ax.set(xscale="log", yscale="log", xlabel="rank r", ylabel="one-rate edge eta")
+    ax.set_xscale("log", base=2)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(title + "  (dotted: predicted slope)", fontsize=9)
+    fig.tight_layout()
+    return fig

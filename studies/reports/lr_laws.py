@@ -20,7 +20,7 @@ from scaling.verdicts import DEFAULT_TOLERANCE, verdict
 from studies.lr_laws import LawsConfig, edge_table
 
 LAW_COLUMNS = ["law", "model", "optimizer", "init", "alpha_scaling", "variable", "predicted", "slope", "lo", "hi",
-               "verdict", "reason", "kind", "config", "slice", "criterion", "claim", "n_points", "n_seeds", "left_out",
+               "verdict", "reason", "kind", "config", "slice", "slice_name", "held_n", "criterion", "claim", "n_points", "n_seeds", "left_out",
                "local_slopes", "prediction_note"]
 SLICE_NAMES = {"b-edge": "B edge", "a-edge": "A edge", "one-rate": "one-rate edge", "ratio": "ratio edge"}
 
@@ -91,9 +91,11 @@ def judge(fit, pred: LawPrediction, tol: float) -> tuple[str, str]:
 
 
 def _law_row(kind: str, law: str, config: LawsConfig, fit, left_out, pred: LawPrediction, tol: float,
-             slice_key: str = "", criterion: str = "", verdict_override: tuple[str, str] | None = None) -> dict:
+             slice_key: str = "", criterion: str = "", verdict_override: tuple[str, str] | None = None,
+             slice_spec=None) -> dict:
     v, why = verdict_override or judge(fit, pred, tol)
-    return {"law": law, "kind": kind, "model": config.model, "optimizer": config.optimizer, "init": config.init_name,
+    return {"law": law, "kind": kind, "slice_name": slice_spec.name if slice_spec is not None else "",
+            "held_n": slice_spec.held_n if slice_spec is not None else np.nan, "model": config.model, "optimizer": config.optimizer, "init": config.init_name,
             "alpha_scaling": config.alpha_scaling, "variable": config.variable, "predicted": pred.exponent,
             "slope": fit.slope if fit else np.nan, "lo": fit.ci_low if fit else np.nan,
             "hi": fit.ci_high if fit else np.nan, "verdict": v, "reason": why, "config": config.label,
@@ -120,9 +122,15 @@ def slice_optima(runs: pd.DataFrame, config: LawsConfig) -> pd.DataFrame:
         with np.errstate(divide="ignore", invalid="ignore"):
             log_loss = np.log(np.where(np.isfinite(loss) & (loss > 0), loss, np.inf))
         star, _, interior = slice_optimum(np.log(g.rate.to_numpy(float)), log_loss)
+        # at the grid's end the optimum is censored; next to a diverged rate (gradient descent's
+        # loss falls until the run diverges) it is the last stable rate, at the grid's resolution
+        i = int(np.nanargmin(np.where(np.isfinite(log_loss), log_loss, np.nan))) if np.isfinite(log_loss).any() else -1
+        at_end = i in (-1, 0, len(log_loss) - 1)
         rows.append({x_of(config): x, "seed": seed, "slice": key, "slice_name": g.slice_name.iloc[0],
                      "edge": float(np.exp(star)) if np.isfinite(star) else np.nan,
-                     "censored": "" if bool(interior) else "not interior", "best_loss": float(np.nanmin(loss))})
+                     "censored": "at the range's end" if at_end else "",
+                     "where": "interior" if bool(interior) else "at the range's end" if at_end else "next to divergence",
+                     "best_loss": float(np.nanmin(loss)) if np.isfinite(loss).any() else np.nan})
     return pd.DataFrame(rows)
 
 
@@ -192,7 +200,8 @@ def paired_configs(configs: list[LawsConfig]) -> list[tuple[str, LawsConfig, Law
     (the initialisation paper's n^1/2), and, in rank studies, alpha/sqrt(r) or alpha against
     alpha/r (the scale's own r-exponent, free of what the two share)."""
     out = []
-    keys = ("model", "optimizer", "alpha_scaling", "variable", "widths", "ranks", "teacher", "b0_variance", "init")
+    keys = ("model", "optimizer", "alpha_scaling", "variable", "widths", "ranks", "teacher", "b0_variance", "b0_scale",
+            "init")
     for c1 in configs:
         for c2 in configs:
             differ = [k for k in keys if getattr(c1, k) != getattr(c2, k)]
@@ -224,7 +233,8 @@ def analyse(runs: pd.DataFrame, configs: list[LawsConfig], tol: float = DEFAULT_
                     continue
                 fit, left = fit_edge_law(es, x)
                 pred = predictor("edge", c, s)
-                row = _law_row("edge", f"{SLICE_NAMES[s.name]}", c, fit, left, pred, tol, s.key, crit.name)
+                row = _law_row("edge", f"{SLICE_NAMES[s.name]}", c, fit, left, pred, tol, s.key, crit.name,
+                               slice_spec=s)
                 sens.append(row)
                 if crit == c.primary:
                     laws.append(row)
@@ -475,7 +485,7 @@ def render(out, runs: pd.DataFrame, configs: list[LawsConfig], meta: dict, fig2_
     import matplotlib.pyplot as plt
 
     from figures.lr_grid import plot_heatmap
-    from figures.lr_laws import plain_log_ticks, plot_edges, plot_profile, plot_transfer
+    from figures.lr_laws import plain_log_ticks, plot_edges, plot_profile, plot_rank, plot_transfer
     from studies.run.store import write_csv, write_text
 
     tables = analyse(runs, configs, tol, predictor, kinds) if len(runs) else {
@@ -498,11 +508,18 @@ def render(out, runs: pd.DataFrame, configs: list[LawsConfig], meta: dict, fig2_
         figures[caption] = f"figures/{name}.png"
 
     laws = tables["laws"]
+    summ = tables["edge_summary"]
+    rank = [c for c in configs if c.variable == "r"]
+    if rank and len(summ):
+        s = summ[summ.config.isin([c.label for c in rank]) & (summ.slice == "one-rate")
+                 & (summ.criterion == rank[0].primary.name)]
+        if len(s):
+            save(plot_rank(s, laws, f"rank study: linear, Adam, n = {rank[0].widths[0]}, alpha = 1"), "edges_rank",
+                 "the one-rate edge against the rank (muA's rows)")
     for c in configs:
         slug = "_".join(c.label.replace("/", " ").split()).replace(".", "")
-        summ = tables["edge_summary"]
         s = summ[(summ.config == c.label) & ((summ.criterion == c.primary.name))] if len(summ) else summ
-        if len(s):
+        if len(s) and c.variable == "n":
             save(plot_edges(s, laws[laws.config == c.label], x_of(c), c.label), f"edges_{slug}",
                  f"edges and corner against {c.variable}: {c.label}")
         curves = transfer_curves(runs, c)
@@ -518,6 +535,12 @@ def render(out, runs: pd.DataFrame, configs: list[LawsConfig], meta: dict, fig2_
         p = prof[prof.config == c.label] if len(prof) else prof
         if len(p):
             save(plot_profile(p, c.label), f"profile_{slug}", f"ratio profile: {c.label}")
+        measured = laws[(laws.config == c.label) & (laws.kind == "edge") & (laws.slice_name != "")] if len(laws) else laws
+        if c.variable == "n" and c.teacher == "independent" and len(measured):
+            from figures.phase import plot_phase_edges
+            m = measured.rename(columns={"slice": "key"}).rename(columns={"slice_name": "slice", "held_n": "held"})
+            fig = plot_phase_edges(c.optimizer, c.init_name, c.model, m[np.isfinite(m.slope)])
+            save(fig, f"phase_{slug}", f"phase diagram with the measured edges: {c.label}")
     if fig2_grid is not None and len(fig2_grid):
         last = fig2_grid.step.max()
         for reading, g in fig2_grid.groupby("reading", sort=False):
