@@ -95,22 +95,22 @@ def plot_edges(summary: pd.DataFrame, laws: pd.DataFrame, x: str, title: str = "
     return fig
 
 
-def plot_profile(profiles: pd.DataFrame, title: str = ""):
+def plot_profile(profiles: pd.DataFrame, title: str = "", rel_tol: float = 0.25):
     """The best loss over eta_A at each ratio lambda (seed mean), one curve per width; filled
-    markers: ratios within 1% of the best (the near-optimal set)."""
+    markers: ratios within ``rel_tol`` of the best (the near-optimal set)."""
     fig, ax = plt.subplots(figsize=(5.8, 4))
     colours = series_colours(len(profiles))
     for colour, (_, r) in zip(colours, profiles.sort_values("width").iterrows()):
         lam = np.array([float(v) for v in r.ratios.split()])
         prof = np.array([float(v) for v in r.profile.split()])
         prof = np.where(np.isfinite(prof), prof, np.nan)
-        near = prof <= np.nanmin(prof) * 1.01
+        near = prof <= np.nanmin(prof) * (1 + rel_tol)
         label = f"n = {r.width}: {'identified' if r.identified else 'ridge'}, {r.span_decades:.1f} decades near-optimal"
         ax.plot(np.log2(lam), prof, color=colour, lw=1.2, label=label)
         ax.plot(np.log2(lam[near]), prof[near], "o", color=colour, ms=5)
         ax.plot(np.log2(lam[~near]), prof[~near], "o", color=colour, mfc="none", ms=4)
     ax.set(yscale="log", xlabel="log2 lambda = log2(eta_B / eta_A)", ylabel="best loss(T) over eta_A",
-           title=title + "\nprofile over the ratio (filled: within 1% of the best)")
+           title=title + f"\nprofile over the ratio (filled: within {100 * rel_tol:g}% of the best)")
     ax.title.set_fontsize(8)
     ax.legend(fontsize=6)
     fig.tight_layout()

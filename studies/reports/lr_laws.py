@@ -182,7 +182,7 @@ def profile_tables(runs: pd.DataFrame, config: LawsConfig, rel_tol: float = PROF
                      "span_decades_1pct": strict["span"],
                      "best_ratio": lam[best[0]], "best_eta_a": etas[best[1]],
                      "best_loss": float(np.exp(mean[best])),
-                     "profile": " ".join(f"{v:.3f}" for v in np.exp(prof["profile"])),
+                     "profile": " ".join(f"{v:.5g}" for v in np.exp(prof["profile"])),
                      "ratios": " ".join(f"{v:g}" for v in lam)})
         for s, seed in enumerate(sorted(g.seed.unique())):
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -370,6 +370,61 @@ def _law_line(r) -> str:
     return (f"{r.law} ({r.config}): {fmt_ci(r.slope, r.lo, r.hi)} against {pred} -> **{r.verdict}**")
 
 
+def plain_words(tables: dict[str, pd.DataFrame], fig2: pd.DataFrame | None) -> list[str]:
+    """The report's first paragraph: what the run says, in sentences built from its own tables."""
+    laws = tables["laws"]
+
+    def get(law, config):
+        r = laws[(laws.law == law) & (laws.config == config)]
+        return r.iloc[0] if len(r) and np.isfinite(r.iloc[0].slope) else None
+
+    def ci(r, var="n"):
+        return f"{var}^{r.slope:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]"
+
+    out = []
+    for model in ("linear", "mlp"):
+        c = f"{model}/adam/init1/r"
+        b, a, corner, one = (get(k, c) for k in ("B edge", "A edge", "corner lambda_c", "one-rate edge"))
+        if b is None or a is None or corner is None:
+            continue
+        holds = all(r.verdict == "PASS" for r in (b, a, corner))
+        out.append(f"{model}, Adam, Init[1] (stock PEFT): the largest eta_B that trains does not move with width "
+                   f"({ci(b)}), the largest eta_A falls like 1/n ({ci(a)}), so the region's corner, LoRA+'s ratio "
+                   f"eta_B / eta_A, grows like {ci(corner)}: "
+                   + ("LoRA+'s Theta(n) holds for the corner." if holds else "not the Theta(n) LoRA+ predicts.")
+                   + (f" One shared rate must fall like {ci(one)} (theory n^-1/2)." if one is not None else ""))
+    one2, ctl = get("one-rate edge", "linear/adam/init2/r"), get("one-rate edge", "linear/adam/init2/r/teacher b0-aligned")
+    if one2 is not None:
+        out.append(f"Under Init[2] (A = 0, B random) one shared rate must fall faster: {ci(one2)} on linear"
+                   + (f", where A's first step overshoots its own small target; with the teacher inside span(B0) it is "
+                      f"{ci(ctl)}, the theory's n^-1." if ctl is not None else "."))
+    prof = tables["profiles"]
+    if len(prof):
+        ridge = prof.groupby("config").identified.apply(lambda v: (~v).mean())
+        flat = [c for c, f in ridge.items() if f == 1]
+        if flat:
+            out.append("The loss-optimal ratio lambda* is not identified (a ridge at every width measured) for "
+                       + ", ".join(flat) + ": the best loss over eta_A is flat over decades of ratio, so a grid argmin "
+                       "says nothing about lambda*, while the corner is sharp.")
+    gd = [get("corner lambda_c", c) for c in ("toy/sgd/init1/r", "toy/sgd/init2/r", "paper-mlp/sgd/initpaper/r")]
+    gd = [r for r in gd if r is not None]
+    if gd:
+        out.append("Under gradient descent the edges are divergences; the corner grows like "
+                   + ", ".join(f"{ci(r)} ({r.config.split('/')[0]}, init {r.init})" for r in gd) + ".")
+    paired = laws[laws.law.str.startswith("one-rate edge, s =")]
+    ok = paired[(paired.init == "1") & np.isfinite(paired.slope)]
+    if len(ok):
+        out.append("Rank (muA): under Init[1] the LoRA scale moves the one-rate edge's rank exponent exactly as predicted ("
+                   + "; ".join(f"{r.law.replace('one-rate edge, ', '')}: {ci(r, 'r')} vs {r.predicted:+g}"
+                               for _, r in ok.iterrows()) + ").")
+    if fig2 is not None and len(fig2):
+        last = fig2[fig2.step == fig2.step.max()]
+        big = last[last.finding.str.startswith("eta_B* >> eta_A*")]
+        out.append(f"Fig. 2 (n = 100, t = {int(last.step.iloc[0])}): eta_B* >> eta_A* appears in "
+                   + (", ".join(big.reading) if len(big) else "no reading") + f" of the {len(last)} readings (table below).")
+    return out
+
+
 def findings(tables: dict[str, pd.DataFrame], fig2: pd.DataFrame | None) -> list[str]:
     """The opening paragraph's sentences, from the tables."""
     laws = tables["laws"]
@@ -382,8 +437,9 @@ def findings(tables: dict[str, pd.DataFrame], fig2: pd.DataFrame | None) -> list
         out.append(_law_line(r) + (f"; interval width {width:.2f}" if np.isfinite(width) else ""))
     pair = laws[laws.law == "one-rate edge, Init[1] / Init[2]"]
     for _, r in pair.iterrows():
-        out.append(f"One shared rate, Init[1] against Init[2] ({r.model}): the ratio of their edges grows like "
-                   f"n^{r.slope:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}] (predicted {fmt_pred(r.predicted)}): **{r.verdict}**.")
+        out.append(f"One shared rate, Init[1] against Init[2] ({r.model}, {r.optimizer}): the ratio of their edges grows "
+                   f"like {r.variable}^{r.slope:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}] (predicted {fmt_pred(r.predicted)}): "
+                   f"**{r.verdict}**.")
     prof = tables["profiles"]
     for config, p in (prof.groupby("config", sort=False) if len(prof) else []):
         kinds = ", ".join(f"n = {w}: {'identified' if i else 'ridge'} ({s:.1f} decades)"
@@ -405,6 +461,7 @@ def report_text(meta: dict, tables: dict[str, pd.DataFrame], figures: dict[str, 
     summary = tables["edge_summary"]
     lines = ["# lr-laws: edges of the trainable region, the corner and the optimum, against theory", "",
              "## What it found", ""]
+    lines += [" ".join(plain_words(tables, fig2)), "", "In numbers:", ""]
     lines += [f"- {s}" for s in findings(tables, fig2)]
     if known:
         lines += ["", "Where measurement and theory disagree, and why:", ""] + [f"- {k}" for k in known]
@@ -534,7 +591,7 @@ def render(out, runs: pd.DataFrame, configs: list[LawsConfig], meta: dict, fig2_
         prof = tables["profiles"]
         p = prof[prof.config == c.label] if len(prof) else prof
         if len(p):
-            save(plot_profile(p, c.label), f"profile_{slug}", f"ratio profile: {c.label}")
+            save(plot_profile(p, c.label, PROFILE_REL_TOL), f"profile_{slug}", f"ratio profile: {c.label}")
         measured = laws[(laws.config == c.label) & (laws.kind == "edge") & (laws.slice_name != "")] if len(laws) else laws
         if c.variable == "n" and c.teacher == "independent" and len(measured):
             from figures.phase import plot_phase_edges
