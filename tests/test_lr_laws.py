@@ -2,6 +2,8 @@
 hand-given predictions, optima and the ratio profile, the command and its bad inputs."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -258,3 +260,37 @@ def test_a_tiny_study_writes_the_tables_and_resumes(tmp_path, capsys):
     capsys.readouterr()
     assert main(argv) == 0
     assert "(4 shards already done)" in capsys.readouterr().out
+
+
+# -- pairs, reasons and validate's law -----------------------------------------------------------
+def test_paired_laws_pair_one_choice_only():
+    from studies.lr_laws import catalogue
+    from studies.reports.lr_laws import paired_configs
+    names = [(n, a.label, b.label) for n, a, b in paired_configs(catalogue("width") + catalogue("rank"))]
+    inits = [x for x in names if x[0].startswith("one-rate edge, Init")]
+    assert {a for _, a, _ in inits} == {"linear/adam/init1/r", "mlp/adam/init1/r"}  # never a control
+    scales = [x for x in names if x[0].startswith("one-rate edge, s =")]
+    assert len(scales) == 2 * 3 and all(b.split("/")[3] == "r" for _, _, b in scales)
+
+
+def test_known_reasons_quote_the_control_and_say_whether_it_restores_the_prediction():
+    from studies.reports.lr_laws_known import OVERSHOOT_CONTROL, overshoot
+
+    def row(config, slope, verdict):
+        return {"law": "one-rate edge", "config": config, "slope": slope, "lo": slope - 0.05, "hi": slope + 0.05,
+                "predicted": -1.0, "verdict": verdict}
+    fixed = overshoot(pd.DataFrame([row("linear/adam/init2/r", -1.8, "FAIL"), row(OVERSHOOT_CONTROL, -1.05, "PASS")]))
+    assert len(fixed) == 1 and "n^-1.05" in fixed[0] and "the overshoot is the cause" in fixed[0]
+    not_fixed = overshoot(pd.DataFrame([row("linear/adam/init2/r", -1.8, "FAIL"), row(OVERSHOOT_CONTROL, -1.7, "FAIL")]))
+    assert "not the whole reason" in not_fixed[0]
+    assert overshoot(pd.DataFrame([row("linear/adam/init2/r", -1.0, "PASS")])) == []
+
+
+def test_validate_corner_law_writes_its_rows_and_section(tmp_path, monkeypatch):
+    import studies.lr_laws as lr_laws
+    small = replace(lr_laws.corner_config(), widths=(64, 128, 256), seeds=(0, 1), per_decade=2)
+    monkeypatch.setattr(lr_laws, "corner_config", lambda: small)
+    laws, section = lr_laws.validate_corner(CPU, tmp_path, "inline")
+    assert list(laws.law) == ["B edge", "A edge", "corner lambda_c"]
+    assert section.startswith("## A learning-rate law: the LoRA+ corner") and "corner" in section
+    assert (tmp_path / "lr_corner" / "manifest.json").is_file()
