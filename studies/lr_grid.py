@@ -106,25 +106,34 @@ def _block_size(model, runs: int) -> int:
     return max(1, min(runs, MEMORY_BUDGET_BYTES // max(per_run, 1)))
 
 
-def train_grid(spec: LrGridSpec, width: int, seed: int, device: torch.device) -> dict[str, np.ndarray]:
-    """Loss curves of every pair at one (width, seed): {'train': (T+1, pairs), 'test': ...,
-    'diverged_step': (pairs,)} (NaN after divergence, -1 = never diverged)."""
-    eta_a, eta_b = spec.pairs()
-    model = build_model(spec.model, spec.model_config(width), seed, device)
+def train_pairs(model, eta_a, eta_b, optimizer: str, steps: int, test_size: int = 0) -> dict[str, np.ndarray]:
+    """Loss curves of runs with rates (eta_a[i], eta_b[i]) of one model (one width and seed),
+    trained as one population (blocks of runs when the activations would not fit the memory
+    budget): {'train': (T+1, runs), 'test': ... (if test_size), 'diverged_step': (runs,)}
+    (NaN after divergence, -1 = never diverged)."""
+    eta_a, eta_b = np.asarray(eta_a, float), np.asarray(eta_b, float)
     block = _block_size(model, len(eta_a))
     train, test, div = [], [], []
     for start in range(0, len(eta_a), block):
         sl = slice(start, start + block)
-        pop = Population(model, eta_a[sl].tolist(), eta_b[sl].tolist(), spec.optimizer)
-        traj = pop.run(spec.steps, measure=False, test_size=spec.test_size)
+        pop = Population(model, eta_a[sl].tolist(), eta_b[sl].tolist(), optimizer)
+        traj = pop.run(steps, measure=False, test_size=test_size)
         train.append(traj.metrics["loss"][:, :, 0].numpy())
-        if spec.test_size:
+        if test_size:
             test.append(traj.metrics["test_loss"][:, :, 0].numpy())
         div.append(traj.diverged_step.numpy())
     out = {"train": np.concatenate(train, axis=1), "diverged_step": np.concatenate(div)}
     if test:
         out["test"] = np.concatenate(test, axis=1)
     return out
+
+
+def train_grid(spec: LrGridSpec, width: int, seed: int, device: torch.device) -> dict[str, np.ndarray]:
+    """Loss curves of every pair at one (width, seed): {'train': (T+1, pairs), 'test': ...,
+    'diverged_step': (pairs,)} (NaN after divergence, -1 = never diverged)."""
+    eta_a, eta_b = spec.pairs()
+    model = build_model(spec.model, spec.model_config(width), seed, device)
+    return train_pairs(model, eta_a, eta_b, spec.optimizer, spec.steps, spec.test_size)
 
 
 def lr_grid_shard(spec: LrGridSpec, width: int, seed: int, device: torch.device):

@@ -16,8 +16,8 @@ COURSE = REPO / "docs" / "course"
 LESSONS = sorted(COURSE.glob("lesson*.py"))
 
 
-def test_six_lessons_with_solutions():
-    assert len(LESSONS) == 6
+def test_seven_lessons_with_solutions():
+    assert len(LESSONS) == 7
     for lesson in LESSONS:
         number = lesson.name.split("_")[0].removeprefix("lesson")
         assert (COURSE / "solutions" / f"lesson{number}.md").is_file()

@@ -4,7 +4,8 @@
   gives f(x) = (W* + b a^T) x.
 - ``linear``: a square n x n LoRA layer.
 Inputs x ~ N(0, I_n) (coordinates Theta(1)); W* ~ N(0, 1/n) so W* x = Theta(1); the teacher
-is W* + U V^T with U ~ N(0, 1), V ~ N(0, 1/n) of the LoRA rank, so targets are Theta(1).
+is W* + U V^T with U ~ N(0, 1), V ~ N(0, 1/n) of the LoRA rank (or ``teacher_rank``), so
+targets are Theta(1).
 With ``teacher="b0-aligned"`` U is Init[2]'s B0 itself (same distribution, but inside the span
 that training A alone can reach).
 """
@@ -24,8 +25,9 @@ class _LinearLora(LoraModel):
         n_out = n if self.n_out_is_width else 1
         w_star = torch.randn(n_out, n, generator=gen, dtype=torch.float64).div_(n ** 0.5)
         tgen = self.generator("teacher")
-        u = torch.randn(n_out, self.rank, generator=tgen, dtype=torch.float64)
-        v = torch.randn(n, self.rank, generator=tgen, dtype=torch.float64) / n ** 0.5
+        k = self.cfg.teacher_rank or self.rank
+        u = torch.randn(n_out, k, generator=tgen, dtype=torch.float64)
+        v = torch.randn(n, k, generator=tgen, dtype=torch.float64) / n ** 0.5
         if self.cfg.teacher == "b0-aligned":  # the B draw of Init[2], whatever init is trained
             u = init_lora_factors("2", n_out, n, self.rank, self.generator("lora"))[1]
         self.w_star = self.to_device(w_star)

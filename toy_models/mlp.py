@@ -173,3 +173,17 @@ class PaperMlpModel(MlpModel):
         dzaT = PT.mul_(E.unsqueeze(1))                              # dZ_A^T / k, in place
         dA = torch.mm(dzaT.view(R * r, N), h0).mul_(k).view(R, r, n)
         return loss, [dA, dB], [h0]
+
+
+@register
+class PaperMlpBaseModel(PaperMlpModel):
+    """The Fig. 2 model read as LoRA on a frozen layer: f(x) = W_out relu((W + scale B A) h_0),
+    h_0 = relu(W_in x), with W ~ N(0, 2/n) frozen and the paper's data, W_in and W_out. The paper
+    prints no W; without it Init[1] and Init[2] start at B A h_0 = 0 exactly, where relu'(0) = 0
+    stops every gradient, so this is the reading under which those inits can train at all
+    (``lr-laws``, the Fig. 2 question). Default init: Init[1]."""
+
+    name = "paper-mlp-base"
+    default_init = "1"
+    has_hidden_base = True
+    loss_and_grads = MlpModel.loss_and_grads

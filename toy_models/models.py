@@ -45,6 +45,8 @@ class ModelConfig:
     b0_scale: multiplies the initial B (Init[2] and "paper"; Init[1]'s B0 = 0 stays 0). An
       intervention knob: it scales the "B0 path" (scaling.theory.first_step_loss_drop) without
       changing any predicted exponent.
+    teacher_rank: linear models only: the rank of the teacher's low-rank part (None: the LoRA
+      rank). Fixing it keeps the target the same at every LoRA rank (a rank study).
     """
 
     width: int
@@ -61,6 +63,7 @@ class ModelConfig:
     dtype: str = "float32"
     teacher: str = "independent"
     b0_scale: float = 1.0
+    teacher_rank: int | None = None
 
     @property
     def lora_scale(self) -> float:
@@ -95,6 +98,10 @@ class ModelConfig:
             raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.teacher_rank is not None and not 0 < self.teacher_rank <= self.width:
+            raise ValueError(f"teacher rank must be in 1..width, got {self.teacher_rank}")
+        if self.teacher == "b0-aligned" and self.teacher_rank not in (None, self.rank):
+            raise ValueError("a b0-aligned teacher has the LoRA rank (its directions are B0's columns)")
         if not (math.isfinite(self.b0_scale) and self.b0_scale > 0):
             raise ValueError(f"b0 scale must be a finite positive number, got {self.b0_scale}")
 

@@ -22,7 +22,7 @@ from studies.run.store import read_table
 COMPANIONS = ("init", "rank", "contribution")
 FAMILIES = ("bert-width", "gpt2-width")
 FACTORY_CHECK = "coord-check --factory"  # a coord-check of a user's model: verdicts and a figure, like the families
-REDRAWN = ("lr-grid", "finetune", *FAMILIES, FACTORY_CHECK, *COMPANIONS)
+REDRAWN = ("lr-grid", "lr-laws", "finetune", *FAMILIES, FACTORY_CHECK, *COMPANIONS)
 NOT_REDRAWN = {
     "coord-check": "it stores tables only (results.csv) and draws no figures (a --factory coord-check is redrawn)",
     "validate": "its figures and report.md are drawn by validate itself; rerun it with the same --out to redraw "
@@ -84,6 +84,10 @@ def render_run(run: Path) -> dict[str, str]:
     if kind == "lr-grid":
         from studies.reports.lr_grid import render
         return render(run, *_tables(run, kind, "grid.csv", "curves.csv"), meta)
+    if kind == "lr-laws":
+        from studies.reports.lr_laws import rerender
+        _tables(run, kind, "runs.csv")
+        return rerender(run)
     if kind == "finetune":
         from studies.reports.finetune import render
         return render(run, *_tables(run, kind, "evals.csv", "monitor.csv"), meta)
