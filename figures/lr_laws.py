@@ -89,7 +89,8 @@ def plot_edges(summary: pd.DataFrame, laws: pd.DataFrame, x: str, title: str = "
         if id(ax) in drawn:
             ax.set_yscale("log")
         ax.set_xscale("log", base=2)
-        ax.legend(fontsize=6, loc="best")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, loc="best")
     fig.suptitle(title + "  (dotted: predicted slope; dashed vertical: a censored edge)", fontsize=9)
     fig.tight_layout()
     return fig

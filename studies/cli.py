@@ -199,8 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     ll.add_argument("--range", action=_OneWord, parse=_range, sep=":", default=None,
                     help="LOW:HIGH search range of every slice's varied rate")
     ll.add_argument("--tolerance", type=float, default=0.15, help="allowed distance to the predicted exponent")
+    ll.add_argument("--factory", action=_OneWord, default=None,
+                    help="the laws on these models instead of the toys, comma-separated: a family (bert, gpt2), "
+                         "MODULE:NAME or FILE.py:NAME giving make(width, rank, seed); hidden widths 64..512")
     ll.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    ll.add_argument("--out", default=None, help="default runs/lr-laws (runs/lr-laws-quick with --quick)")
+    ll.add_argument("--out", default=None, help="default runs/lr-laws (runs/lr-laws-quick with --quick; "
+                                                "runs/lr-laws-factory with --factory)")
     _add_executor_args(ll)
     ll.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
@@ -376,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(expand_spec(list(argv), parser))
         from studies import commands
+        from studies.run.malloc import keep_freed_memory
+        keep_freed_memory()  # inline shards run in this process
         return commands.COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -279,8 +280,7 @@ def lr_grid(args) -> int:
                                        {"study": "lr-grid", **spec.to_dict(), "device": str(device)})
     skipped = len(store.done)
     start = time.perf_counter()
-    grid, curves = run_lr_grid(spec, device, store, executor, args.workers, args.scheduler,
-                               progress=sys.stderr.isatty())
+    grid, curves = run_lr_grid(spec, device, store, executor, args.workers, args.scheduler)
     wall = time.perf_counter() - start
     curve_table = curve_frame(spec, curves, grid)
     meta = metadata(spec.to_dict(), str(device), wall, study="lr-grid", init=str(grid.init.iloc[0]),
@@ -386,7 +386,7 @@ def study(args) -> int:
 def lr_laws(args) -> int:
     """Measure the learning-rate laws (studies.lr_laws), judge them, write tables, figures, report."""
     from studies.lr_laws import LAWS, dead_start, run_fig2, run_laws, select_configs
-    from studies.reports.lr_laws import render
+    from studies.reports.lr_laws import found_paragraph, render
 
     def names(text):
         return None if text is None else [v.strip() for v in text.split(",") if v.strip()]
@@ -394,21 +394,37 @@ def lr_laws(args) -> int:
     if not 0 < args.tolerance < 10:
         raise SpecError(f"--tolerance must be in (0, 10), got {args.tolerance}")
     studies = names(args.studies) or []
-    configs = select_configs(studies, args.quick, names(args.models), names(args.inits), names(args.scales),
-                             names(args.slices), names(args.laws), args.widths, args.ranks, args.seeds, args.fraction,
-                             args.steps, args.range)
+    if args.factory:
+        from studies.factory_check import FactoryCheckSpec, check_factory
+        from studies.factory_laws import factory_configs, run_factory_laws
+        studies = ["factory"]
+        for name in ("models", "scales", "laws", "ranks"):
+            if getattr(args, name) is not None:
+                raise SpecError(f"--{name} does not apply with --factory (the factory makes the model)")
+        configs = factory_configs(names(args.factory), args.quick, names(args.inits), args.widths, args.seeds,
+                                  args.fraction, args.steps, args.range, names(args.slices))
+    else:
+        configs = select_configs(studies, args.quick, names(args.models), names(args.inits), names(args.scales),
+                                 names(args.slices), names(args.laws), args.widths, args.ranks, args.seeds,
+                                 args.fraction, args.steps, args.range)
     device = resolve_device(args.device)
+    if args.factory:
+        with _phase("lr-laws: checking the factories at every width"):
+            for ref in dict.fromkeys(c.factory for c in configs):
+                c = next(c for c in configs if c.factory == ref)
+                check_factory(FactoryCheckSpec(factory=ref, widths=c.widths, seeds=c.seeds[:1], rank=c.ranks[0]),
+                              device)
     spec = {"study": "lr-laws", "studies": studies, "quick": args.quick, "device": str(device),
             "configs": [c.to_dict() for c in configs]}
-    executor, out, store = _open_study(args, device, args.out or ("runs/lr-laws-quick" if args.quick else "runs/lr-laws"),
-                                       spec)
+    default_out = "runs/lr-laws-factory" if args.factory else ("runs/lr-laws-quick" if args.quick else "runs/lr-laws")
+    executor, out, store = _open_study(args, device, args.out or default_out, spec)
     skipped = len(store.done)
     start = time.perf_counter()
-    progress = sys.stderr.isatty()
-    runs = (run_laws(configs, device, store, executor, args.workers, args.scheduler, progress) if configs
-            else pd.DataFrame())
-    fig2 = run_fig2(device, store, executor, args.workers, args.scheduler, args.quick, progress) \
-        if "fig2" in studies else None
+    if args.factory:
+        runs = run_factory_laws(configs, device, store, executor, args.workers, args.scheduler)
+    else:
+        runs = run_laws(configs, device, store, executor, args.workers, args.scheduler) if configs else pd.DataFrame()
+    fig2 = run_fig2(device, store, executor, args.workers, args.scheduler, args.quick) if "fig2" in studies else None
     dead = dead_start() if "fig2" in studies else None
     wall = time.perf_counter() - start
     cpu = float(runs.groupby(["config", "width", "rank", "seed"]).cpu_s.first().sum()) if len(runs) else 0.0
@@ -418,8 +434,10 @@ def lr_laws(args) -> int:
     if fig2 is not None:
         write_csv(fig2, out / "fig2_grid.csv")
     write_json(meta, out / "meta.json")
-    tables = render(out, runs, configs, meta, fig2, dead, args.tolerance, kinds=names(args.laws) or LAWS)
+    with _phase("lr-laws: fitting, judging and drawing"):
+        tables = render(out, runs, configs, meta, fig2, dead, args.tolerance, kinds=names(args.laws) or LAWS)
     laws = tables["laws"]
+    print(textwrap.fill(found_paragraph((out / "report.md").read_text()), 100) + "\n")
     if len(laws):
         print(laws[["law", "config", "predicted", "slope", "lo", "hi", "verdict"]].to_string(
             index=False, float_format=lambda v: f"{v:+.2f}"))

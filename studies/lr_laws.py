@@ -140,9 +140,13 @@ class LawsConfig:
     teacher_rank: int | None = None
     b0_variance: str = "1"
     b0_scale: float = 1.0
+    factory: str | None = None  # a factory reference (``studies.factory_laws``); model is then its name
 
     def __post_init__(self):
-        check_choices(self.model, self.optimizer, self.init)
+        if self.factory is not None:
+            self._check_factory_config()
+        else:
+            check_choices(self.model, self.optimizer, self.init)
         if self.alpha_scaling not in ALPHA_SCALINGS:
             raise SpecError(f"unknown LoRA scale {self.alpha_scaling!r}; choose from {', '.join(ALPHA_SCALINGS)}")
         if self.b0_variance not in ("1", "1/r"):
@@ -172,7 +176,7 @@ class LawsConfig:
             raise SpecError(f"refine-rounds must be a non-negative integer, got {self.refine_rounds!r}")
         if self.optimizer == "sgd" and any(c.fraction is not None for c in self.criteria):
             raise SpecError("under gradient descent the edge is a divergence: give criteria without a fraction")
-        for w in self.widths:
+        for w in self.widths if self.factory is None else ():
             for r in self.ranks:
                 try:
                     self.model_config(w, r).check()
@@ -182,9 +186,25 @@ class LawsConfig:
             raise SpecError(f"paper-mlp has no base matrix between A and B, so init {self.init!r} never trains; "
                             "use init paper")
 
+    def _check_factory_config(self) -> None:
+        """A factory's model trains under Adam from Init[1] or Init[2], with PEFT's scale."""
+        if self.optimizer != "adam":
+            raise SpecError(f"a factory's model trains under Adam only, got optimizer {self.optimizer!r}")
+        if self.init not in ("1", "2"):
+            raise SpecError(f"a factory's model starts from init 1 or 2, got {self.init!r}")
+        if self.variable != "n" or self.alpha_scaling != "r":
+            raise SpecError("a factory's laws are width laws at the factory's own LoRA scale (alpha/r)")
+
     @property
     def init_name(self) -> str:
         return self.init or MODELS[self.model].default_init
+
+    @property
+    def predict_as(self) -> str:
+        """The model whose derivation predicts this one: a factory's LoRA layers are predicted as
+        the mlp's (Adam LoRA layers with Theta(1) inputs whose outputs the loss does not read
+        directly; ``studies.factory_check``)."""
+        return "mlp" if self.factory is not None else self.model
 
     @property
     def label(self) -> str:
@@ -242,23 +262,33 @@ def laws_shard(config: LawsConfig, width: int, rank: int, seed: int, device: tor
     population. Returns one row per run (RUN_COLUMNS + loss_t<T> for every criterion's T)."""
     start = time.process_time()
     model = build_model(config.model, config.model_config(width, rank), seed, device)
+    runs = search_slices(config, width, rank, seed, model.scale,
+                         lambda a, b: train_pairs(model, a, b, config.optimizer, config.steps))
+    # CPU seconds of this shard (the machine may be shared: wall time would mislead)
+    return runs.assign(cpu_s=time.process_time() - start)
+
+
+def search_slices(config: LawsConfig, width: int, rank: int, seed: int, scale: float, train) -> pd.DataFrame:
+    """The edge search of one (width, rank, seed): round 0 a log grid of every slice, then
+    ``refine_rounds`` rounds inside each edge's bracket. ``train(eta_a, eta_b)`` trains the
+    runs (arrays of K rates) as one population and returns {'train': (T+1, K) losses, NaN after
+    divergence; 'diverged_step': (K,), -1 = never}. Returns RUN_COLUMNS (but cpu_s) + loss_t<T>."""
     slices = config.slices_at(width)
     eval_steps = sorted({c.steps for c in config.criteria})
     frames: list[pd.DataFrame] = []
     tried: dict[str, np.ndarray] = {s.key: np.empty(0) for s in slices}
 
-    def train(new: dict[str, np.ndarray], round_: int) -> None:
+    def run_round(new: dict[str, np.ndarray], round_: int) -> None:
         parts = [(s, new[s.key]) for s in slices if len(new.get(s.key, ()))]
         rates = [s.rates(v, width, rank, config.n0, config.r0) for s, v in parts]
-        c = train_pairs(model, np.concatenate([a for a, _ in rates]), np.concatenate([b for _, b in rates]),
-                        config.optimizer, config.steps)
-        start = 0
+        c = train(np.concatenate([a for a, _ in rates]), np.concatenate([b for _, b in rates]))
+        first = 0
         for (s, v), (a, b) in zip(parts, rates):
-            sl = slice(start, start + len(v))
-            start += len(v)
+            sl = slice(first, first + len(v))
+            first += len(v)
             frame = pd.DataFrame({
                 "config": config.label, "model": config.model, "optimizer": config.optimizer,
-                "init": config.init_name, "alpha_scaling": config.alpha_scaling, "scale": model.scale,
+                "init": config.init_name, "alpha_scaling": config.alpha_scaling, "scale": scale,
                 "width": width, "rank": rank, "seed": seed, "slice": s.key, "slice_name": s.name, "role": s.role,
                 "held": s.held_at(width, rank, config.n0, config.r0), "held_n": s.held_n, "held_r": s.held_r,
                 "round": round_, "rate": v, "eta_a": a, "eta_b": b,
@@ -268,7 +298,7 @@ def laws_shard(config: LawsConfig, width: int, rank: int, seed: int, device: tor
             frames.append(frame)
             tried[s.key] = np.concatenate([tried[s.key], v])
 
-    train({s.key: log_grid(*s.rate_range, s.per_decade or config.per_decade) for s in slices}, 0)
+    run_round({s.key: log_grid(*s.rate_range, s.per_decade or config.per_decade) for s in slices}, 0)
     for round_ in range(1, config.refine_rounds + 1):
         runs = pd.concat(frames, ignore_index=True)
         new = {}
@@ -286,9 +316,8 @@ def laws_shard(config: LawsConfig, width: int, rank: int, seed: int, device: tor
                     new[s.key] = cand
         if not new:
             break
-        train(new, round_)
-    # CPU seconds of this shard (the machine may be shared: wall time would mislead)
-    return pd.concat(frames, ignore_index=True).assign(cpu_s=time.process_time() - start)
+        run_round(new, round_)
+    return pd.concat(frames, ignore_index=True)
 
 
 def trainable(runs: pd.DataFrame, crit: Criterion) -> np.ndarray:

@@ -131,8 +131,14 @@ def find_runs(source: Path) -> tuple[list[Path], list[str]]:
 def key_figures(figures: dict[str, str]) -> list[str]:
     """The figures worth a place in the gallery: for a width sweep its lambda*(n) plots and the
     train-loss heatmap of the widest width at the last step (the other heatmaps stay with the
-    run), otherwise all of them."""
+    run); for lr-laws the edge plots and a few others; otherwise all of them."""
     paths = list(figures.values())
+    names = {p: Path(p).name for p in paths}
+    if any(n.startswith("edges_") for n in names.values()):  # lr-laws: ~45 figures; the gallery keeps
+        return [p for p, n in names.items()  # the edges, the width transfer plots under Init[1], one
+                if n.startswith("edges_") or (n.startswith("transfer_") and "init1_r" in n and "vs_r" not in n)
+                or n in ("profile_linear_adam_init1_r.png", "fig2_sgd_paper-mlp_initpaper.png",  # profile, and
+                         "fig2_sgd_paper-mlp-base_init1.png")]  # Fig. 2 without and with a frozen W
     sweep = [p for p in paths if Path(p).name.startswith("lambda_")]
     if not sweep:
         return paths

@@ -48,7 +48,7 @@ def law_prediction(kind: str, config: LawsConfig, slice_spec=None) -> LawPredict
         b = next(s for s in config.slices if s.name == "b-edge" and s.role == "edge")
         a = next(s for s in config.slices if s.name == "a-edge" and s.role == "edge")
         corner = ((a.held_n, a.held_r), (b.held_n, b.held_r))
-    return _cached_prediction(kind, config.model, config.optimizer, config.init_name, config.alpha_scaling,
+    return _cached_prediction(kind, config.predict_as, config.optimizer, config.init_name, config.alpha_scaling,
                               config.variable, config.b0_variance, slice_spec.name if slice_spec else None, held, corner)
 
 
@@ -414,14 +414,33 @@ def plain_words(tables: dict[str, pd.DataFrame], fig2: pd.DataFrame | None) -> l
     paired = laws[laws.law.str.startswith("one-rate edge, s =")]
     ok = paired[(paired.init == "1") & np.isfinite(paired.slope)]
     if len(ok):
-        out.append("Rank (muA): under Init[1] the LoRA scale moves the one-rate edge's rank exponent exactly as predicted ("
-                   + "; ".join(f"{r.law.replace('one-rate edge, ', '')}: {ci(r, 'r')} vs {r.predicted:+g}"
+        out.append("Rank (muA): under Init[1], how the LoRA scale moves the one-rate edge's rank exponent ("
+                   + "; ".join(f"{r.law.replace('one-rate edge, ', '')}: {ci(r, 'r')} vs {r.predicted:+g}, {r.verdict}"
                                for _, r in ok.iterrows()) + ").")
+    out += factory_words(laws, get, ci)
     if fig2 is not None and len(fig2):
         last = fig2[fig2.step == fig2.step.max()]
         big = last[last.finding.str.startswith("eta_B* >> eta_A*")]
         out.append(f"Fig. 2 (n = 100, t = {int(last.step.iloc[0])}): eta_B* >> eta_A* appears in "
                    + (", ".join(big.reading) if len(big) else "no reading") + f" of the {len(last)} readings (table below).")
+    return out
+
+
+def factory_words(laws: pd.DataFrame, get, ci) -> list[str]:
+    """One sentence per factory (a real architecture): its B edge, corner and one-rate edges."""
+    from toy_models.models import MODELS
+    out = []
+    for model in [m for m in dict.fromkeys(laws.model) if m not in MODELS]:
+        parts = []
+        for init in ("1", "2"):
+            c = f"{model}/adam/init{init}/r"
+            named = [(k, get(k, c)) for k in ("B edge", "corner lambda_c", "one-rate edge")]
+            if any(r is not None for _, r in named):
+                parts.append(f"Init[{init}]: " + ", ".join(
+                    f"{k.replace(' lambda_c', '')} {ci(r)} ({'theory ' + format(r.predicted, '+g') if np.isfinite(r.predicted) else 'no prediction'}, {r.verdict})"
+                    for k, r in named if r is not None))
+        if parts:
+            out.append(f"On {model} (Adam, against width): " + "; ".join(parts) + ".")
     return out
 
 
@@ -454,6 +473,12 @@ def findings(tables: dict[str, pd.DataFrame], fig2: pd.DataFrame | None) -> list
     return out
 
 
+def found_paragraph(report: str) -> str:
+    """The plain-words paragraph under the report's "What it found", for the terminal."""
+    part = report.split("## What it found", 1)[-1].strip()
+    return part.split("\n\n", 1)[0]
+
+
 def report_text(meta: dict, tables: dict[str, pd.DataFrame], figures: dict[str, str],
                 fig2: pd.DataFrame | None, dead: pd.DataFrame | None, cost: pd.DataFrame,
                 known: list[str]) -> str:
@@ -466,7 +491,8 @@ def report_text(meta: dict, tables: dict[str, pd.DataFrame], figures: dict[str, 
     if known:
         lines += ["", "Where measurement and theory disagree, and why:", ""] + [f"- {k}" for k in known]
     lines += ["", f"Studies: {', '.join(meta.get('studies', []))}{' (quick)' if meta.get('quick') else ''}; "
-                  f"CPU time {meta.get('cpu_s', float('nan')):.0f} s summed over shards, wall time "
+                  f"CPU time {meta.get('cpu_s', float('nan')):.0f} s summed over the edge-search shards (the Fig. 2 "
+                  f"grid not counted), wall time "
                   f"{meta.get('wall_time_s', float('nan')):.0f} s ({meta.get('executor', '?')} executor, "
                   f"{meta.get('workers', '?')} workers).", "",
               "How it is measured. A slice is a line in (eta_A, eta_B): the B edge varies eta_B at eta_A = 0.01 (n/64)^-1, "
@@ -593,7 +619,7 @@ def render(out, runs: pd.DataFrame, configs: list[LawsConfig], meta: dict, fig2_
         if len(p):
             save(plot_profile(p, c.label, PROFILE_REL_TOL), f"profile_{slug}", f"ratio profile: {c.label}")
         measured = laws[(laws.config == c.label) & (laws.kind == "edge") & (laws.slice_name != "")] if len(laws) else laws
-        if c.variable == "n" and c.teacher == "independent" and len(measured):
+        if c.variable == "n" and c.teacher == "independent" and c.factory is None and len(measured):
             from figures.phase import plot_phase_edges
             m = measured.rename(columns={"slice": "key"}).rename(columns={"slice_name": "slice", "held_n": "held"})
             fig = plot_phase_edges(c.optimizer, c.init_name, c.model, m[np.isfinite(m.slope)])

@@ -92,13 +92,15 @@ def rank_rows(laws: pd.DataFrame) -> list[str]:
     init2 = direct[direct.init == "2"]
     bad = init2[init2.verdict != "PASS"]
     if len(bad):
-        text = "; ".join(f"{r.alpha_scaling}{' (B0 var 1/r)' if 'B0 var' in r.config else ''}: "
+        text = "; ".join(f"{r.model}, {r.alpha_scaling}{' (B0 var 1/r)' if 'B0 var' in r.config else ''}: "
                          f"{_ci(r).replace('n^', 'r^')} against {_pred(r)}" for _, r in bad.iterrows())
-        out.append(f"rank, Init[2] (muA's Init[B] row and ours): {text}. These runs use the linear model with an "
-                   "independent teacher, where Init[2]'s first A-step can overshoot A's own target (the width study's "
-                   "control above); the calculus's rank exponents assume no overshoot. That this is the cause here is "
-                   "NOT tested: a teacher inside span(B0) has the LoRA rank, so it would change the target's size with "
-                   "r and confound the rank slope.")
+        linear = "linear" in set(bad.model)
+        out.append(f"rank, Init[2] (muA's Init[B] row and ours): {text}."
+                   + (" The linear model's runs use an independent teacher, where Init[2]'s first A-step can overshoot "
+                      "A's own target (the width study's control above); the calculus's rank exponents assume no "
+                      "overshoot. That this is the cause here is NOT tested: a teacher inside span(B0) has the LoRA "
+                      "rank, so it would change the target's size with r and confound the rank slope." if linear else "")
+                   + (" On the toy model no such cause is known." if "toy" in set(bad.model) else ""))
     return out
 
 

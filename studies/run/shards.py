@@ -136,6 +136,9 @@ def progress_bar(total: int, desc: str | None, unit: str, disable: bool = False,
 
 def _call(shard_fn, args) -> pd.DataFrame:
     import torch
+
+    from studies.run.malloc import keep_freed_memory
+    keep_freed_memory()
     torch.set_num_threads(SHARD_THREADS)
     return shard_fn(*args)
 

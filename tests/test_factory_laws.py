@@ -1,0 +1,87 @@
+"""lr-laws --factory: the learning-rate laws on a factory's model (the README's example factory;
+the families run the same code at hidden 64..512 from the CLI)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from scaling.loraplus import create_loraplus_optimizer
+from studies.cli import main
+from studies.factory_laws import factory_configs, factory_laws_shard, population_losses
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = str(REPO / "docs" / "examples" / "tiny_mlp_factory.py") + ":make"
+
+
+def test_population_losses_puts_nan_after_a_divergence():
+    frame = pd.DataFrame({"member": 0, "run": [0, 0, 0, 1, 1], "step": [0, 1, 2, 0, 1],
+                          "layer": "all", "metric": ["loss"] * 4 + ["diverged"], "value": [3.0, 2.0, 1.0, 3.0, 1.0]})
+    out = population_losses(frame, runs=2, steps=2)
+    assert out["diverged_step"].tolist() == [-1, 1]
+    np.testing.assert_array_equal(out["train"][:, 0], [3.0, 2.0, 1.0])
+    assert out["train"][0, 1] == 3.0 and np.isnan(out["train"][1:, 1]).all()
+
+
+def test_each_candidate_trains_like_a_plain_adam_run():
+    import importlib.util
+
+    from studies.families.pretrain import apply_init
+    spec = importlib.util.spec_from_file_location("tiny_factory_oracle", EXAMPLE.rsplit(":", 1)[0])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (config1, config2) = factory_configs([EXAMPLE], quick=True, widths=[64], seeds=1, steps=4)
+    rows = factory_laws_shard((config1, config2), 64, 4, 0, "cpu")
+    assert set(rows.init) == {"1", "2"} and set(rows.slice_name) == {"b-edge", "a-edge", "one-rate", "ratio"}
+    assert rows.groupby("init")["round"].max().min() >= 1  # brackets were refined
+    for init in ("1", "2"):
+        mine = rows[(rows.init == init) & (rows.diverged_step < 0)]
+        for _, run in mine.sample(3, random_state=0).iterrows():
+            task = module.make(64, 4, 0)
+            torch.manual_seed(30_000)
+            apply_init(task.model, init)
+            opt = create_loraplus_optimizer(task.model, torch.optim.Adam, lr=run.eta_a,
+                                            loraplus_lr_ratio=run.eta_b / run.eta_a)
+            for _ in range(4):
+                loss = task.loss(task.model, task.batch(0))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                final = float(task.loss(task.model, task.batch(0)))
+            assert run.loss_t4 == pytest.approx(final, rel=1e-3, abs=1e-6)
+
+
+def test_the_cli_measures_and_judges_the_laws_on_a_factory(tmp_path, capsys):
+    out = tmp_path / "laws"
+    argv = ["lr-laws", "--factory", EXAMPLE, "--quick", "--widths", "64,128,256", "--seeds", "2",
+            "--executor", "inline", "--device", "cpu", "--out", str(out)]
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    laws = pd.read_csv(out / "laws.csv", dtype={"init": str})
+    for column in ("law", "model", "optimizer", "init", "alpha_scaling", "variable", "predicted", "slope", "lo",
+                   "hi", "verdict", "reason"):
+        assert column in laws
+    assert {"B edge", "A edge", "one-rate edge", "corner lambda_c"} <= set(laws.law)
+    assert {"1", "2"} <= set(laws.init) <= {"1", "2", "1 / 2"} and set(laws.verdict) <= {"PASS", "FAIL", "INCONCLUSIVE"}
+    corner = laws[(laws.law == "corner lambda_c") & (laws.init == "1")].iloc[0]
+    assert corner.predicted == 1.0 and np.isfinite(corner.slope)
+    assert f"On {EXAMPLE} (Adam, against width)" in stdout.replace("\n", " ")
+    assert main(argv) == 0  # resumes
+    assert "(6 shards already done)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--factory", "no/such/file.py:make"], "no such file"),
+    (["--factory", "bert", "--models", "linear"], "--models does not apply with --factory"),
+    (["--factory", "bert", "--inits", "paper"], "init 1 or 2"),
+])
+def test_bad_factory_input_is_one_error_line(tmp_path, capsys, argv, fragment):
+    out = tmp_path / "x"
+    assert main(["lr-laws", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and fragment in err[0]
+    assert not out.exists()
