@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     ll.add_argument("--tolerance", type=float, default=0.15, help="allowed distance to the predicted exponent")
     ll.add_argument("--factory", action=_OneWord, default=None,
                     help="the laws on these models instead of the toys, comma-separated: a family (bert, gpt2), "
-                         "MODULE:NAME or FILE.py:NAME giving make(width, rank, seed); hidden widths 64..512")
+                         "MODULE:NAME or FILE.py:NAME giving make(width, rank, seed); widths 64,128,256 unless --widths")
     ll.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     ll.add_argument("--out", default=None, help="default runs/lr-laws (runs/lr-laws-quick with --quick; "
                                                 "runs/lr-laws-factory with --factory)")

@@ -10,11 +10,16 @@ then measures a dead network, not the width.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
+
+# PEFT asks transformers for a deprecated attribute on every get_peft_model: a line per shard of
+# noise in every family run's log, about neither the user's code nor ours.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def pretrain(model: nn.Module, batch: Callable[[], dict], steps: int, lr: float, width: int, base_width: int,
