@@ -150,7 +150,8 @@ def validate(args) -> int:
         from studies.lr_laws import validate_corner
         corner, section = validate_corner(device, out, executor, args.workers, args.scheduler, args.tolerance)
         write_csv(corner, out / "lr_laws.csv")
-        write_text(report + "\n" + section, out / "report.md")
+        head, sep, appendices = report.partition("## Appendix A")  # the law before the long listings
+        write_text(head + section + "\n" + sep + appendices, out / "report.md")
     counts = pd.concat([exponents.verdict, corner.verdict]).value_counts()
     print(f"validate, {meta['settings']} suite, {time.perf_counter() - start:.0f} s:\n{summary_text(exponents)}")
     if "verdict_straight" in exponents:  # before the corrections to scaling

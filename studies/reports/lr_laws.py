@@ -94,6 +94,9 @@ def _law_row(kind: str, law: str, config: LawsConfig, fit, left_out, pred: LawPr
              slice_key: str = "", criterion: str = "", verdict_override: tuple[str, str] | None = None,
              slice_spec=None) -> dict:
     v, why = verdict_override or judge(fit, pred, tol)
+    if left_out and why.startswith("fewer than two widths"):  # not a divergence: the edges were censored
+        why = (f"fewer than two widths left: the edge was censored (never crossed inside the search range) at "
+               f"{' '.join(str(x) for x in left_out)}")
     return {"law": law, "kind": kind, "slice_name": slice_spec.name if slice_spec is not None else "",
             "held_n": slice_spec.held_n if slice_spec is not None else np.nan, "model": config.model, "optimizer": config.optimizer, "init": config.init_name,
             "alpha_scaling": config.alpha_scaling, "variable": config.variable, "predicted": pred.exponent,
