@@ -288,7 +288,6 @@ def run_study(spec: FactoryCheckSpec, args, out_default: str, study: str, title:
               figure: str = "coord_check") -> int:
     """Check the factory, run every shard (resuming), write results / exponents / meta / report,
     print the findings. Shared by coord-check --factory and the family width studies."""
-    import sys
     import time
 
     from studies.commands import _open_study
@@ -302,8 +301,7 @@ def run_study(spec: FactoryCheckSpec, args, out_default: str, study: str, title:
                                        {"study": study, **spec.to_dict(), "device": str(device)})
     skipped = len(store.done)
     start, cpu = time.perf_counter(), cpu_seconds()
-    results = run_factory_check(spec, device, store, executor, args.workers, args.scheduler,
-                                progress=sys.stderr.isatty())
+    results = run_factory_check(spec, device, store, executor, args.workers, args.scheduler)
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     paths = results.drop_duplicates(["width", "seed"]).path.value_counts().to_dict()
     meta = metadata(spec.to_dict(), str(device), wall, study=study, executor=executor, resumed_shards=skipped,
