@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -70,6 +71,31 @@ def test_unreachable_scheduler_and_unknown_executor(tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (Linux /proc; empty elsewhere)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
+
+
+def _assert_gone(pids: list[int], within: float = 10.0) -> None:
+    import time
+    deadline = time.monotonic() + within
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in alive if _running(p)]
+    assert not alive, f"worker processes {alive} outlived the killed study"
+
+
 def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_table(tmp_path):
     """A real SIGKILL (no cleanup runs) at several moments of a 12-shard study; each resumed run
     must equal the uninterrupted one byte for byte, with no row missing or doubled."""
@@ -86,8 +112,10 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_table(tmp
         proc = subprocess.Popen([sys.executable, "-m", "studies", *args, "--out", str(out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
+        children = _children(proc.pid)
         proc.kill()
         proc.wait()
+        _assert_gone(children)  # its pool's workers end with it, none left waiting for work
         if (out / "manifest.json").exists():
             json.loads((out / "manifest.json").read_text())  # never half-written
         assert main([*args, "--out", str(out)]) == 0

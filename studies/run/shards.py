@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +136,19 @@ def progress_bar(total: int, desc: str | None, unit: str, disable: bool = False,
                 mininterval=20, miniters=1, ncols=80, ascii=True)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker's watch: when the study's process is gone (killed with no chance to shut its
+    pool down), the worker ends too instead of waiting forever for work."""
+    import threading
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _call(shard_fn, args) -> pd.DataFrame:
     import torch
 
@@ -185,7 +200,8 @@ def _run(todo: list[Shard], finished, executor: str, workers: int, scheduler: st
             torch.set_num_threads(threads)
     elif executor == "local":
         import multiprocessing
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
         try:
             futures = {pool.submit(_call, s.fn, s.args): s.key for s in todo}
             for f in as_completed(futures):
