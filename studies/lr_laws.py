@@ -176,8 +176,8 @@ class LawsConfig:
             raise SpecError(f"refine-rounds must be a non-negative integer, got {self.refine_rounds!r}")
         if self.optimizer == "sgd" and any(c.fraction is not None for c in self.criteria):
             raise SpecError("under gradient descent the edge is a divergence: give criteria without a fraction")
-        for w in self.widths if self.factory is None else ():
-            for r in self.ranks:
+        if self.factory is None:  # a factory checks its own widths (studies.factory_check.check_factory)
+            for w, r in self.points():
                 try:
                     self.model_config(w, r).check()
                 except ValueError as err:

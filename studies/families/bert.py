@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from scaling.factory import Task
-from studies.families.pretrain import apply_init, check_width, pretrain
+from studies.families.pretrain import check_width, lora_task, pretrain
 
 
 @dataclass(frozen=True)
@@ -63,19 +63,10 @@ class BertFamily:
         return model, loss
 
     def __call__(self, width: int, rank: int, seed: int, device=None) -> Task:
-        from peft import LoraConfig, get_peft_model
-        from transformers import BertForSequenceClassification
         self.check(width, rank)
         base, pretrain_loss = self.pretrained(width, seed, device)
-        torch.manual_seed(10_000 + seed)  # the LoRA initialisation: the same for every rate
-        model = BertForSequenceClassification(base.config).to(device)
-        model.load_state_dict(base.state_dict())
-        model.set_attn_implementation("eager")
-        model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=rank, target_modules=list(self.targets),
-                                                 lora_dropout=0.0))
-        apply_init(model, self.init)
-        return Task(model, self.batch(torch.Generator().manual_seed(2000 + seed), "finetune", device),
-                    info={"pretrain_loss": pretrain_loss})
+        return lora_task(base, self.targets, rank, self.init, seed,
+                         self.batch(torch.Generator().manual_seed(2000 + seed), "finetune", device), pretrain_loss)
 
 
 make = BertFamily()

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from scaling.factory import Task
+
 # PEFT asks transformers for a deprecated attribute on every get_peft_model: a line per shard of
 # noise in every family run's log, about neither the user's code nor ours.
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -63,3 +65,20 @@ def apply_init(model: nn.Module, init: str) -> None:
         A, B = _lora_factors(layer)[:2]
         A.zero_()
         B.normal_(0.0, 1.0)
+
+
+def lora_task(base: nn.Module, targets: tuple[str, ...], rank: int, init: str, seed: int, batch: dict,
+              pretrain_loss: float, **lora_options) -> Task:
+    """The families' fine-tune Task: a copy of the pretrained ``base`` (same class and config,
+    eager attention, which torch.func can batch) with PEFT LoRA of rank r = alpha = ``rank`` on
+    ``targets`` (dropout 0; ``lora_options`` e.g. fan_in_fan_out for GPT-2's Conv1D), its
+    factors drawn from 10000 + seed (the same for every rate) and set to ``init``."""
+    from peft import LoraConfig, get_peft_model
+    torch.manual_seed(10_000 + seed)
+    model = type(base)(base.config).to(next(base.parameters()).device)
+    model.load_state_dict(base.state_dict())
+    model.set_attn_implementation("eager")
+    model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=rank, target_modules=list(targets),
+                                             lora_dropout=0.0, **lora_options))
+    apply_init(model, init)
+    return Task(model, batch, info={"pretrain_loss": pretrain_loss})
