@@ -1,4 +1,5 @@
-"""The benchmark suite behind ``loraplus-scaling bench``.
+"""The benchmark suite: ``python -m benchmarks.bench_suite [--quick] [--out DIR]`` (from the
+repository's root; benchmarks depend on the package, never the reverse). Writes DIR/bench.json.
 
 In one process (so the numbers are ratios measured under the same load):
   engine     population engine vs per-run nn.Module + torch.optim loops (bench_engine cases);
@@ -14,14 +15,20 @@ In one process (so the numbers are ratios measured under the same load):
 """
 from __future__ import annotations
 
+import argparse
+import json
 import multiprocessing
 import platform
 import resource
 import time
+from pathlib import Path
 
 import torch
 
+from benchmarks.bench_engine import format_table, run_benchmarks
 from scaling.rules import BUILTIN_SCHEMES
+from studies.run.runner import run_coord_check_shard
+from studies.run.spec import CoordCheckSpec
 from toy_models.models import ModelConfig, build_model
 from toy_models.population import Population
 
@@ -67,8 +74,6 @@ def measurement_overhead(name: str, width: int, steps: int = 10) -> dict:
 
 
 def _widest_shard(queue) -> None:
-    from studies.run.runner import run_coord_check_shard
-    from studies.run.spec import CoordCheckSpec
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     spec = CoordCheckSpec(model="linear", widths=(8192,), steps=6, seeds=(0,))
     start = time.perf_counter()
@@ -88,7 +93,6 @@ def peak_memory() -> dict:
 
 
 def run_suite(quick: bool = False) -> dict:
-    from benchmarks.bench_engine import run_benchmarks
     report = {"engine": run_benchmarks(quick), "matmul_gflops": matmul_gflops()}
     report["mlp_rate"] = [mlp_rate(w) for w in (1024, 2048)]
     report["overhead"] = [measurement_overhead("mlp", 1024), measurement_overhead("mlp", 2048),
@@ -99,7 +103,6 @@ def run_suite(quick: bool = False) -> dict:
 
 
 def format_report(report: dict) -> str:
-    from benchmarks.bench_engine import format_table
     lines = [format_table(report["engine"]), "",
              f"dense float32 matmul (2048^2): {report['matmul_gflops']:.1f} GFLOP/s"]
     for r in report["mlp_rate"]:
@@ -113,3 +116,20 @@ def format_report(report: dict) -> str:
     lines.append(f"peak memory, widest shard (linear n = {m['width']}, 4 runs): {m['peak_mb']:.0f} MB "
                  f"(process baseline {m['baseline_mb']:.0f} MB; {m['seconds']:.1f} s)")
     return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer seeds; loops timed on samples and extrapolated")
+    parser.add_argument("--out", default="runs/bench", help="directory for bench.json (default runs/bench)")
+    args = parser.parse_args()
+    report = run_suite(args.quick)
+    print(format_report(report))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"wrote {out / 'bench.json'}")
+
+
+if __name__ == "__main__":
+    main()

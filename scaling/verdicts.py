@@ -40,6 +40,18 @@ from scaling.rules import parse_scheme
 from scaling.theory import NEG_INF, PREDICTED_METRICS, first_step_loss_drop, fmt, predict
 
 DEFAULT_TOLERANCE = 0.15
+# Data a verdict needs: a slope from two widths has no local slope to check, and an interval
+# from one seed is no interval at all, so neither can PASS or FAIL anything.
+MIN_WIDTHS, MIN_SEEDS = 3, 2
+
+
+def too_little_data(n_widths: int, n_seeds: int) -> str | None:
+    """Why measurements at ``n_widths`` widths from ``n_seeds`` seeds are too thin to judge, or
+    None when they are enough."""
+    if n_widths < MIN_WIDTHS or n_seeds < MIN_SEEDS:
+        return (f"too little data to judge: {n_widths} widths and {n_seeds} seeds (a verdict needs at "
+                f"least {MIN_WIDTHS} widths and {MIN_SEEDS} seeds)")
+    return None
 EXPONENT_COLUMNS = ["model", "optimizer", "init", "scheme", "metric", "layer", "step", "slope",
                     "ci_low", "ci_high", "predicted", "verdict", "reason", "r2", "local_slopes",
                     "n_widths", "n_seeds", "n_diverged", "classification", "claim", "drift",
@@ -58,6 +70,9 @@ def verdict(fit, predicted: float, all_zero: bool, tol: float, claim: str = "exa
         return "FAIL", "measured exactly zero, predicted a power law"
     if fit is None:
         return "INCONCLUSIVE", "fewer than two widths with finite values (divergence)"
+    thin = too_little_data(fit.n_widths, fit.n_seeds)
+    if thin:
+        return "INCONCLUSIVE", thin
     if not fit.settled:
         return "INCONCLUSIVE", "local slopes not settled: " + " ".join(f"{s:+.2f}" for s in fit.local_slopes)
     if claim == "upper bound":
@@ -158,6 +173,9 @@ def _judge(m: pd.DataFrame, predicted: float, tol: float, settle_tol: float, cla
     fits = fit_with_correction(m.width, m.value, m.seed, omega if not all_zero else None, settle_tol=settle_tol)
     fit, cfit = fits if fits is not None else (None, None)
     override = override or (lambda v, why: (v, why))
+    thin = too_little_data(m.width.nunique(), m.seed.nunique())
+    if thin and claim != "none":  # not even an exact zero is judged from one seed or two widths
+        return fit, None, override("INCONCLUSIVE", thin), None
     straight = override(*verdict(fit, predicted, all_zero, tol, claim))
     if omega is None or all_zero or predicted == NEG_INF:
         return fit, None, straight, None

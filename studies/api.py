@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from studies.factory_check import FactoryCheckSpec, check_factory, judge, run_factory_check
+from studies.run.context import RunContext, RunOptions, resolve_device
 
 __all__ = ["coord_check", "judge"]
 
@@ -32,16 +33,13 @@ def coord_check(factory, widths=(64, 128, 256, 512), schemes=("loraplus", "lora-
     a later call with the same settings; None: a temporary one); executor: "inline" (this
     process; any callable), "local" or "dask" (the factory must be importable by reference
     or picklable). Bad settings raise ValueError with a one-line message."""
-    from studies.run.runner import resolve_device
-    from studies.run.shards import ShardStore
-
     spec = FactoryCheckSpec(factory=factory, widths=tuple(widths), seeds=tuple(range(seeds)) if isinstance(seeds, int)
                             else tuple(seeds), schemes=tuple(schemes), steps=steps, rank=rank, lr_a=lr_a, lr_b=lr_b,
                             base_width=base_width, seeds_per_shard=seeds_per_shard, path=path)
     dev = resolve_device(device)
     check_factory(spec, dev)
     with tempfile.TemporaryDirectory(prefix="loraplus-coord-check-") as tmp:
-        root = Path(out) if out is not None else Path(tmp)
-        root.mkdir(parents=True, exist_ok=True)
-        store = ShardStore(root, {"study": "coord-check", **spec.to_dict(), "device": str(dev)})
-        return run_factory_check(spec, dev, store, executor, workers, progress=progress)
+        options = RunOptions(out=Path(out) if out is not None else Path(tmp), device=str(dev), executor=executor,
+                             workers=workers, progress=progress)
+        ctx = RunContext(options, {"study": "coord-check", **spec.to_dict()}, dev)
+        return run_factory_check(spec, ctx)

@@ -15,16 +15,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from studies.run.runner import coord_check_shards
-from studies.run.shards import ShardStore, run_shards
 from studies.run.spec import CoordCheckSpec
-from studies.run.store import write_csv, write_json, write_text
 
 STUDIES = ("init", "rank", "contribution")
 
@@ -55,14 +51,13 @@ def variants(study: str, quick: bool) -> list[Variant]:
     raise ValueError(f"unknown study {study!r}; choose from {', '.join(STUDIES)}")
 
 
-def run_study(study: str, quick: bool, device: torch.device, store: ShardStore, executor: str = "inline",
-              workers: int = 2, scheduler: str | None = None) -> pd.DataFrame:
-    """Every shard of every variant that the store does not hold yet; results with a
-    ``variant`` column."""
-    per_variant = [(v.label, coord_check_shards(v.spec, device, f"v{i}_")) for i, v in enumerate(variants(study, quick))]
-    run_shards([sh for _, shards in per_variant for sh in shards], store, executor, workers, scheduler)
-    return pd.concat([store.load([sh.key for sh in shards]).assign(variant=label) for label, shards in per_variant],
-                     ignore_index=True)
+def run(study: str, quick: bool, ctx) -> pd.DataFrame:
+    """Every shard of every variant that the run's store does not hold yet (``ctx``: a
+    studies.run.context.RunContext); results with a ``variant`` column."""
+    per_variant = [(v.label, coord_check_shards(v.spec, ctx.device, f"v{i}_"))
+                   for i, v in enumerate(variants(study, quick))]
+    ctx.run([sh for _, shards in per_variant for sh in shards], bar=f"study {study}")
+    return pd.concat([ctx.load(shards).assign(variant=label) for label, shards in per_variant], ignore_index=True)
 
 
 def _gmean(v: pd.Series) -> float:
@@ -105,29 +100,17 @@ def summarise(study: str, results: pd.DataFrame) -> pd.DataFrame:
     raise ValueError(f"unknown study {study!r}")
 
 
-def plot(study: str, results: pd.DataFrame):
-    """The study's figure (drawn by ``figures.companions``)."""
-    from figures.companions import plot_contribution, plot_init, plot_rank
+@dataclass
+class CompanionTables:
+    """A companion study's results (the figure's data) and its summary, one row per line drawn."""
 
-    if study == "init":
-        return plot_init(results)
-    if study in ("rank", "contribution"):
-        return (plot_rank if study == "rank" else plot_contribution)(summarise(study, results))
-    raise ValueError(f"unknown study {study!r}")
+    study: str
+    results: pd.DataFrame
+    summary: pd.DataFrame
 
-
-def render(out: Path, study: str, results: pd.DataFrame, meta: dict) -> dict[str, str]:
-    from figures.save import save_figure
-
-    save_figure(plot(study, results), out / "figures" / study)
-    table = summarise(study, results)
-    write_csv(table, out / "summary.csv")
-    write_text(f"# study {study}\n\n{table.to_markdown(index=False, floatfmt='.4g')}\n\n"
-               f"![{study}](figures/{study}.png)\n", out / "report.md")
-    return {study: f"figures/{study}.png"}
+    def files(self) -> dict[str, pd.DataFrame]:
+        return {"summary": self.summary}
 
 
-def write_outputs(out: Path, study: str, results: pd.DataFrame, meta: dict) -> dict[str, str]:
-    write_csv(results, out / "results.csv")
-    write_json(meta, out / "meta.json")
-    return render(out, study, results, meta)
+def analyse(study: str, results: pd.DataFrame) -> CompanionTables:
+    return CompanionTables(study, results, summarise(study, results))

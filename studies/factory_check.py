@@ -32,7 +32,13 @@ import pandas as pd
 import torch
 
 from scaling.factory import Factory, FactoryError, TaskShape, inspect_task, load_factory
+from scaling.gamma import fit_power_law
+from scaling.module_population import train_population
 from scaling.rules import parse_scheme
+from scaling.theory import predict
+from scaling.verdicts import DEFAULT_TOLERANCE, compare
+from studies.families import FAMILIES
+from studies.run.shards import Shard
 from studies.run.spec import SpecError, _positive_ints
 
 PATHS = ("auto", "torch.func", "loop")
@@ -42,7 +48,6 @@ RESULT_COLUMNS = ["model", "optimizer", "init", "scheme", "width", "seed", "step
 
 def factory_for(ref) -> Factory:
     """A factory from a reference, a built-in family name or a callable (FactoryError if unusable)."""
-    from studies.families import FAMILIES
     return load_factory(ref, FAMILIES)
 
 
@@ -156,8 +161,6 @@ def population_shard(factory: Factory, width: int, rank: int, seeds: tuple[int, 
 
     Returns the tidy rows (RESULT_COLUMNS, the labels of ``runs`` and the factory's Task.info
     numbers as columns): model = the factory's name, optimizer adam, init from the model."""
-    from scaling.module_population import train_population
-
     dev = torch.device(device)
     tasks = [factory(width, rank, seed, dev) for seed in seeds]
     shape = inspect_task(tasks[0], f"factory {factory.name}")
@@ -209,26 +212,23 @@ def check_factory(spec: FactoryCheckSpec, device: torch.device) -> TaskShape:
 
 def factory_shards(spec: FactoryCheckSpec, device: torch.device, prefix: str = "") -> list:
     """One shard per (width, block of seeds), widest first (the longest shards start first)."""
-    from studies.run.shards import Shard
     return [Shard(f"{prefix}w{w}_s{'-'.join(map(str, block))}", population_shard,
                   (spec.factory, w, spec.rank, block, spec.runs(w), spec.steps, True, spec.path,
                    spec.max_inputs, str(device)))
             for w in sorted(spec.widths, reverse=True) for block in spec.seed_blocks()]
 
 
-def run_factory_check(spec: FactoryCheckSpec, device: torch.device, store, executor: str = "inline",
-                      workers: int = 2, scheduler: str | None = None, progress: bool = True) -> pd.DataFrame:
-    """Every shard the store does not hold yet; all shards' rows."""
-    from studies.run.shards import run_shards
-    shards = factory_shards(spec, device)
-    run_shards(shards, store, executor, workers, scheduler, bar=f"coord-check {spec.name}" if progress else None)
-    return store.load([sh.key for sh in shards])
+def run_factory_check(spec: FactoryCheckSpec, ctx) -> pd.DataFrame:
+    """Every shard the run's store does not hold yet (``ctx``: a studies.run.context.RunContext);
+    all shards' rows."""
+    shards = factory_shards(spec, ctx.device)
+    ctx.run(shards, bar=f"coord-check {spec.name}")
+    return ctx.load(shards)
 
 
 def factory_predictor(model, optimizer, init, gA, gB, step):
     """scaling.theory.predict for a factory's LoRA layers: an Adam LoRA layer with Theta(1)
     inputs whose outputs the loss does not read directly (the ``mlp`` recursion)."""
-    from scaling.theory import predict
     return predict("mlp", optimizer, init, gA, gB, step)
 
 
@@ -244,7 +244,6 @@ def upstream_counts(results: pd.DataFrame) -> dict[str, int]:
 def judge(results: pd.DataFrame, tol: float | None = None) -> pd.DataFrame:
     """Fits and verdicts at steps 1, 2 and the last (``scaling.verdicts.compare``); layers with
     no LoRA layer upstream are the ones with a sharp prediction under every scheme."""
-    from scaling.verdicts import DEFAULT_TOLERANCE, compare
     steps = sorted({1, 2, int(results.step.max())})
     first = {layer for layer, k in upstream_counts(results).items() if k == 0}
     return compare(results, steps, tol=DEFAULT_TOLERANCE if tol is None else tol, predictor=factory_predictor,
@@ -252,73 +251,58 @@ def judge(results: pd.DataFrame, tol: float | None = None) -> pd.DataFrame:
                    corrected=False)  # the corrections to scaling are derived for the toy models only
 
 
-# -- the command ---------------------------------------------------------------------------------
-TOY_OPTIONS = ("model", "optimizer", "init", "alpha", "alpha_scaling", "batch_size", "data", "depth", "dtype",
-               "loss_reduction", "teacher", "b0_scale")
+# -- the analysis -------------------------------------------------------------------------------------
+SHARP_EVERYWHERE = "reads the base model's own features (no LoRA layer upstream): Theta(1) inputs under every scheme"
+SHARP_IF_STABLE = ("behind {k} LoRA layer(s): its input stays Theta(1) only under a stable scheme; under an unstable one "
+                   "it grows with n (no sharp prediction there, INCONCLUSIVE)")
 
 
-def spec_from_args(args) -> FactoryCheckSpec:
-    """The spec of ``coord-check --factory``; options of the toy models are refused."""
-    import argparse
-
-    from scaling.rules import split_schemes
-    from studies.cli import build_parser
-    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["coord-check"]
-    given = [o for o in TOY_OPTIONS if getattr(args, o) != sub.get_default(o)]
-    if given:
-        option = "--" + given[0].replace("_", "-")
-        why = "runs train with Adam" if given[0] == "optimizer" else "the model comes from the factory"
-        raise SpecError(f"{option} is an option of the built-in toy models; with --factory {why}")
-    if args.seeds <= 0:
-        raise SpecError(f"--seeds must be a positive integer, got {args.seeds}")
-    return FactoryCheckSpec(factory=args.factory, widths=tuple(args.widths), seeds=tuple(range(args.seeds)),
-                            schemes=tuple(split_schemes(args.schemes)), steps=args.steps,
-                            rank=4 if args.rank is None else args.rank, lr_a=args.lr_a, lr_b=args.lr_b,
-                            base_width=args.base_width, seeds_per_shard=args.seeds_per_shard, path=args.train_path)
+def _input_check(fit, tol: float) -> str:
+    """Whether a layer's input is width-stable, from the fit of z_a(0) = A_0 z against width."""
+    if fit is None:
+        return "-"
+    if fit.ci_high >= -tol and fit.ci_low <= tol:
+        return "width-stable"
+    return (f"{'grows' if fit.slope > 0 else 'shrinks'} like n^{fit.slope:+.2f}: the Theta(1)-input assumption "
+            "fails, and every exponent of this layer shifts by that much")
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (the local executor's workers)."""
-    import resource
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+def layer_table(results: pd.DataFrame, tol: float = 0.15) -> pd.DataFrame:
+    """One row per LoRA layer: LoRA layers upstream, where its prediction is sharp and why, and
+    the slope of z_a at step 0 against width: Z_A(0) = A_0 z with A_0's entries ~ n^-1/2 has the
+    size of the layer's input z, so the slope is about 0 when the frozen base feeds the layer
+    Theta(1) coordinates at every width (the derivation's first assumption); ``input`` says
+    whether it does (the slope's interval within +-tol of 0)."""
+    upstream = upstream_counts(results)
+    rows = []
+    at0 = results[(results.metric == "z_a") & (results.step == 0)]
+    at0 = at0[at0.scheme == at0.scheme.iloc[0]] if len(at0) else at0  # every scheme starts alike
+    layers = [n for n in dict.fromkeys(results.layer) if n != "all"]
+    for layer in layers:
+        up = upstream[layer]
+        fit = fit_power_law(*(at0[at0.layer == layer][c] for c in ("width", "value", "seed")))
+        rows.append({"layer": layer, "LoRA layers upstream": up,
+                     "sharp prediction": "every scheme" if up == 0 else "stable schemes only",
+                     "why": SHARP_EVERYWHERE if up == 0 else SHARP_IF_STABLE.format(k=up),
+                     "z_a(0) slope": "-" if fit is None else f"{fit.slope:+.2f} [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}]",
+                     "input": _input_check(fit, tol)})
+    return pd.DataFrame(rows)
 
 
-def run_study(spec: FactoryCheckSpec, args, out_default: str, study: str, title: str = "",
-              figure: str = "coord_check") -> int:
-    """Check the factory, run every shard (resuming), write results / exponents / meta / report,
-    print the findings. Shared by coord-check --factory and the family width studies."""
-    import time
+@dataclass
+class FactoryCheckTables:
+    """What a factory's coordinate check found. results: the measurements (the figure's data);
+    exponents: fits and verdicts; layers: layer_table; tolerance: the verdicts' tolerance."""
 
-    from studies.commands import _open_study
-    from studies.reports.factory_check import render
-    from studies.run.runner import resolve_device
-    from studies.run.store import metadata, write_csv, write_json
+    results: pd.DataFrame
+    exponents: pd.DataFrame
+    layers: pd.DataFrame
+    tolerance: float
 
-    device = resolve_device(args.device)
-    check_factory(spec, device)  # before --out exists
-    executor, out, store = _open_study(args, device, args.out or out_default,
-                                       {"study": study, **spec.to_dict(), "device": str(device)})
-    skipped = len(store.done)
-    start, cpu = time.perf_counter(), cpu_seconds()
-    results = run_factory_check(spec, device, store, executor, args.workers, args.scheduler)
-    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    paths = results.drop_duplicates(["width", "seed"]).path.value_counts().to_dict()
-    meta = metadata(spec.to_dict(), str(device), wall, study=study, executor=executor, resumed_shards=skipped,
-                    cpu_time_s=round(cpu, 1), training_paths=paths)
-    write_csv(results, out / "results.csv")
-    write_json(meta, out / "meta.json")
-    render(out, results, meta, figure=figure, title=title)
-    shards = len(spec.widths) * len(spec.seed_blocks())
-    print(f"{title or 'coord-check ' + spec.name}: {len(spec.widths)} widths x {len(spec.seeds)} seeds x "
-          f"{len(spec.schemes)} schemes, {spec.steps} steps in {wall:.1f}s wall, {cpu:.0f}s CPU "
-          f"({skipped} of {shards} shards already done)")
-    print("training path: " + "; ".join(f"{p} ({k} members)" for p, k in paths.items()))
-    print((out / "report.md").read_text().split("## LoRA layers")[0])
-    print(f"wrote {out / 'results.csv'}, {out / 'exponents.csv'}, {out / 'report.md'}")
-    return 0
+    def files(self) -> dict[str, pd.DataFrame]:
+        return {"exponents": self.exponents}
 
 
-def coord_check_command(args) -> int:
-    """coord-check --factory REF."""
-    return run_study(spec_from_args(args), args, "runs/coord-check", "coord-check")
+def analyse(results: pd.DataFrame, tol: float = DEFAULT_TOLERANCE) -> FactoryCheckTables:
+    results = results.assign(init=results["init"].astype(str))
+    return FactoryCheckTables(results, judge(results, tol), layer_table(results, tol), tol)

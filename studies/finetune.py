@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
-from studies.run.shards import Shard, ShardStore, run_shards
+from scaling.loraplus import create_loraplus_optimizer
+from scaling.monitor import FeatureLearningMonitor
+from studies.run.shards import Shard
 from studies.run.spec import SpecError
 from studies.sst2 import find_sst2, load_sst2
 
@@ -166,9 +167,6 @@ _INITIAL_EVALS: dict = {}  # (spec, model path, seed) -> step-0 (accuracy, loss)
 
 def finetune_run(spec: FinetuneSpec, model_path: str, data: Data, ratio: float, lr: float, seed: int):
     """One fine-tune. Returns (eval rows, monitor table)."""
-    from scaling.loraplus import create_loraplus_optimizer
-    from scaling.monitor import FeatureLearningMonitor
-
     dev = spec.device
     model = build_peft_model(spec, model_path, seed).to(dev)
     model.train()
@@ -276,14 +274,12 @@ def split_tables(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return evals, monitor.astype({"step": int, "seed": int})
 
 
-def run_finetune(spec: FinetuneSpec, store: ShardStore, executor: str = "inline", workers: int = 2,
-                 scheduler: str | None = None, progress=None):
-    """The whole study as shards, one per (ratio, lr, seed): the grid, then the bracketing
-    extensions in rounds (every ratio whose best lr is at an edge of its grid gets the next lr
-    outward, at most ``max_extensions`` times). Returns (evals, monitor, wall seconds,
-    {train_size, dev_size}); ``progress(ratio, lr, seed, last eval row)`` after each run."""
-    _, data = prepared(spec)  # a bad model or data set fails here, before any shard starts
-    sizes = {"train_size": len(data.train_ids), "dev_size": len(data.dev_ids)}
+def run_finetune(spec: FinetuneSpec, ctx, progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The whole study as shards, one per (ratio, lr, seed), through ``ctx`` (a
+    studies.run.context.RunContext): the grid, then the bracketing extensions in rounds (every
+    ratio whose best lr is at an edge of its grid gets the next lr outward, at most
+    ``max_extensions`` times). Returns (evals, monitor); ``progress(ratio, lr, seed, last eval
+    row)`` after each run."""
     shards: dict[str, Shard] = {}
 
     def finished(key, table):
@@ -296,10 +292,9 @@ def run_finetune(spec: FinetuneSpec, store: ShardStore, executor: str = "inline"
             for seed in spec.seeds:
                 key = f"r{ratio!r}_lr{lr!r}_s{seed}"
                 shards.setdefault(key, Shard(key, finetune_shard, (spec, ratio, lr, seed)))
-        run_shards(list(shards.values()), store, executor, workers, scheduler, progress=finished)
-        return split_tables(store.load(list(shards)))
+        ctx.run(list(shards.values()), progress=finished)
+        return split_tables(ctx.load(list(shards.values())))
 
-    start = time.perf_counter()
     evals, monitor = run([(ratio, lr) for ratio in spec.ratios for lr in spec.lrs])
     if spec.bracket and len(spec.lrs) >= 2:
         factor = spec.lrs[1] / spec.lrs[0]
@@ -314,4 +309,83 @@ def run_finetune(spec: FinetuneSpec, store: ShardStore, executor: str = "inline"
             if not outward:
                 break
             evals, monitor = run(outward)
-    return evals, monitor, time.perf_counter() - start, sizes
+    return evals, monitor
+
+
+def data_sizes(spec: FinetuneSpec) -> dict[str, int]:
+    _, data = prepared(spec)
+    return {"train_size": len(data.train_ids), "dev_size": len(data.dev_ids)}
+
+
+# -- the analysis -------------------------------------------------------------------------------------
+TARGET_FRACTION = 0.98
+
+
+def comparison(evals: pd.DataFrame, steps: int) -> dict:
+    """Best LoRA (ratio 1, or the smallest ratio) against the best other ratio, best over lr.
+    The target accuracy is 98% of the lower of the two best final accuracies, a level both
+    reach; steps-to-target and the speedup (LoRA's steps over LoRA+'s) compare the two."""
+    best = best_lrs(evals, steps)
+    lora = best.sort_values("ratio").iloc[0]
+    others = best[best.ratio != lora.ratio]
+    plus = others.loc[others.dev_acc.idxmax()] if len(others) else None
+    reached = float(lora.dev_acc) if plus is None else min(float(lora.dev_acc), float(plus.dev_acc))
+    out = {"best": best, "lora": lora, "plus": plus, "target": TARGET_FRACTION * reached}
+    if plus is not None:
+        out["steps_lora"] = steps_to_target(evals, lora.ratio, lora.best_lr, out["target"])
+        out["steps_plus"] = steps_to_target(evals, plus.ratio, plus.best_lr, out["target"])
+        out["speedup"] = out["steps_lora"] / out["steps_plus"]  # NaN when either never reaches it
+    return out
+
+
+def monitor_summary(monitor: pd.DataFrame, ratio: float, lr: float) -> pd.DataFrame:
+    """Median delta1 (A side) and delta2 (B side) per layer over steps > 1 and seeds; no rows
+    when the run measured no step after the first (a run shorter than --monitor-every)."""
+    m = monitor[(monitor.ratio == ratio) & (monitor.lr == lr) & (monitor.step > 1)
+                & monitor.metric.isin(["delta1", "delta2"])]
+    table = m.pivot_table(index="layer", columns="metric", values="value", aggfunc="median")
+    table = table.reindex(columns=["delta1", "delta2"])
+    table["delta1/delta2"] = table.delta1 / table.delta2
+    return table.reset_index()
+
+
+@dataclass
+class FinetuneTables:
+    """What a finetune run found. evals, monitor: the raw tables; comparison: best LoRA against
+    the best other ratio (``comparison``); reach: steps to the target accuracy per ratio;
+    monitor_summary: delta1 / delta2 per layer for the two compared runs; notes: why a table is
+    missing."""
+
+    evals: pd.DataFrame
+    monitor: pd.DataFrame
+    comparison: dict
+    reach: pd.DataFrame
+    monitor_summary: pd.DataFrame
+    notes: list[str]
+
+    def files(self) -> dict[str, pd.DataFrame]:
+        out = {"best_per_ratio": self.comparison["best"]}
+        if not self.monitor_summary.empty:
+            out["monitor_summary"] = self.monitor_summary
+        return out
+
+
+def analyse(steps: int, monitor_every: int, evals: pd.DataFrame, monitor: pd.DataFrame) -> FinetuneTables:
+    """The comparison, steps to target and the monitor's summary (``steps``, ``monitor_every``:
+    the run's settings)."""
+    cmp = comparison(evals, steps)
+    reach = pd.DataFrame([{"ratio": r.ratio, "steps": steps_to_target(evals, r.ratio, r.best_lr, cmp["target"])}
+                          for r in cmp["best"].itertuples()])
+    notes, both = [], pd.DataFrame()
+    if not monitor.empty and cmp["plus"] is not None:
+        a = monitor_summary(monitor, cmp["lora"].ratio, cmp["lora"].best_lr).assign(run=f"ratio {cmp['lora'].ratio:g}")
+        b = monitor_summary(monitor, cmp["plus"].ratio, cmp["plus"].best_lr).assign(run=f"ratio {cmp['plus'].ratio:g}")
+        both = pd.concat([a, b])
+        if both.empty:
+            every = monitor_every
+            notes.append(f"No monitor figure: the monitor measures steps 1, {every + 1}, {2 * every + 1}, ... and its "
+                         f"deltas are read after step 1 (under Init[1] B is still 0 at step 1); these {steps}-step "
+                         f"runs measured no later step (a --monitor-every below {steps} would).")
+    if not both.empty:
+        both["layer"] = both.layer.str.replace("base_model.model.", "").str.replace(".attention.self", "")
+    return FinetuneTables(evals, monitor, cmp, reach, both, notes)

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scaling.optimum import seed_mean_log_loss
-from studies.run.shards import Shard, ShardStore, run_shards
+from scaling.optimum import equal_rate_gap, optimum_table, seed_mean_log_loss
+from studies.run.shards import Shard
 from studies.run.spec import SpecError, _positive_ints, check_choices
 from toy_models.models import MODELS, ModelConfig, build_model
 from toy_models.population import Population
@@ -102,6 +102,11 @@ class LrGridSpec:
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "LrGridSpec":
+        """Inverse of to_dict (a stored run's meta.json)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
 
 def _block_size(model, runs: int) -> int:
     n_samples = model.cfg.batch_size
@@ -154,15 +159,15 @@ def lr_grid_shard(spec: LrGridSpec, width: int, seed: int, device: torch.device)
     return pd.concat(frames, ignore_index=True)[GRID_COLUMNS], c
 
 
-def run_lr_grid(spec: LrGridSpec, device: torch.device, store: ShardStore, executor: str = "inline",
-                workers: int = 2, scheduler: str | None = None, progress: bool = True):
-    """Train every shard of the grid the store does not hold yet. Returns (tidy table at the
-    eval steps, curves) where curves maps (width, seed) to train_grid's dict."""
+def run_lr_grid(spec: LrGridSpec, ctx):
+    """Train every shard of the grid the run's store does not hold yet (``ctx``: a
+    studies.run.context.RunContext). Returns (tidy table at the eval steps, curves) where curves
+    maps (width, seed) to train_grid's dict."""
     jobs = [(w, s) for w in spec.widths for s in spec.seeds]
-    shards = [Shard(f"w{w}_s{s}", lr_grid_shard, (spec, w, s, device)) for w, s in jobs]
-    run_shards(shards, store, executor, workers, scheduler, bar="lr-grid" if progress else None)
-    table = store.load([sh.key for sh in shards])
-    curves = {job: store.load_arrays(sh.key) for job, sh in zip(jobs, shards)}
+    shards = [Shard(f"w{w}_s{s}", lr_grid_shard, (spec, w, s, ctx.device)) for w, s in jobs]
+    ctx.run(shards, bar="lr-grid")
+    table = ctx.load(shards)
+    curves = {job: ctx.store.load_arrays(sh.key) for job, sh in zip(jobs, shards)}
     return table, curves
 
 
@@ -208,3 +213,55 @@ def curve_frame(spec: LrGridSpec, curves: dict, table: pd.DataFrame, select_spli
     if not rows:  # every pair of every width diverged
         return pd.DataFrame(columns=["width", "pair", "eta_a", "eta_b", "seed", "split", "step", "loss"])
     return pd.concat(rows, ignore_index=True)
+
+
+# -- the analysis -------------------------------------------------------------------------------------
+def optima_tables(grid: pd.DataFrame, widths, seeds, eta_a, eta_b, steps, splits):
+    """(optima table: one row per (step, split, width); fits: one row per (step, split))."""
+    optima, fits = [], []
+    for step in steps:
+        for split in splits:
+            cube = loss_cube(grid, widths, seeds, step, split)
+            table, fit = optimum_table(cube, eta_a, eta_b, widths)
+            table.insert(0, "split", split)
+            table.insert(0, "step", step)
+            try:
+                table["equal_rate_gap"] = equal_rate_gap(cube, eta_a, eta_b)
+            except ValueError:
+                table["equal_rate_gap"] = np.nan
+            means = seed_mean_log_loss(cube)  # a pair that diverged on any seed is never the best
+            best = np.argmin(means, axis=1)
+            table["argmin_eta_a"], table["argmin_eta_b"] = eta_a[best], eta_b[best]
+            table["best_loss"] = np.exp(np.min(means, axis=1))
+            optima.append(table)
+            fits.append({"step": step, "split": split, **fit})
+    return pd.concat(optima, ignore_index=True), pd.DataFrame(fits)
+
+
+@dataclass
+class LrGridTables:
+    """What an lr-grid run found. grid, curves: the raw tables (the figures' data); optima: one
+    row per (step, split, width); fits: lambda*(n) per (step, split); splits: train and/or test."""
+
+    spec: LrGridSpec
+    grid: pd.DataFrame
+    curves: pd.DataFrame
+    optima: pd.DataFrame
+    fits: pd.DataFrame
+    splits: list[str]
+    n_diverged: int
+
+    def files(self) -> dict[str, pd.DataFrame]:
+        return {"optima": self.optima, "lambda_fit": self.fits}
+
+
+def analyse(spec: LrGridSpec, grid: pd.DataFrame, curves: pd.DataFrame) -> LrGridTables:
+    """Optima and lambda*(n) at every evaluated step and split."""
+    splits = [s for s in ("train", "test") if s in set(grid.split)]
+    pairs = grid[(grid.width == spec.widths[0]) & (grid.seed == spec.seeds[0]) & (grid.step == spec.eval_at[0])
+                 & (grid.split == splits[0])]
+    optima, fits = optima_tables(grid, list(spec.widths), list(spec.seeds), pairs.eta_a.to_numpy(),
+                                 pairs.eta_b.to_numpy(), list(spec.eval_at), splits)
+    last = grid[grid.step == max(spec.eval_at)]
+    n_div = int(last.groupby(["width", "eta_a", "eta_b", "seed"]).diverged.any().sum())
+    return LrGridTables(spec, grid, curves, optima, fits, splits, n_div)

@@ -7,14 +7,19 @@ first step where every term is active, the last step shows where the recursion s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
+from scaling.gamma import fit_power_law
+from scaling.verdicts import DEFAULT_TOLERANCE, compare, compare_first_step, judged_slopes
+from studies.lr_laws.analysis import CORNER, SLICE_NAMES, analyse as analyse_laws
+from studies.lr_laws.config import ADAM_CRITERIA, LawsConfig, adam_slices
+from studies.lr_laws.search import run_laws
 from studies.run.runner import run_coord_check_group
-from studies.run.shards import Shard, ShardStore, run_shards
+from studies.run.shards import Shard
 from studies.run.spec import CoordCheckSpec
 
 SCHEMES = ("loraplus", "lora-const", "lora-sqrt", "lora-inv")
@@ -84,7 +89,6 @@ def b0_control_table(exponents: pd.DataFrame, control: pd.DataFrame, steps, tol:
     configurations beside the control's own: one row per (scheme, metric, layer, step) that is
     not a PASS in at least one of the two, each with the slope its verdict judged (the corrected
     exponent where the theory gives a correction)."""
-    from scaling.verdicts import compare, judged_slopes
     twin = exponents[(exponents.model == "mlp") & (exponents.optimizer == "adam") & (exponents.init == "2")
                      & exponents.scheme.isin(control.scheme.unique())]
     keys = ["scheme", "metric", "layer", "step"]
@@ -97,7 +101,6 @@ def b0_control_table(exponents: pd.DataFrame, control: pd.DataFrame, steps, tol:
 def overshoot_table(suite: pd.DataFrame, control: pd.DataFrame, steps) -> pd.DataFrame:
     """Slopes of z_a and delta1 (linear, Adam, Init[2], LoRA+) under both teachers: one row
     per (teacher, metric, step) with slope and 95% interval."""
-    from scaling.gamma import fit_power_law
     base = suite[(suite.model == "linear") & (suite.init == "2") & (suite.scheme == "loraplus")]
     rows = []
     for teacher, frame in (("independent", base), ("b0-aligned", control)):
@@ -150,15 +153,14 @@ def suite_shards(settings: SuiteSettings, device: torch.device) -> tuple[list[Sh
     return [sh for *_, sh in sorted(shards, key=lambda x: x[:2])], parts
 
 
-def run_suite(settings: SuiteSettings, device: torch.device, store: ShardStore, executor: str = "inline",
-              workers: int = 2, scheduler: str | None = None,
-              progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def run_suite(settings: SuiteSettings, ctx) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every shard of the suite and of its two controls (the Init[2] overshoot, the B0 path)
-    that the store does not hold yet. Returns (suite, overshoot control, B0 control) results,
-    each in the runner's tidy format, rows ordered by configuration, width and seed."""
-    shards, parts = suite_shards(settings, device)
-    run_shards(shards, store, executor, workers, scheduler, bar="validate" if progress else None)
-    everything = store.load([sh.key for sh in shards])
+    that the run's store does not hold yet (``ctx``: a studies.run.context.RunContext). Returns
+    (suite, overshoot control, B0 control) results, each in the runner's tidy format, rows
+    ordered by configuration, width and seed."""
+    shards, parts = suite_shards(settings, ctx.device)
+    ctx.run(shards, bar="validate")
+    everything = ctx.load(shards)
 
     def part(names: list[str]) -> pd.DataFrame:
         rank = {name: i for i, name in enumerate(names)}
@@ -168,3 +170,69 @@ def run_suite(settings: SuiteSettings, device: torch.device, store: ShardStore, 
 
     return (part(parts["suite"]), part(parts["control"]).assign(teacher="b0-aligned"),
             part(parts["b0control"]).assign(b0_scale=B0_CONTROL_SCALE))
+
+
+# -- one learning-rate law: the LoRA+ corner ----------------------------------------------------------
+CORNER_LAWS = (CORNER, SLICE_NAMES["b-edge"], SLICE_NAMES["a-edge"])
+
+
+def corner_config() -> LawsConfig:
+    """The LoRA+ corner on ``linear`` under Adam and Init[1], small enough for ``validate --quick``
+    (a few CPU seconds): the B edge and the A edge at five widths, 8 seeds, primary criterion."""
+    return LawsConfig(model="linear", optimizer="adam", init="1", widths=(128, 256, 512, 1024, 2048),
+                      seeds=tuple(range(8)), slices=adam_slices(False)[:2], criteria=ADAM_CRITERIA[:1], batch_size=8,
+                      per_decade=3)
+
+
+def run_corner(ctx) -> pd.DataFrame:
+    """The corner's edge-search runs, in their own store under ``out``/lr_corner (resumable)."""
+    config = corner_config()
+    with ctx.phase("validate: one learning-rate law, the LoRA+ corner on linear under Adam (lr-laws)"):
+        store = ctx.sub_store("lr_corner", {"study": "validate lr-laws corner", "config": config.to_dict()})
+        return run_laws([config], ctx, store=store, bar=None)
+
+
+# -- the analysis -------------------------------------------------------------------------------------
+@dataclass
+class ValidateTables:
+    """What validate found. results: the suite's measurements (the figures' data); exponents:
+    every check's fit and verdict; overshoot, b0_control: the two controls' tables; progress:
+    the mlp's training progress per width; corner: the learning-rate law's rows (lr_laws.csv);
+    corner_cpu_s: the corner search's CPU seconds; settings, tolerance: what was run and judged."""
+
+    results: pd.DataFrame
+    exponents: pd.DataFrame
+    overshoot: pd.DataFrame
+    progress: pd.DataFrame
+    b0_control: pd.DataFrame
+    corner: pd.DataFrame
+    corner_cpu_s: float
+    settings: SuiteSettings
+    tolerance: float
+    b0_scale: float = B0_CONTROL_SCALE
+
+    def files(self) -> dict[str, pd.DataFrame]:
+        return {"exponents": self.exponents, "lr_laws": self.corner}
+
+
+def analyse(settings: SuiteSettings, results: pd.DataFrame, control: pd.DataFrame, b0_control: pd.DataFrame,
+            corner_runs: pd.DataFrame, tol: float = DEFAULT_TOLERANCE) -> ValidateTables:
+    """Fit and judge the suite and its controls; the corner law from its edge-search runs."""
+    steps = settings.verdict_steps()
+    exponents = pd.concat([compare(results, steps, tol=tol), compare_first_step(results, tol=tol)], ignore_index=True)
+    config = corner_config()
+    laws = analyse_laws(corner_runs, [config], tol, kinds=("edge", "corner")).laws
+    corner = laws[laws.law.isin(CORNER_LAWS)].reset_index(drop=True)
+    cpu = float(corner_runs.groupby(["width", "seed"]).cpu_s.first().sum()) if len(corner_runs) else 0.0
+    return ValidateTables(results, exponents, overshoot_table(results, control, steps),
+                          progress_table(results, sorted({1, 2, settings.steps // 2, settings.steps})),
+                          b0_control_table(exponents, b0_control, steps, tol), corner, cpu, settings, tol)
+
+
+def settings_named(name: str) -> SuiteSettings:
+    """The suite called ``name``: quick or full."""
+    return {"quick": QUICK, "full": FULL}[name]
+
+
+def store_spec(settings: SuiteSettings) -> dict:
+    return {"study": "validate", **asdict(settings)}

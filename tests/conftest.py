@@ -4,3 +4,9 @@ any thread-count dependence of floating-point reductions."""
 import torch
 
 torch.set_num_threads(1)
+
+
+def run_context(out, spec: dict | None = None):
+    """A RunContext for tests: inline executor, no progress bars, a fresh store in ``out``."""
+    from studies.run.context import RunContext, RunOptions
+    return RunContext(RunOptions(out=out, device="cpu", executor="inline", progress=False), spec or {"study": "test"})

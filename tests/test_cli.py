@@ -134,7 +134,8 @@ def test_tiny_coord_check_writes_tidy_results(capsys, tmp_path):
                  "--device", "cpu", "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert sorted(os.listdir(out)) == ["manifest.json", "meta.json", "results.csv", "shards"]  # no temporary files left
+    assert sorted(os.listdir(out)) == ["exponents.csv", "figures", "manifest.json", "meta.json", "report.md",
+                                       "results.csv", "shards"]  # no temporary files left
     assert not [f for f in os.listdir(out / "shards") if not f.endswith(".csv")]
     df = pd.read_csv(out / "results.csv")
     assert list(df.columns) == ["model", "optimizer", "init", "scheme", "width", "seed", "step", "layer",
@@ -155,7 +156,9 @@ def test_tiny_coord_check_writes_tidy_results(capsys, tmp_path):
     assert meta["spec"]["model"] == "toy" and meta["spec"]["widths"] == [16, 32]
     assert meta["spec"]["steps"] == 2 and meta["spec"]["seeds"] == [0]
     assert "torch" in meta["versions"] and meta["wall_time_s"] >= 0
-    assert "wrote" in captured.out and captured.err == ""
+    assert "report: " in captured.out
+    exponents = pd.read_csv(out / "exponents.csv")  # two widths and one seed: nothing can be judged
+    assert set(exponents.verdict) == {"INCONCLUSIVE"} and exponents.reason.str.startswith("too little data").all()
 
 
 # Exponents are typed as the README writes them: fractions, negative ones included.

@@ -6,6 +6,7 @@ import pytest
 from studies import companions
 from studies.cli import main
 from studies.companions import Variant
+from tests.conftest import run_context
 from studies.run.spec import CoordCheckSpec
 
 
@@ -35,9 +36,7 @@ def test_study_writes_summary_figure_and_report_and_gallery_collects_it(study, t
 
 def test_init_study_both_zero_never_moves(monkeypatch, tmp_path):
     monkeypatch.setattr(companions, "variants", tiny_variants)
-    import torch
-    from studies.run.shards import ShardStore
-    results = companions.run_study("init", True, torch.device("cpu"), ShardStore(tmp_path, {"study": "init"}))
+    results = companions.run("init", True, run_context(tmp_path))
     zero = results[results.variant.str.endswith("zero")]
     loss = zero[zero.metric == "loss"].groupby("step").value.mean()
     assert loss.nunique() == 1  # both gradients are zero: the saddle is never left

@@ -11,7 +11,7 @@ import torch
 
 from scaling.loraplus import create_loraplus_optimizer
 from studies.cli import main
-from studies.factory_laws import factory_configs, factory_laws_shard, population_losses
+from studies.lr_laws.factory import factory_configs, factory_laws_shard, population_losses
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = str(REPO / "docs" / "examples" / "tiny_mlp_factory.py") + ":make"
@@ -59,9 +59,10 @@ def test_the_cli_measures_and_judges_the_laws_on_a_factory(tmp_path, capsys):
     out = tmp_path / "laws"
     argv = ["lr-laws", "--factory", EXAMPLE, "--quick", "--widths", "64,128,256", "--seeds", "2",
             "--executor", "inline", "--device", "cpu", "--out", str(out)]
-    assert main(argv) == 0
+    code = main(argv)
     stdout = capsys.readouterr().out
     laws = pd.read_csv(out / "laws.csv", dtype={"init": str})
+    assert code == (1 if (laws.verdict == "FAIL").any() else 0)  # the judging commands' exit codes
     for column in ("law", "model", "optimizer", "init", "alpha_scaling", "variable", "predicted", "slope", "lo",
                    "hi", "verdict", "reason"):
         assert column in laws
@@ -70,7 +71,7 @@ def test_the_cli_measures_and_judges_the_laws_on_a_factory(tmp_path, capsys):
     corner = laws[(laws.law == "corner lambda_c") & (laws.init == "1")].iloc[0]
     assert corner.predicted == 1.0 and np.isfinite(corner.slope)
     assert f"On {EXAMPLE} (Adam, against width)" in stdout.replace("\n", " ")
-    assert main(argv) == 0  # resumes
+    assert main(argv) == code  # resumes
     assert "(6 shards already done)" in capsys.readouterr().out
 
 

@@ -8,34 +8,37 @@ import pandas as pd
 import pytest
 
 from scaling.factory import FactoryError, inspect_task
-from studies.factory_check import FactoryCheckSpec, check_factory, judge, run_factory_check
+from studies.catalogue import FAMILIES, FamilyStudy
+from studies.factory_check import FactoryCheckSpec, analyse, check_factory, judge, run_factory_check
 from studies.families.bert import BertFamily
 from studies.families.gpt2 import Gpt2Family
-from studies.family_width import STUDIES, render
-from studies.run.shards import ShardStore
+from studies.run.study import finish
+from tests.conftest import run_context
 
 TINY = dict(layers=1, vocab=32, seq_len=8, batch_size=8, pretrain_steps=2)
 
 
 def test_tiny_bert_sweep_measures_every_lora_layer_and_judges_it(tmp_path):
     family = BertFamily(**TINY)
-    spec = FactoryCheckSpec(factory=family, widths=(64, 128), seeds=(0, 1), schemes=("lora-const", "loraplus"),
+    spec = FactoryCheckSpec(factory=family, widths=(64, 128, 192), seeds=(0, 1), schemes=("lora-const", "loraplus"),
                             steps=3, base_width=64)
-    results = run_factory_check(spec, "cpu", ShardStore(tmp_path / "run", spec.to_dict()), progress=False)
+    results = run_factory_check(spec, run_context(tmp_path / "run", spec.to_dict()))
     assert set(results.layer) == {"L0.query", "L0.value", "all"}
-    assert set(results.scheme) == {"lora-const", "loraplus"} and set(results.width) == {64, 128}
+    assert set(results.scheme) == {"lora-const", "loraplus"} and set(results.width) == {64, 128, 192}
     assert set(results.path) == {"torch.func"} and results.pretrain_loss.notna().all()
     d1 = results[(results.metric == "delta1") & (results.step == 1)]
     assert len(d1) and (d1.value == 0).all()  # PEFT's B = 0: A's first update cannot reach the output
     assert (results[(results.metric == "delta2") & (results.step == 1)].value > 0).all()
     assert (results.upstream_lora[results.layer != "all"] == 0).all()  # query and value read the embeddings
-    figures = render(tmp_path, results, {"study": "bert-width", "spec": spec.to_dict()})
+    report = finish(FamilyStudy("bert-width", spec), tmp_path, {"results": results},
+                    {"study": "bert-width", "spec": spec.to_dict()})
+    figures = report.figures
     exponents = pd.read_csv(tmp_path / "exponents.csv")
     assert set(exponents.verdict) <= {"PASS", "FAIL", "INCONCLUSIVE"}
     step1 = exponents[(exponents.metric == "delta1") & (exponents.step == 1)]
     assert (step1.verdict == "PASS").all()  # predicted exactly zero, measured exactly zero
     assert list(figures.values()) == ["figures/bert_width.png"]
-    assert (tmp_path / "figures" / "bert_width.png").is_file() and "PASS" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "figures" / "bert_width.png").is_file() and (tmp_path / "report.md").is_file()
 
 
 def test_gpt2_family_puts_lora_on_conv1d_layers_behind_each_other():
@@ -56,16 +59,16 @@ def test_families_reject_widths_that_are_not_multiples_of_the_head_size():
 
 
 def test_bert_width_keeps_its_settings_and_judges_old_tables():
-    spec = STUDIES["bert-width"].spec()
+    spec = FAMILIES["bert-width"].spec()
     assert spec.widths == (64, 128, 256, 512, 1024) and spec.seeds == (0, 1, 2) and spec.steps == 6
     assert spec.scheme_rates("loraplus", 256) == pytest.approx((1e-3 / 4, 1e-3))
     assert dataclasses.asdict(BertFamily()) == {"layers": 2, "vocab": 256, "seq_len": 16, "batch_size": 32,
                                                "pretrain_steps": 100, "pretrain_lr": 1e-3, "base_width": 64,
                                                "targets": ("query", "value"), "init": "1"}
     # a table stored before the layer map was kept: the first block (L0) is the sharp one
-    old = pd.DataFrame({"model": "bert", "optimizer": "adam", "init": "1", "scheme": "lora-const", "seed": [0, 1] * 4,
-                        "width": [64, 64, 128, 128] * 2, "step": 1, "metric": "delta1", "value": 0.0,
-                        "layer": ["L0.query"] * 4 + ["L1.query"] * 4})
+    old = pd.DataFrame({"model": "bert", "optimizer": "adam", "init": "1", "scheme": "lora-const", "seed": [0, 1] * 6,
+                        "width": [64, 64, 128, 128, 256, 256] * 2, "step": 1, "metric": "delta1", "value": 0.0,
+                        "layer": ["L0.query"] * 6 + ["L1.query"] * 6})
     verdicts = judge(old).set_index("layer").verdict
     assert verdicts["L0.query"] == "PASS" and verdicts["L1.query"] == "INCONCLUSIVE"
 

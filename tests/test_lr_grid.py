@@ -8,7 +8,7 @@ import torch
 
 from studies.cli import main
 from studies.lr_grid import LrGridSpec, best_pairs, curve_frame, log_grid, run_lr_grid, train_grid
-from studies.run.shards import ShardStore
+from tests.conftest import run_context
 from studies.run.spec import SpecError
 from toy_models.models import ModelConfig, build_model
 from toy_models.population import Population
@@ -41,7 +41,7 @@ def test_each_grid_run_equals_its_own_population():
 
 def test_tidy_table_and_best_curves(tmp_path):
     spec = tiny_spec()
-    grid, curves = run_lr_grid(spec, torch.device("cpu"), ShardStore(tmp_path, spec.to_dict()), progress=False)
+    grid, curves = run_lr_grid(spec, run_context(tmp_path, spec.to_dict()))
     n_pairs = len(spec.pairs()[0])
     assert len(grid) == 2 * 2 * 2 * 2 * n_pairs  # widths x seeds x steps x splits x pairs
     assert {"model", "width", "eta_a", "eta_b", "seed", "step", "split", "loss", "diverged"} <= set(grid.columns)

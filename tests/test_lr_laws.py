@@ -13,8 +13,10 @@ from scaling.edges import Criterion, corner_frame, fit_edge_law, locate_edge, re
 from scaling.profile import ratio_profile, slice_optimum
 from studies.cli import main
 from studies.lr_grid import log_grid, train_pairs
-from studies.lr_laws import LawsConfig, SliceSpec, dead_start, edge_table, laws_shard, select_configs
-from studies.reports.lr_laws import LawPrediction, analyse, fig2_table, judge
+from studies.lr_laws.analysis import LawPrediction, analyse, edge_table, judge, paired_configs
+from studies.lr_laws.config import LawsConfig, SliceSpec, catalogue, select_configs
+from studies.lr_laws.fig2 import dead_start, fig2_table
+from studies.lr_laws.search import laws_shard
 from studies.run.spec import SpecError
 from toy_models.models import ModelConfig, build_model
 from toy_models.population import Population
@@ -157,13 +159,13 @@ def test_analyse_judges_every_law_against_the_given_predictions():
 
     def predictor(kind, c, s=None):
         return LawPrediction({"edge": {"b-edge": 0.0, "a-edge": -1.0}.get(getattr(s, "name", ""))}.get(kind, 1.0))
-    laws = analyse(pd.DataFrame(rows), [config], predictor=predictor)["laws"].set_index("law")
+    laws = analyse(pd.DataFrame(rows), [config], predictor=predictor).laws.set_index("law")
     assert laws.loc["corner lambda_c", "slope"] == pytest.approx(1.0, abs=0.02)
     assert laws.loc["corner lambda_c", "verdict"] == "PASS" and laws.loc["B edge", "verdict"] == "PASS"
 
     def wrong(kind, c, s=None):
         return LawPrediction(0.0)
-    assert analyse(pd.DataFrame(rows), [config], predictor=wrong)["laws"].set_index("law").loc[
+    assert analyse(pd.DataFrame(rows), [config], predictor=wrong).laws.set_index("law").loc[
         "corner lambda_c", "verdict"] == "FAIL"
 
 
@@ -264,8 +266,6 @@ def test_a_tiny_study_writes_the_tables_and_resumes(tmp_path, capsys):
 
 # -- pairs, reasons and validate's law -----------------------------------------------------------
 def test_paired_laws_pair_one_choice_only():
-    from studies.lr_laws import catalogue
-    from studies.reports.lr_laws import paired_configs
     names = [(n, a.label, b.label) for n, a, b in paired_configs(catalogue("width") + catalogue("rank"))]
     inits = [x for x in names if x[0].startswith("one-rate edge, Init")]
     assert {a for _, a, _ in inits} == {"linear/adam/init1/r", "mlp/adam/init1/r"}  # never a control
@@ -274,23 +274,25 @@ def test_paired_laws_pair_one_choice_only():
 
 
 def test_known_reasons_quote_the_control_and_say_whether_it_restores_the_prediction():
-    from studies.reports.lr_laws_known import OVERSHOOT_CONTROL, overshoot
+    from studies.reports.lr_laws_known import LINEAR_INIT2, OVERSHOOT_CONTROL, overshoot
 
-    def row(config, slope, verdict):
-        return {"law": "one-rate edge", "config": config, "slope": slope, "lo": slope - 0.05, "hi": slope + 0.05,
+    def row(key, slope, verdict):
+        return {"law": "one-rate edge", "config": key.label, "slope": slope, "lo": slope - 0.05, "hi": slope + 0.05,
                 "predicted": -1.0, "verdict": verdict}
-    fixed = overshoot(pd.DataFrame([row("linear/adam/init2/r", -1.8, "FAIL"), row(OVERSHOOT_CONTROL, -1.05, "PASS")]))
+    fixed = overshoot(pd.DataFrame([row(LINEAR_INIT2, -1.8, "FAIL"), row(OVERSHOOT_CONTROL, -1.05, "PASS")]))
     assert len(fixed) == 1 and "n^-1.05" in fixed[0] and "the overshoot is the cause" in fixed[0]
-    not_fixed = overshoot(pd.DataFrame([row("linear/adam/init2/r", -1.8, "FAIL"), row(OVERSHOOT_CONTROL, -1.7, "FAIL")]))
+    not_fixed = overshoot(pd.DataFrame([row(LINEAR_INIT2, -1.8, "FAIL"), row(OVERSHOOT_CONTROL, -1.7, "FAIL")]))
     assert "not the whole reason" in not_fixed[0]
-    assert overshoot(pd.DataFrame([row("linear/adam/init2/r", -1.0, "PASS")])) == []
+    assert overshoot(pd.DataFrame([row(LINEAR_INIT2, -1.0, "PASS")])) == []
 
 
-def test_validate_corner_law_writes_its_rows_and_section(tmp_path, monkeypatch):
-    import studies.lr_laws as lr_laws
-    small = replace(lr_laws.corner_config(), widths=(64, 128, 256), seeds=(0, 1), per_decade=2)
-    monkeypatch.setattr(lr_laws, "corner_config", lambda: small)
-    laws, section = lr_laws.validate_corner(CPU, tmp_path, "inline")
+def test_validate_corner_law_runs_in_its_own_store_and_gives_its_rows(tmp_path, monkeypatch):
+    from studies import validate
+    from studies.run.context import RunContext, RunOptions
+    small = replace(validate.corner_config(), widths=(64, 128, 256), seeds=(0, 1), per_decade=2)
+    monkeypatch.setattr(validate, "corner_config", lambda: small)
+    ctx = RunContext(RunOptions(out=tmp_path, device="cpu", executor="inline", progress=False), {"study": "t"})
+    runs = validate.run_corner(ctx)
+    laws = analyse(runs, [small], kinds=("edge", "corner")).laws
     assert list(laws.law) == ["B edge", "A edge", "corner lambda_c"]
-    assert section.startswith("## A learning-rate law: the LoRA+ corner") and "corner" in section
     assert (tmp_path / "lr_corner" / "manifest.json").is_file()

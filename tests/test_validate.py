@@ -6,6 +6,7 @@ import json
 import pandas as pd
 
 from studies import validate
+from studies.run import context
 from studies.cli import main
 
 TINY = validate.SuiteSettings(widths={"toy": (256, 512, 1024), "linear": (64, 128, 256), "mlp": (64, 128, 256)},
@@ -33,7 +34,7 @@ def test_validate_writes_its_outputs_and_resumes_without_recomputing(tmp_path, m
     assert "report: " in std.out.splitlines()[-1]
     # progress on stderr, which is not a terminal here: plain lines, each phase named
     assert "validate: " in std.err and "\r" not in std.err
-    assert "fitting and judging the exponents" in std.err and "drawing the figures" in std.err
+    assert "validate: fitting and judging" in std.err and "drawing the figures" in std.err
     # the first step's loss decrease is judged for every Adam configuration, per layer
     drops = exponents[exponents.metric == "loss_drop"]
     assert set(drops.step) == {1} and set(zip(drops.model, drops.init)) == {
@@ -50,8 +51,8 @@ def test_validate_writes_its_outputs_and_resumes_without_recomputing(tmp_path, m
     first = (out / "exponents.csv").read_bytes()
 
     calls = []
-    monkeypatch.setattr(validate, "run_shards", lambda shards, store, *a, **k: calls.append(
+    monkeypatch.setattr(context, "run_shards", lambda shards, store, *a, **k: calls.append(
         [s.key for s in shards if not store.is_done(s.key)]))
     assert main(["validate", "--quick", "--out", str(out)]) == code
-    assert calls == [[]]  # every shard came from the store
+    assert calls == [[], []]  # every shard came from the store (the suite's, then the corner law's)
     assert (out / "exponents.csv").read_bytes() == first

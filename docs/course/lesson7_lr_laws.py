@@ -35,8 +35,9 @@ from figures.course import QUICK, save
 from figures.style import series_colours
 from scaling import laws
 from scaling.edges import Criterion, fit_edge_law
-from studies.lr_laws import LawsConfig, SliceSpec, edge_table, laws_shard
-from studies.reports.lr_laws import transfer_curves
+from studies.lr_laws.analysis import edge_table, transfer_curves
+from studies.lr_laws.config import LawsConfig, SliceSpec
+from studies.lr_laws.search import laws_shard
 from scaling.edges import corner_frame
 
 torch.set_num_threads(1)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from scaling.factory import Task
+from scaling.monitor import _lora_factors, find_lora_layers
 
 # PEFT asks transformers for a deprecated attribute on every get_peft_model: a line per shard of
 # noise in every family run's log, about neither the user's code nor ours.
@@ -56,7 +57,6 @@ def check_width(width: int, rank: int, head_size: int = 64) -> None:
 def apply_init(model: nn.Module, init: str) -> None:
     """Set every LoRA layer's starting factors: "1" leaves PEFT's (A random, B = 0); "2" is the
     LoRA+ paper's code (A = 0, B ~ N(0, 1), drawn from the global generator)."""
-    from scaling.monitor import _lora_factors, find_lora_layers
     if init == "1":
         return
     if init != "2":

@@ -4,48 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
+from figures.coord_check import plot_coord_check
 from scaling.theory import fmt
-
-SHARP_EVERYWHERE = "reads the base model's own features (no LoRA layer upstream): Theta(1) inputs under every scheme"
-SHARP_IF_STABLE = ("behind {k} LoRA layer(s): its input stays Theta(1) only under a stable scheme; under an unstable one "
-                   "it grows with n (no sharp prediction there, INCONCLUSIVE)")
-
-
-def _input_check(fit, tol: float) -> str:
-    """Whether a layer's input is width-stable, from the fit of z_a(0) = A_0 z against width."""
-    if fit is None:
-        return "-"
-    if fit.ci_high >= -tol and fit.ci_low <= tol:
-        return "width-stable"
-    return (f"{'grows' if fit.slope > 0 else 'shrinks'} like n^{fit.slope:+.2f}: the Theta(1)-input assumption "
-            "fails, and every exponent of this layer shifts by that much")
-
-
-def layer_table(results: pd.DataFrame, tol: float = 0.15) -> pd.DataFrame:
-    """One row per LoRA layer: LoRA layers upstream, where its prediction is sharp and why, and
-    the slope of z_a at step 0 against width: Z_A(0) = A_0 z with A_0's entries ~ n^-1/2 has the
-    size of the layer's input z, so the slope is about 0 when the frozen base feeds the layer
-    Theta(1) coordinates at every width (the derivation's first assumption); ``input`` says
-    whether it does (the slope's interval within +-tol of 0)."""
-    from scaling.gamma import fit_power_law
-    from studies.factory_check import upstream_counts
-    upstream = upstream_counts(results)
-    rows = []
-    at0 = results[(results.metric == "z_a") & (results.step == 0)]
-    at0 = at0[at0.scheme == at0.scheme.iloc[0]] if len(at0) else at0  # every scheme starts alike
-    layers = [n for n in dict.fromkeys(results.layer) if n != "all"]
-    for layer in layers:
-        up = upstream[layer]
-        fit = fit_power_law(*(at0[at0.layer == layer][c] for c in ("width", "value", "seed")))
-        rows.append({"layer": layer, "LoRA layers upstream": up,
-                     "sharp prediction": "every scheme" if up == 0 else "stable schemes only",
-                     "why": SHARP_EVERYWHERE if up == 0 else SHARP_IF_STABLE.format(k=up),
-                     "z_a(0) slope": "-" if fit is None else f"{fit.slope:+.2f} [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}]",
-                     "input": _input_check(fit, tol)})
-    return pd.DataFrame(rows)
-
+from studies.factory_check import FactoryCheckTables
+from studies.reports.validate import verdict_summary
+from studies.run.study import Report, exit_code
 
 def findings(results: pd.DataFrame, exponents: pd.DataFrame, layer: str, tol: float,
              layers: pd.DataFrame | None = None) -> list[str]:
@@ -111,36 +77,21 @@ def _training_lines(results: pd.DataFrame, meta: dict) -> list[str]:
     return lines + [""] if lines else []
 
 
-def render(out: Path, results: pd.DataFrame, meta: dict, figure: str = "coord_check", title: str = "",
-           tol: float | None = None) -> dict[str, str]:
-    """exponents.csv (fits and verdicts), the coordinate-check figure of the first sharp layer,
-    report.md; returns {caption: figure path}."""
-    import matplotlib.pyplot as plt
-
-    from figures.coord_check import plot_coord_check
-    from scaling.verdicts import DEFAULT_TOLERANCE
-    from studies.factory_check import judge
-    from studies.reports.validate import verdict_summary
-    from studies.run.store import write_csv, write_text
-
-    tol = DEFAULT_TOLERANCE if tol is None else tol
-    results = results.assign(init=results["init"].astype(str))
-    exponents = judge(results, tol)
-    write_csv(exponents, out / "exponents.csv")
-    layers = layer_table(results, tol)
+def render(out: Path, tables: FactoryCheckTables, meta: dict, figure: str = "coord_check", title: str = "") -> Report:
+    """The coordinate-check figure of the first sharp layer; report.md's text; the console's lines."""
+    results, exponents, layers, tol = tables.results, tables.exponents, tables.layers, tables.tolerance
     sharp = layers[layers["sharp prediction"] == "every scheme"].layer
     first = sharp.iloc[0] if len(sharp) else layers.layer.iloc[0]
     model = str(results.model.iloc[0])
     steps = int(results.step.max())
-    (out / "figures").mkdir(exist_ok=True)
     fig = plot_coord_check(results, steps, exponents, layer=first, title=f"{title or model}: LoRA on {first}, step {steps}")
     for ext in ("png", "pdf"):
         fig.savefig(out / "figures" / f"{figure}.{ext}", dpi=110)
     plt.close(fig)
     cols = ["scheme", "metric", "step", "slope", "ci_low", "ci_high", "predicted", "claim", "verdict", "reason"]
     widths = sorted(results.width.unique())
-    text = [f"# {title or 'coord-check --factory ' + model}: hidden {', '.join(map(str, widths))}, "
-            f"{results.seed.nunique()} seeds", "",
+    heading = f"{title or 'coord-check --factory ' + model}"
+    text = [f"# {heading}: hidden {', '.join(map(str, widths))}, {results.seed.nunique()} seeds", "",
             *findings(results, exponents, first, tol, layers),
             "## LoRA layers and their predictions", "",
             "Every LoRA layer is predicted as an Adam LoRA layer with Theta(1) inputs (the `mlp` recursion of "
@@ -153,5 +104,16 @@ def render(out: Path, results: pd.DataFrame, meta: dict, figure: str = "coord_ch
             "Every layer's fits and verdicts: exponents.csv. The first-step loss decrease is not judged: its exponent "
             "depends on how the model reads its features out.", "",
             f"![coordinate check]({'figures/' + figure + '.png'})"]
-    write_text("\n".join(text) + "\n", out / "report.md")
-    return {f"{model} coordinate check": f"figures/{figure}.png"}
+    text = "\n".join(text) + "\n"
+    spec = meta.get("spec", {})
+    paths = results.drop_duplicates(["width", "seed"]).path.value_counts().to_dict() if "path" in results else {}
+    shards = len(spec.get("widths", [])) * -(-len(spec.get("seeds", [])) // max(1, spec.get("seeds_per_shard", 1)))
+    console = "\n".join([
+        f"{heading}: {len(spec.get('widths', []))} widths x {len(spec.get('seeds', []))} seeds x "
+        f"{len(spec.get('schemes', []))} schemes, {spec.get('steps')} steps in {meta.get('wall_time_s', float('nan')):.1f}s "
+        f"wall, {meta.get('cpu_time_s', float('nan')):.0f}s CPU ({meta.get('resumed_shards', 0)} of {shards} shards "
+        "already done)",
+        "training path: " + "; ".join(f"{p} ({k} members)" for p, k in paths.items()),
+        text.split("## LoRA layers")[0],
+        f"wrote {out / 'results.csv'}, {out / 'exponents.csv'}, {out / 'report.md'}"])
+    return Report(text, {f"{model} coordinate check": f"figures/{figure}.png"}, console, exit_code(exponents.verdict))

@@ -10,72 +10,42 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaling.optimum import DIVERGENCE_RULE, equal_rate_gap, optimum_table, seed_mean_log_loss
-from studies.lr_grid import loss_cube
-from studies.run.store import write_csv, write_json, write_text
+from figures.lr_grid import plot_best_curves, plot_heatmap, plot_lambda_sweep
+from figures.save import save_figure
+from scaling.optimum import DIVERGENCE_RULE
+from studies.lr_grid import LrGridTables
+from studies.run.study import Report
 
 
-def analyse(grid: pd.DataFrame, widths, seeds, eta_a, eta_b, steps, splits):
-    """(optima table: one row per (step, split, width); fits: one row per (step, split))."""
-    optima, fits = [], []
-    for step in steps:
-        for split in splits:
-            cube = loss_cube(grid, widths, seeds, step, split)
-            table, fit = optimum_table(cube, eta_a, eta_b, widths)
-            table.insert(0, "split", split)
-            table.insert(0, "step", step)
-            try:
-                table["equal_rate_gap"] = equal_rate_gap(cube, eta_a, eta_b)
-            except ValueError:
-                table["equal_rate_gap"] = np.nan
-            means = seed_mean_log_loss(cube)  # a pair that diverged on any seed is never the best
-            best = np.argmin(means, axis=1)
-            table["argmin_eta_a"], table["argmin_eta_b"] = eta_a[best], eta_b[best]
-            table["best_loss"] = np.exp(np.min(means, axis=1))
-            optima.append(table)
-            fits.append({"step": step, "split": split, **fit})
-    return pd.concat(optima, ignore_index=True), pd.DataFrame(fits)
-
-
-def render(out: Path, grid: pd.DataFrame, curves: pd.DataFrame, meta: dict) -> dict[str, str]:
-    """Write optima.csv, lambda_fit.csv, figures/ and report.md into ``out``; returns the
-    figures as {caption: relative path}."""
-    from figures.lr_grid import plot_best_curves, plot_heatmap, plot_lambda_sweep
-    from figures.save import save_figure
-
-    spec = meta["spec"]
-    widths, seeds, steps = spec["widths"], spec["seeds"], spec["eval_at"]
-    splits = [s for s in ("train", "test") if s in set(grid.split)]
-    pairs = grid[(grid.width == widths[0]) & (grid.seed == seeds[0]) & (grid.step == steps[0])
-                 & (grid.split == splits[0])]
-    eta_a, eta_b = pairs.eta_a.to_numpy(), pairs.eta_b.to_numpy()
-    optima, fits = analyse(grid, widths, seeds, eta_a, eta_b, steps, splits)
-    write_csv(optima, out / "optima.csv")
-    write_csv(fits, out / "lambda_fit.csv")
-    (out / "figures").mkdir(exist_ok=True)
+def render(out: Path, tables: LrGridTables, meta: dict) -> Report:
+    """Figures into ``out``/figures; report.md's text and the console's lines."""
+    spec, grid, curves, optima, fits = tables.spec, tables.grid, tables.curves, tables.optima, tables.fits
     figures = {}
 
     def save(fig, name, caption):
         save_figure(fig, out / "figures" / name)
         figures[caption] = f"figures/{name}.png"
 
-    for w in widths:
-        for step in steps:
-            for split in splits:
+    for w in spec.widths:
+        for step in spec.eval_at:
+            for split in tables.splits:
                 save(plot_heatmap(grid, w, step, split), f"heatmap_n{w}_t{step}_{split}",
                      f"{split} loss over (eta_A, eta_B), n = {w}, t = {step}")
         if not curves[curves.width == w].empty:
             save(plot_best_curves(curves, w), f"curves_n{w}", f"best vs best equal-rate pair, n = {w}")
-    if len(widths) >= 2:
-        for step in steps:
-            for split in splits:
+    if len(spec.widths) >= 2:
+        for step in spec.eval_at:
+            for split in tables.splits:
                 o = optima[(optima.step == step) & (optima.split == split)]
                 f = fits[(fits.step == step) & (fits.split == split)].iloc[0].to_dict()
                 gaps = o[["width"]].assign(gap=o.equal_rate_gap)
-                save(plot_lambda_sweep(o, f, gaps, title=f"{spec['model']}, {spec['optimizer']}, t = {step}, {split}"),
+                save(plot_lambda_sweep(o, f, gaps, title=f"{spec.model}, {spec.optimizer}, t = {step}, {split}"),
                      f"lambda_t{step}_{split}", f"lambda*(n), t = {step}, {split}")
-    write_text(report_text(meta, optima, fits, figures), out / "report.md")
-    return figures
+    text = report_text(meta, optima, fits, figures)
+    ran = (f"lr-grid {spec.model} / {spec.optimizer}: {len(spec.pairs()[0])} pairs x {len(spec.seeds)} seeds x "
+           f"{len(spec.widths)} widths, {spec.steps} steps in {meta.get('wall_time_s', float('nan')):.1f}s "
+           f"({meta.get('resumed_shards', 0)} shards already done); {tables.n_diverged} runs diverged")
+    return Report(text, figures, ran + "\n" + text.split("## Figures")[0])
 
 
 def _ci(row, name: str) -> str:
@@ -169,10 +139,3 @@ def report_text(meta: dict, optima: pd.DataFrame, fits: pd.DataFrame, figures: d
         lines.append("")
     lines += ["## Figures", ""] + [f"![{c}]({p})" for c, p in figures.items()]
     return "\n".join(lines) + "\n"
-
-
-def write_outputs(out: Path, grid: pd.DataFrame, curves: pd.DataFrame, meta: dict) -> dict[str, str]:
-    write_csv(grid, out / "grid.csv")
-    write_csv(curves, out / "curves.csv")
-    write_json(meta, out / "meta.json")
-    return render(out, grid, curves, meta)

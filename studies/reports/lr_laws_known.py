@@ -7,13 +7,18 @@ import numpy as np
 import pandas as pd
 
 from scaling.verdicts import DEFAULT_TOLERANCE
+from studies.lr_laws.analysis import CORNER, INIT_PAIR, SLICE_NAMES, LawsTables
+from studies.lr_laws.config import ConfigKey
 
-OVERSHOOT_CONTROL = "linear/adam/init2/r/teacher b0-aligned"
-B0_PATH_CONTROL = "mlp/adam/init2/r/B0 x 0.25"
+LINEAR_INIT2 = ConfigKey("linear", "adam", "2")
+OVERSHOOT_CONTROL = ConfigKey("linear", "adam", "2", teacher="b0-aligned")
+MLP_INIT2 = ConfigKey("mlp", "adam", "2")
+B0_PATH_CONTROL = ConfigKey("mlp", "adam", "2", b0_scale=0.25)
+EDGE_LAWS = (SLICE_NAMES["one-rate"], SLICE_NAMES["b-edge"], CORNER, SLICE_NAMES["a-edge"])
 
 
-def _row(laws: pd.DataFrame, law: str, config: str):
-    r = laws[(laws.law == law) & (laws.config == config)]
+def _row(laws: pd.DataFrame, law: str, key: ConfigKey):
+    r = laws[(laws.law == law) & (laws.config == key.label)]
     return r.iloc[0] if len(r) else None
 
 
@@ -28,8 +33,8 @@ def _pred(r) -> str:
 def overshoot(laws: pd.DataFrame) -> list[str]:
     """linear / Adam / Init[2]: edges against the control whose teacher lies in span(B0)."""
     out = []
-    for name in ("one-rate edge", "B edge", "corner lambda_c", "A edge"):
-        r, c = _row(laws, name, "linear/adam/init2/r"), _row(laws, name, OVERSHOOT_CONTROL)
+    for name in EDGE_LAWS:
+        r, c = _row(laws, name, LINEAR_INIT2), _row(laws, name, OVERSHOOT_CONTROL)
         if r is None or r.verdict == "PASS":
             continue
         if c is None:
@@ -46,7 +51,7 @@ def overshoot(laws: pd.DataFrame) -> list[str]:
             f"directions inside span(B0), so that A's target is Theta(1): {_ci(c)} ({c.verdict}): "
             + ("its interval reaches the prediction: the overshoot is the cause." if fixed else
                "the control does not restore the prediction, so the overshoot is not the whole reason."))
-    pair = _row(laws, "one-rate edge, Init[1] / Init[2]", "linear/adam/init1/r")
+    pair = _row(laws, INIT_PAIR, ConfigKey("linear", "adam", "1"))
     if pair is not None and pair.verdict != "PASS":
         out.append(f"linear, one rate, Init[1] / Init[2]: {_ci(pair)} against {_pred(pair)} ({pair.verdict}): "
                    "Init[1]'s edge follows its prediction, so this is Init[2]'s overshoot above.")
@@ -57,8 +62,8 @@ def b0_path(laws: pd.DataFrame) -> list[str]:
     """mlp / Adam / Init[2]: edges against the control with B0 x 1/4 (the B0 path shrinks with it;
     no predicted exponent changes)."""
     out = []
-    for name in ("A edge", "one-rate edge", "corner lambda_c", "B edge"):
-        r, c = _row(laws, name, "mlp/adam/init2/r"), _row(laws, name, B0_PATH_CONTROL)
+    for name in (SLICE_NAMES["a-edge"], SLICE_NAMES["one-rate"], CORNER, SLICE_NAMES["b-edge"]):
+        r, c = _row(laws, name, MLP_INIT2), _row(laws, name, B0_PATH_CONTROL)
         if r is None or r.verdict == "PASS" or c is None or not np.isfinite(r.slope) or not np.isfinite(c.slope):
             continue
         moved = c.slope - r.slope
@@ -66,7 +71,7 @@ def b0_path(laws: pd.DataFrame) -> list[str]:
             f"mlp, Adam, Init[2], {name}: {_ci(r)} against {_pred(r)} ({r.verdict}). B0's random columns move the "
             "hidden features by eta_A n from the first step, which the mean-field readout sees only as a random sum "
             "(n^-1/2): a loss-visible term that competes with the aligned product term at these widths (the B0 path, "
-            f"docs/investigations/init2_b0_path.md). Control, B0 x 1/4: {_ci(c)} ({c.verdict}); the slope moves by "
+            f"docs/investigations/init2_b0_path.md). Control, B0 x {B0_PATH_CONTROL.b0_scale:g}: {_ci(c)} ({c.verdict}); the slope moves by "
             f"{moved:+.2f}" + (", towards the prediction." if r.predicted is not None and np.isfinite(r.predicted)
                               and abs(c.slope - r.predicted) < abs(r.slope - r.predicted) else "."))
     return out
@@ -76,7 +81,7 @@ def rank_rows(laws: pd.DataFrame) -> list[str]:
     """Rank study: the direct r-slopes against the paired ones (one scale over alpha/r)."""
     out = []
     rank = laws[laws.variable == "r"]
-    direct = rank[(rank.law == "one-rate edge")]
+    direct = rank[(rank.law == SLICE_NAMES["one-rate"])]
     for _, r in direct[direct.init == "1"].iterrows():
         if r.verdict == "PASS":
             continue
@@ -112,18 +117,23 @@ def no_prediction(laws: pd.DataFrame) -> list[str]:
     return out
 
 
-def unsettled_optima(laws: pd.DataFrame) -> list[str]:
+def unsettled_optima(laws: pd.DataFrame, per_decade: dict[str, int]) -> list[str]:
+    """per_decade: each configuration's round-0 grid density (config label -> rates per decade)."""
     o = laws[(laws.kind == "optimum") & laws.reason.str.startswith("local slopes not settled")]
     if not len(o):
         return []
+    grids = sorted({per_decade[c] for c in o.config if c in per_decade})
+    grid = " or ".join(str(g) for g in grids) if grids else "a few"
     return [f"{len(o)} optimum laws are INCONCLUSIVE because their local slopes jump between neighbouring widths: the "
-            "optimum along a slice is a grid argmin (3 rates per decade) refined by a parabola, per seed, and at a fixed "
-            "T it sits next to the edge where the loss is steep, so it is far noisier than the edge itself."]
+            f"optimum along a slice is a grid argmin ({grid} rates per decade) refined by a parabola, per seed, and at a "
+            "fixed T it sits next to the edge where the loss is steep, so it is far noisier than the edge itself."]
 
 
-def known_reasons(tables: dict[str, pd.DataFrame], fig2) -> list[str]:
+def known_reasons(tables: LawsTables) -> list[str]:
     """Sentences for the report's opening, one per disagreement that has an explanation."""
-    laws = tables.get("laws")
+    laws = tables.laws
     if laws is None or laws.empty:
         return []
-    return overshoot(laws) + b0_path(laws) + rank_rows(laws) + no_prediction(laws) + unsettled_optima(laws)
+    per_decade = {c.label: c.per_decade for c in tables.configs}
+    return (overshoot(laws) + b0_path(laws) + rank_rows(laws) + no_prediction(laws)
+            + unsettled_optima(laws, per_decade))

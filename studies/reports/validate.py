@@ -3,12 +3,18 @@ the controls and figures; every check in full in the appendices (and in exponent
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
+from figures.coord_check import plot_coord_check
+from figures.phase import phase_points, plot_phase_diagram
 from scaling.theory import fmt
 from studies.reports.corrections import corrections_section, judged_measurement
-from studies.validate import B0_CONTROL_SCALE
+from studies.run.study import Report, exit_code
+from studies.lr_laws.analysis import CORNER
+from studies.validate import ValidateTables, corner_config
 
 EXPLANATIONS = [
     "Unstable schemes (lora-const, lora-sqrt), past the blow-up step: the output overshoots its "
@@ -232,14 +238,14 @@ def compact_table(exponents: pd.DataFrame) -> pd.DataFrame:
 
 def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], tolerance: float,
                  overshoot: pd.DataFrame | None = None, progress: pd.DataFrame | None = None,
-                 b0_control: pd.DataFrame | None = None) -> str:
+                 b0_control: pd.DataFrame | None = None, b0_scale: float = 0.25) -> str:
     """Markdown text of DIR/report.md; figures maps a caption to a relative file name;
     overshoot: studies.validate.overshoot_table (the Init[2] control), if it was run;
     progress: studies.validate.progress_table (the mlp's training progress per width);
     b0_control: studies.validate.b0_control_table (the B0-path control)."""
     settings = list(exponents.groupby(SETTING_COLUMNS, sort=False).groups)
     lines = ["# loraplus-scaling validate", "",
-             f"Suite: {meta['settings']}. Device {meta['device']}, wall time {meta['wall_time_s']:.0f} s, "
+             f"Suite: {meta['spec']['suite']}. Device {meta['device']}, wall time {meta['wall_time_s']:.0f} s, "
              f"git {meta['git_revision'][:10]}. Every check is in `exponents.csv`.", ""]
     lines += plain_summary(exponents)
     lines += ["", "Contents: [how to read the verdicts](#how-to-read-the-verdicts) · results per setting ("
@@ -273,7 +279,7 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
         lines += [f"![{c}]({p})\n" for c, p in figures.items() if c.startswith("{}/{}/{}".format(*key))]
     lines += ["## Why predictions did not show", "", "Known reasons, in the order they matter here:", ""]
     lines += [f"- {x}" for x in EXPLANATIONS]
-    lines += _controls(exponents, figures, overshoot, progress, b0_control)
+    lines += _controls(exponents, figures, overshoot, progress, b0_control, b0_scale)
     lines += [""] + corrections_section(exponents, tolerance)
     lines += ["", "## Phase diagrams", "",
               "The theory's class at every (gA, gB) (eta_A ~ n^gA, eta_B ~ n^gB); each measured scheme is a point "
@@ -302,7 +308,8 @@ def _anchor(heading: str) -> str:
     return "".join(c for c in heading.lower() if c.isalnum() or c in " -_").replace(" ", "-")
 
 
-def _controls(exponents: pd.DataFrame, figures: dict[str, str], overshoot, progress, b0_control) -> list[str]:
+def _controls(exponents: pd.DataFrame, figures: dict[str, str], overshoot, progress, b0_control,
+              b0_scale: float) -> list[str]:
     """The sections of the two controls and the B0 path."""
     lines = []
     if overshoot is not None and not overshoot.empty:
@@ -330,9 +337,9 @@ def _controls(exponents: pd.DataFrame, figures: dict[str, str], overshoot, progr
                   progress.round(3).to_markdown(index=False), ""]
         lines += [f"![{c}]({p})" for c, p in figures.items() if c.startswith("b0 path")]
     if b0_control is not None:
-        lines += ["", f"### Control: B0 scaled by {B0_CONTROL_SCALE:g}", "",
+        lines += ["", f"### Control: B0 scaled by {b0_scale:g}", "",
                   "The same mlp runs (Adam, Init[2], LoRA+ and lora-inv; same widths, seeds, base and data) "
-                  f"with B0 multiplied by {B0_CONTROL_SCALE:g}. No predicted exponent changes; the B0 path shrinks. If the "
+                  f"with B0 multiplied by {b0_scale:g}. No predicted exponent changes; the B0 path shrinks. If the "
                   "B0 path is what lifts the late-step slopes, the slopes here should sit at their "
                   "predictions (verdicts can still be INCONCLUSIVE where the local slopes scatter). Every "
                   "row that is not a PASS in either:", ""]
@@ -344,7 +351,7 @@ def _controls(exponents: pd.DataFrame, figures: dict[str, str], overshoot, progr
                 b0_scaled=[f"{r.slope_b0_scaled:+.2f} [{r.ci_low_b0_scaled:+.2f}, {r.ci_high_b0_scaled:+.2f}] "
                             f"{r.verdict_b0_scaled}" for r in b0_control.itertuples()])
             lines.append(t[["scheme", "metric", "layer", "step", "predicted", "suite", "b0_scaled"]]
-                         .rename(columns={"b0_scaled": f"B0 x {B0_CONTROL_SCALE:g}"}).to_markdown(index=False))
+                         .rename(columns={"b0_scaled": f"B0 x {b0_scale:g}"}).to_markdown(index=False))
     return lines
 
 
@@ -352,11 +359,6 @@ def draw_figures(results: pd.DataFrame, exponents: pd.DataFrame, steps: int, fig
     """validate's figures into ``fig_dir``: per setting the coordinate check of its first layer at
     the last step, the mlp's first-step loss decrease per init (the B0 path), and a phase
     diagram per (optimizer, init). Returns caption -> 'figures/<name>' (write_report's figures)."""
-    import matplotlib.pyplot as plt
-
-    from figures.coord_check import plot_coord_check
-    from figures.phase import phase_points, plot_phase_diagram
-
     figures = {}
 
     def save(fig, name: str, caption: str) -> None:
@@ -379,3 +381,45 @@ def draw_figures(results: pd.DataFrame, exponents: pd.DataFrame, steps: int, fig
         save(plot_phase_diagram(opt, init, model, phase_points(e), measured_on=", ".join(dict.fromkeys(e.model))),
              f"phase_{opt}_init{init}.png", f"phase: {opt}, init {init}")
     return figures
+
+
+def corner_section(tables: ValidateTables) -> str:
+    """The report's section on the learning-rate law (the LoRA+ corner)."""
+    config, laws = corner_config(), tables.corner
+    corner = laws[laws.law == CORNER].iloc[0]
+    lines = ["## A learning-rate law: the LoRA+ corner", "",
+             f"The edges of the trainable region (`lr-laws`: linear, Adam, Init[1], widths {list(config.widths)}, "
+             f"{len(config.seeds)} seeds; an edge is the largest rate at which the loss after "
+             f"{config.primary.steps} steps is not above its start). The corner lambda_c = eta_B at the B edge / "
+             f"eta_A at the A edge grows like n^{corner.slope:+.2f} [{corner.lo:+.2f}, {corner.hi:+.2f}] against "
+             f"LoRA+'s n^+1: **{corner.verdict}** ({tables.corner_cpu_s:.0f} s of CPU).", "",
+             laws[["law", "predicted", "slope", "lo", "hi", "verdict", "reason"]].to_markdown(index=False, floatfmt=".2f"),
+             ""]
+    return "\n".join(lines)
+
+
+def console(tables: ValidateTables, meta: dict, out: Path) -> str:
+    """The terminal's lines: the summary, the straight-slope counts, the corner law, the report's path."""
+    exponents = tables.exponents
+    lines = [f"validate, {meta['spec']['suite']} suite, {meta.get('wall_time_s', float('nan')):.0f} s:",
+             summary_text(exponents)]
+    if "verdict_straight" in exponents:  # before the corrections to scaling
+        straight = exponents.verdict_straight.value_counts()
+        lines.append(f"(straight log-log slopes alone: {straight.get('PASS', 0)} PASS, {straight.get('FAIL', 0)} FAIL, "
+                     f"{straight.get('INCONCLUSIVE', 0)} INCONCLUSIVE)")
+    lines += ["The learning-rate law validate judges (the LoRA+ corner on linear under Adam, Init[1]; exponents "
+              "against width, 95% interval):",
+              tables.corner[["law", "predicted", "slope", "lo", "hi", "verdict"]].to_string(
+                  index=False, float_format="{:+.2f}".format),
+              f"report: {out / 'report.md'} (tables per setting, controls, figures; every check in exponents.csv)"]
+    return "\n".join(lines)
+
+
+def render(out: Path, tables: ValidateTables, meta: dict) -> Report:
+    figures = draw_figures(tables.results, tables.exponents, tables.settings.steps, out / "figures")
+    report = write_report(tables.exponents, meta, figures, tables.tolerance, tables.overshoot, tables.progress,
+                          tables.b0_control, tables.b0_scale)
+    head, sep, appendices = report.partition("## Appendix A")  # the law before the long listings
+    text = head + corner_section(tables) + "\n" + sep + appendices
+    verdicts = pd.concat([tables.exponents.verdict, tables.corner.verdict])
+    return Report(text, figures, console(tables, meta, out), exit_code(verdicts))

@@ -7,25 +7,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from studies.run.shards import Shard
 from studies.run.spec import CoordCheckSpec
 from toy_models.models import build_model
 from toy_models.population import Population, Trajectory
 
 RESULT_COLUMNS = ["model", "optimizer", "init", "scheme", "width", "seed", "step", "layer",
                   "metric", "value", "eta_a", "eta_b"]
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present; otherwise the named device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for but CUDA is not available")
-    return dev
 
 
 def trajectory_frame(traj: Trajectory, run_labels: pd.DataFrame) -> pd.DataFrame:
@@ -76,10 +64,9 @@ def run_coord_check_shard(spec: CoordCheckSpec, width: int, seed: int, device: t
     return trajectory_frame(traj, labels)[RESULT_COLUMNS]
 
 
-def coord_check_shards(spec: CoordCheckSpec, device: torch.device, prefix: str = "") -> list:
+def coord_check_shards(spec: CoordCheckSpec, device: torch.device, prefix: str = "") -> list[Shard]:
     """The shards of a coordinate check, one per (width, seed), narrowest first; keys
     ``<prefix>w<width>_s<seed>``."""
-    from studies.run.shards import Shard
     return [Shard(f"{prefix}w{w}_s{s}", run_coord_check_shard, (spec, w, s, device))
             for w in sorted(spec.widths) for s in spec.seeds]
 

@@ -22,6 +22,8 @@ import hashlib
 import json
 import os
 import sys
+import multiprocessing
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -30,8 +32,10 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
+from studies.run.malloc import keep_freed_memory
 from studies.run.spec import SpecError
 from studies.run.store import read_table, write_atomic, write_csv, write_text
 
@@ -139,8 +143,6 @@ def progress_bar(total: int, desc: str | None, unit: str, disable: bool = False,
 def _exit_with_parent(parent: int) -> None:
     """A worker's watch: when the study's process is gone (killed with no chance to shut its
     pool down), the worker ends too instead of waiting forever for work."""
-    import threading
-
     def watch():
         while os.getppid() == parent:
             time.sleep(1.0)
@@ -150,9 +152,6 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _call(shard_fn, args) -> pd.DataFrame:
-    import torch
-
-    from studies.run.malloc import keep_freed_memory
     keep_freed_memory()
     torch.set_num_threads(SHARD_THREADS)
     return shard_fn(*args)
@@ -191,7 +190,6 @@ def run_shards(shards: list[Shard], store: ShardStore, executor: str = "inline",
 def _run(todo: list[Shard], finished, executor: str, workers: int, scheduler: str | None) -> None:
     """Run the shards on the executor, calling ``finished(key, result)`` as each one ends."""
     if executor == "inline":
-        import torch
         threads = torch.get_num_threads()
         try:
             for s in todo:
@@ -199,7 +197,6 @@ def _run(todo: list[Shard], finished, executor: str, workers: int, scheduler: st
         finally:
             torch.set_num_threads(threads)
     elif executor == "local":
-        import multiprocessing
         pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_exit_with_parent, initargs=(os.getpid(),))
         try:

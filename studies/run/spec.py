@@ -1,7 +1,7 @@
 """Study specifications: plain dataclasses validated on construction with one-line errors."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from scaling.rules import Scheme, parse_scheme
 from toy_models.init import INITS
@@ -31,6 +31,11 @@ def _positive_ints(name: str, values) -> tuple[int, ...]:
         if not isinstance(v, int) or v <= 0:
             raise SpecError(f"{name} must be positive integers, got {v!r}")
     return values
+
+
+# The options of the built-in toy models (a factory's model takes none of them).
+TOY_MODEL_OPTIONS = ("model", "optimizer", "init", "rank", "alpha", "alpha_scaling", "batch_size", "data", "depth",
+                     "dtype", "loss_reduction", "teacher", "b0_scale")
 
 
 @dataclass(frozen=True)
@@ -104,3 +109,13 @@ class CoordCheckSpec:
         if d["b0_scale"] == 1.0:  # added later: left out at its default so older stores still resume
             del d["b0_scale"]
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CoordCheckSpec":
+        """Inverse of to_dict (a stored run's meta.json)."""
+        return cls(**{**d, **{k: tuple(d[k]) for k in ("schemes", "widths", "seeds") if k in d}})
+
+
+def toy_model_defaults() -> dict:
+    """The toy models' options at their defaults (CoordCheckSpec's)."""
+    return {f.name: f.default for f in fields(CoordCheckSpec) if f.name in TOY_MODEL_OPTIONS}

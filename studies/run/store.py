@@ -6,9 +6,13 @@ import os
 import platform
 import subprocess
 import tempfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import numpy
 import pandas as pd
+import scipy
+import torch
 
 
 def prepare_out_dir(path: str | os.PathLike) -> Path:
@@ -66,10 +70,6 @@ def git_revision() -> str:
 
 def metadata(spec: dict, device: str, wall_time_s: float, **extra) -> dict:
     """Spec, package versions, git revision, device and wall time of a study."""
-    import numpy
-    import scipy
-    import torch
-    from importlib.metadata import PackageNotFoundError, version
     try:
         pkg = version("loraplus-scaling")
     except PackageNotFoundError:

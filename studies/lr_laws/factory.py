@@ -1,11 +1,11 @@
 """The learning-rate laws on any model: ``lr-laws --factory REF`` (REF a family, bert or gpt2,
 or a user's ``make(width, rank, seed)``, ``scaling.factory``).
 
-The same edges, corner and verdicts as ``studies.lr_laws``, measured on the factory's model:
-one shard per (factory, width, seed) builds the model once (a family pretrains its base here)
-and searches every slice under each init in rounds, every round's candidate rates one
-population of ``scaling.module_population`` (torch.func where the model allows). Init[2] is
-made from the factory's Init[1] model: A = 0, B ~ N(0, 1) (``studies.families.pretrain.apply_init``).
+The same edges, corner and verdicts as on the toys, measured on the factory's model: one shard
+per (factory, width, seed) builds the model once (a family pretrains its base here) and
+searches every slice under each init in rounds, every round's candidate rates one population of
+the module population (torch.func where the model allows). Init[2] is made from the factory's
+Init[1] model: A = 0, B ~ N(0, 1) (``studies.families.pretrain.apply_init``).
 
 The edge criterion is Adam's, as on the toys: a run trains when its loss after T steps on the
 factory's batches is at most f times its start (default T = 10, f = 1). The predictions are
@@ -21,8 +21,13 @@ import pandas as pd
 import torch
 
 from scaling.edges import Criterion
-from studies.lr_laws import LawsConfig, SliceSpec, check_range, search_slices
-from studies.run.shards import Shard, ShardStore, run_shards
+from scaling.factory import FactoryError, inspect_task
+from scaling.module_population import train_population
+from studies.factory_check import FactoryCheckSpec, check_factory, factory_for
+from studies.families.pretrain import apply_init
+from studies.lr_laws.config import LawsConfig, SliceSpec, check_range
+from studies.lr_laws.search import search_slices
+from studies.run.shards import Shard
 from studies.run.spec import SpecError
 
 # Hidden 512 costs more than 10 CPU minutes per (width, seed) shard here (2 inits x ~80 runs
@@ -52,7 +57,6 @@ def factory_configs(refs: list[str], quick: bool = False, inits=None, widths=Non
                     rate_range: tuple[float, float] | None = None, slices=None, rank: int = 4) -> list[LawsConfig]:
     """One configuration per (factory, init); SpecError (one line) for a bad option. The
     factories themselves are checked by ``check_factories`` before anything runs."""
-    from studies.factory_check import factory_for
     inits = inits or ["1", "2"]
     for init in inits:
         if init not in ("1", "2"):
@@ -97,11 +101,6 @@ def factory_laws_shard(configs: tuple[LawsConfig, ...], width: int, rank: int, s
                        device: str = "cpu", chunk_size: int | None = 16) -> pd.DataFrame:
     """Every configuration of one factory at one (width, seed): the model is built once, each
     init starts from the same base and LoRA draw. Returns search_slices' rows with cpu_s."""
-    from scaling.factory import FactoryError, inspect_task
-    from scaling.module_population import train_population
-    from studies.factory_check import factory_for
-    from studies.families.pretrain import apply_init
-
     start = time.process_time()
     dev = torch.device(device)
     factory = factory_for(configs[0].factory)
@@ -148,11 +147,18 @@ def factory_laws_shards(configs: list[LawsConfig], device) -> list[Shard]:
     return shards
 
 
-def run_factory_laws(configs: list[LawsConfig], device, store: ShardStore, executor: str = "inline",
-                     workers: int = 2, scheduler: str | None = None) -> pd.DataFrame:
-    """Every shard the store does not hold yet; the runs of every factory configuration."""
-    shards = factory_laws_shards(configs, device)
-    run_shards(shards, store, executor, workers, scheduler, bar="lr-laws --factory")
-    runs = store.load([sh.key for sh in shards])
+def check_factories(configs: list[LawsConfig], device) -> None:
+    """Every factory builds at every width (FactoryError otherwise), before anything is written."""
+    for ref in dict.fromkeys(c.factory for c in configs):
+        c = next(c for c in configs if c.factory == ref)
+        check_factory(FactoryCheckSpec(factory=ref, widths=c.widths, seeds=c.seeds[:1], rank=c.ranks[0]), device)
+
+
+def run_factory_laws(configs: list[LawsConfig], ctx) -> pd.DataFrame:
+    """Every shard the run's store does not hold yet (``ctx``: a studies.run.context.RunContext);
+    the runs of every factory configuration."""
+    shards = factory_laws_shards(configs, ctx.device)
+    ctx.run(shards, bar="lr-laws --factory")
+    runs = ctx.load(shards)
     runs["init"] = runs["init"].astype(str)
     return runs

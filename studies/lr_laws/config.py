@@ -1,5 +1,4 @@
-"""Learning-rate scaling laws: the edges of the trainable region and the optimum at every width
-and rank, measured on the shard store and judged against ``scaling.laws``.
+"""lr-laws' specification: slices of (eta_A, eta_B), configurations and the catalogue of named studies.
 
 A *configuration* (model, optimizer, init, LoRA scale) is measured along *slices* of
 (eta_A, eta_B) (``SLICES``; the held quantity scales as held * (n / n0)^held_n * (r / r0)^held_r):
@@ -7,36 +6,20 @@ A *configuration* (model, optimizer, init, LoRA scale) is measured along *slices
 - ``b-edge``: eta_B varied at a held eta_A;     - ``a-edge``: eta_A varied at a held eta_B;
 - ``one-rate``: eta_A = eta_B varied;            - ``ratio``: eta_A varied at eta_B = lambda eta_A.
 
-One shard is one (configuration, width, rank, seed). Its search runs in rounds, each round ONE
-population holding every candidate of every slice: round 0 is a log grid of ``per_decade``
-rates over each slice's range; every later round puts ``refine_points`` rates inside each
-(slice, criterion)'s current edge bracket (``scaling.edges``), so the bracket shrinks by a
-factor ``refine_points + 1`` in log per round. Default: 4 per decade, then 2 rounds of 3: a
-bracket of 10^(1/64) (3.7%) for about 8 runs per decade of range plus 6 per edge and criterion,
-where a fine log grid of that resolution would cost 64 runs per decade. ``profile`` slices
-(ratio slices at width-free lambdas) are grid-only: they give the best loss at each ratio
-(``scaling.profile``).
-
-Each shard returns one row per run: rates, diverged step, loss at step 0 and at every
-criterion's T. Edges, fits, corner, optima and verdicts are computed from those rows
-(``edge_table``, ``judge``), so a stored run can be re-analysed.
+``ConfigKey`` names a configuration by its typed settings; its ``label`` is the name the
+tables carry in their ``config`` column, so that reports look configurations up by key, never
+by a label typed out by hand.
 """
 from __future__ import annotations
 
 import math
-import re
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-import pandas as pd
-import torch
 
-from scaling.edges import Criterion, locate_edge, refine
-from studies.lr_grid import log_grid, train_pairs
-from studies.run.shards import Shard, ShardStore, run_shards
+from scaling.edges import Criterion
 from studies.run.spec import SpecError, _positive_ints, check_choices
-from toy_models.models import MODELS, ModelConfig, build_model
+from toy_models.models import MODELS, ModelConfig
 
 SLICES = ("b-edge", "a-edge", "one-rate", "ratio")
 ALPHA_SCALINGS = ("r", "sqrt-r", "none")
@@ -104,6 +87,34 @@ class SliceSpec:
         if self.name == "one-rate":
             return v, v.copy()
         return v, h * v
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """A configuration's identity, typed: what distinguishes it from every other configuration
+    of a run. ``label`` is the name the tables carry (``config`` column); reports find a
+    configuration's rows through its key, e.g. ``ConfigKey("linear", "adam", "1").label``.
+
+    rank_width: for a rank study (laws against r), the width it holds fixed (None: a width study)."""
+
+    model: str
+    optimizer: str
+    init: str
+    alpha_scaling: str = "r"
+    b0_variance: str = "1"
+    b0_scale: float = 1.0
+    teacher: str = "independent"
+    depth: int = 1
+    rank_width: int | None = None
+
+    @property
+    def label(self) -> str:
+        extra = ("/B0 var 1/r" if self.b0_variance != "1" else "") + (
+            f"/B0 x {self.b0_scale:g}" if self.b0_scale != 1.0 else "") + (
+            f"/teacher {self.teacher}" if self.teacher != "independent" else "") + (
+            f"/depth {self.depth}" if self.depth != 1 else "") + (
+            f"/n={self.rank_width} vs r" if self.rank_width is not None else "")
+        return f"{self.model}/{self.optimizer}/init{self.init}/{self.alpha_scaling}{extra}"
 
 
 @dataclass(frozen=True)
@@ -207,12 +218,13 @@ class LawsConfig:
         return "mlp" if self.factory is not None else self.model
 
     @property
+    def key(self) -> ConfigKey:
+        return ConfigKey(self.model, self.optimizer, self.init_name, self.alpha_scaling, self.b0_variance,
+                         self.b0_scale, self.teacher, self.depth, self.widths[0] if self.variable == "r" else None)
+
+    @property
     def label(self) -> str:
-        extra = ("/B0 var 1/r" if self.b0_variance != "1" else "") + (
-            f"/B0 x {self.b0_scale:g}" if self.b0_scale != 1.0 else "") + (
-            f"/teacher {self.teacher}" if self.teacher != "independent" else "") + (
-            f"/n={self.widths[0]} vs r" if self.variable == "r" else "")
-        return f"{self.model}/{self.optimizer}/init{self.init_name}/{self.alpha_scaling}{extra}"
+        return self.key.label
 
     @property
     def steps(self) -> int:
@@ -250,133 +262,6 @@ class LawsConfig:
         if d.get("profile_widths") is not None:
             d["profile_widths"] = tuple(d["profile_widths"])
         return cls(**d)
-
-
-RUN_COLUMNS = ["config", "model", "optimizer", "init", "alpha_scaling", "scale", "width", "rank", "seed", "slice",
-               "slice_name", "role", "held", "held_n", "held_r", "round", "rate", "eta_a", "eta_b",
-               "diverged_step", "loss_0", "cpu_s"]
-
-
-def laws_shard(config: LawsConfig, width: int, rank: int, seed: int, device: torch.device) -> pd.DataFrame:
-    """Search every slice of ``config`` at one (width, rank, seed) in rounds, each round one
-    population. Returns one row per run (RUN_COLUMNS + loss_t<T> for every criterion's T)."""
-    start = time.process_time()
-    model = build_model(config.model, config.model_config(width, rank), seed, device)
-    runs = search_slices(config, width, rank, seed, model.scale,
-                         lambda a, b: train_pairs(model, a, b, config.optimizer, config.steps))
-    # CPU seconds of this shard (the machine may be shared: wall time would mislead)
-    return runs.assign(cpu_s=time.process_time() - start)
-
-
-def search_slices(config: LawsConfig, width: int, rank: int, seed: int, scale: float, train) -> pd.DataFrame:
-    """The edge search of one (width, rank, seed): round 0 a log grid of every slice, then
-    ``refine_rounds`` rounds inside each edge's bracket. ``train(eta_a, eta_b)`` trains the
-    runs (arrays of K rates) as one population and returns {'train': (T+1, K) losses, NaN after
-    divergence; 'diverged_step': (K,), -1 = never}. Returns RUN_COLUMNS (but cpu_s) + loss_t<T>."""
-    slices = config.slices_at(width)
-    eval_steps = sorted({c.steps for c in config.criteria})
-    frames: list[pd.DataFrame] = []
-    tried: dict[str, np.ndarray] = {s.key: np.empty(0) for s in slices}
-
-    def run_round(new: dict[str, np.ndarray], round_: int) -> None:
-        parts = [(s, new[s.key]) for s in slices if len(new.get(s.key, ()))]
-        rates = [s.rates(v, width, rank, config.n0, config.r0) for s, v in parts]
-        c = train(np.concatenate([a for a, _ in rates]), np.concatenate([b for _, b in rates]))
-        first = 0
-        for (s, v), (a, b) in zip(parts, rates):
-            sl = slice(first, first + len(v))
-            first += len(v)
-            frame = pd.DataFrame({
-                "config": config.label, "model": config.model, "optimizer": config.optimizer,
-                "init": config.init_name, "alpha_scaling": config.alpha_scaling, "scale": scale,
-                "width": width, "rank": rank, "seed": seed, "slice": s.key, "slice_name": s.name, "role": s.role,
-                "held": s.held_at(width, rank, config.n0, config.r0), "held_n": s.held_n, "held_r": s.held_r,
-                "round": round_, "rate": v, "eta_a": a, "eta_b": b,
-                "diverged_step": c["diverged_step"][sl], "loss_0": c["train"][0, sl]})
-            for t in eval_steps:
-                frame[f"loss_t{t}"] = c["train"][t, sl]
-            frames.append(frame)
-            tried[s.key] = np.concatenate([tried[s.key], v])
-
-    run_round({s.key: log_grid(*s.rate_range, s.per_decade or config.per_decade) for s in slices}, 0)
-    for round_ in range(1, config.refine_rounds + 1):
-        runs = pd.concat(frames, ignore_index=True)
-        new = {}
-        for s in slices:
-            if s.role != "edge":
-                continue
-            mine = runs[runs.slice == s.key]
-            points = [refine(b.lo, b.hi, config.refine_points) for crit in config.criteria
-                      for b in [locate_edge(mine.rate, trainable(mine, crit))] if not b.censored]
-            if points:
-                cand = np.unique(np.concatenate(points))
-                seen = tried[s.key]
-                cand = cand[~np.isclose(cand[:, None], seen[None, :], rtol=1e-9).any(1)]
-                if len(cand):
-                    new[s.key] = cand
-        if not new:
-            break
-        run_round(new, round_)
-    return pd.concat(frames, ignore_index=True)
-
-
-def trainable(runs: pd.DataFrame, crit: Criterion) -> np.ndarray:
-    """Whether each run (rows of a laws shard) meets ``crit``."""
-    return crit.trainable(runs.loss_0.to_numpy(float), runs[f"loss_t{crit.steps}"].to_numpy(float),
-                          runs.diverged_step.to_numpy())
-
-
-EDGE_COLUMNS = ["config", "model", "optimizer", "init", "alpha_scaling", "scale", "width", "rank", "seed", "slice",
-                "slice_name", "held", "held_n", "held_r", "criterion", "fraction", "T", "primary", "varied", "edge",
-                "edge_eta_a", "edge_eta_b", "lo", "hi", "censored", "reentries", "candidates"]
-
-
-def edge_table(runs: pd.DataFrame, configs: list[LawsConfig]) -> pd.DataFrame:
-    """One row per (configuration, width, rank, seed, edge slice, criterion): the bracket, the
-    edge in the varied rate and as (eta_A, eta_B), censoring."""
-    rows = []
-    by_label = {c.label: c for c in configs}
-    edges = runs[runs.role == "edge"]
-    keys = ["config", "width", "rank", "seed", "slice"]
-    for key, g in edges.groupby(keys, sort=False):
-        config = by_label[key[0]]
-        first = g.iloc[0]
-        for crit in config.criteria:
-            b = locate_edge(g.rate, trainable(g, crit))
-            e = b.edge
-            name = first.slice_name
-            eta_a = e if name != "b-edge" else first.held
-            eta_b = {"b-edge": e, "a-edge": first.held, "one-rate": e, "ratio": first.held * e}[name]
-            rows.append({**{k: first[k] for k in EDGE_COLUMNS[:14]}, "criterion": crit.name,
-                         "fraction": crit.fraction, "T": crit.steps, "primary": crit == config.primary,
-                         "varied": VARIED[name], "edge": e, "edge_eta_a": eta_a, "edge_eta_b": eta_b,
-                         "lo": b.lo, "hi": b.hi, "censored": b.censored, "reentries": b.reentries,
-                         "candidates": len(g)})
-    return pd.DataFrame(rows, columns=EDGE_COLUMNS)
-
-
-def laws_shards(configs: list[LawsConfig], device, prefix: str = "") -> list[Shard]:
-    """One shard per (configuration, width, rank, seed); widest first within a configuration
-    is not needed (shards are independent), so narrowest first keeps the progress bar honest."""
-    shards = []
-    for i, c in enumerate(configs):
-        slug = re.sub(r"[^A-Za-z0-9.-]+", "_", c.label)
-        for w, r in c.points():
-            if not c.slices_at(w):  # profile-only configurations skip the non-profile widths
-                continue
-            for s in c.seeds:
-                shards.append(Shard(f"{prefix}c{i}_{slug}_n{w}_r{r}_s{s}", laws_shard, (c, w, r, s, device)))
-    return shards
-
-
-def run_laws(configs: list[LawsConfig], device, store: ShardStore, executor: str = "inline", workers: int = 2,
-             scheduler: str | None = None, progress: bool = True, prefix: str = "") -> pd.DataFrame:
-    """Every shard the store does not hold yet; returns the runs of all configurations."""
-    shards = laws_shards(configs, device, prefix)
-    run_shards(shards, store, executor, workers, scheduler, bar="lr-laws" if progress else None)
-    runs = store.load([sh.key for sh in shards])
-    runs["init"] = runs["init"].astype(str)
-    return runs
 
 
 # -- the catalogue -------------------------------------------------------------------------------
@@ -466,65 +351,6 @@ def catalogue(study: str, quick: bool = False) -> list[LawsConfig]:
     raise SpecError(f"unknown study {study!r}; choose from {', '.join(STUDIES)}")
 
 
-# -- the Fig. 2 question --------------------------------------------------------------------------
-# The paper's Fig. 2 grid (paper-mlp, n = 100, eta in 2e-4 .. 10, 3 seeds, t = 10 and 200) under
-# the readings its text leaves open: gradient descent or Adam; its printed init (A and B both
-# random, no frozen W between them) or LoRA's Init[1] / Init[2], which need a frozen W to train
-# at all (paper-mlp-base; "paper" init on that model isolates the effect of adding W).
-FIG2_READINGS = tuple((opt, model, init) for opt in ("sgd", "adam")
-                      for model, init in (("paper-mlp", "paper"), ("paper-mlp-base", "paper"),
-                                          ("paper-mlp-base", "1"), ("paper-mlp-base", "2")))
-
-
-def fig2_specs(quick: bool = False) -> list[tuple[str, "LrGridSpec"]]:
-    """(label, LrGridSpec) per reading; quick: 3 rates per decade and 100 steps."""
-    from studies.lr_grid import LrGridSpec
-    steps = 100 if quick else 200
-    return [(f"{opt}/{model}/init{init}",
-             LrGridSpec(model=model, widths=(100,), per_decade=3 if quick else 6, steps=steps, eval_at=(10, steps),
-                        seeds=(0, 1, 2), optimizer=opt, init=init, test_size=100))
-            for opt, model, init in FIG2_READINGS]
-
-
-def run_fig2(device, store: ShardStore, executor: str = "inline", workers: int = 2, scheduler: str | None = None,
-             quick: bool = False, progress: bool = True) -> pd.DataFrame:
-    """The Fig. 2 grid under every reading (lr-grid shards in this study's store); the tidy grid
-    table with a ``reading`` column."""
-    from studies.lr_grid import lr_grid_shard
-    specs = fig2_specs(quick)
-    shards = [Shard(f"fig2_{re.sub(r'[^A-Za-z0-9.-]+', '_', label)}_s{s}", lr_grid_shard, (spec, 100, s, device))
-              for label, spec in specs for s in spec.seeds]
-    run_shards(shards, store, executor, workers, scheduler, bar="lr-laws fig2" if progress else None)
-    frames = []
-    for (label, spec), i in zip(specs, range(0, len(shards), len(specs[0][1].seeds))):
-        eta_a, eta_b = spec.pairs()
-        for sh in shards[i:i + len(spec.seeds)]:
-            start = store.load_arrays(sh.key)["train"][0]               # loss at step 0, per pair
-            part = store.load([sh.key])
-            pair = pd.DataFrame({"eta_a": eta_a, "eta_b": eta_b, "loss_0": start})
-            frames.append(part.merge(pair, on=["eta_a", "eta_b"], how="left").assign(reading=label))
-    table = pd.concat(frames, ignore_index=True)
-    table["init"] = table["init"].astype(str)
-    return table
-
-
-def dead_start(device="cpu") -> pd.DataFrame:
-    """The printed Fig. 2 model under Init[1] and Init[2]: B A h_0 = 0 at the start, relu'(0) = 0,
-    so every LoRA gradient is exactly zero and no rate trains. One row per (optimizer, init):
-    the largest |gradient| at the start and the loss change over 20 steps at eta = 1."""
-    rows = []
-    for init in ("1", "2"):
-        model = build_model("paper-mlp", ModelConfig(width=100, init=init), 0, device)
-        (a, b), = model.lora_init()
-        x, y = model.train_batch(1)
-        _, grads, _ = model.loss_and_grads(x, y, [a[None]], [b[None]])
-        for opt in ("sgd", "adam"):
-            c = train_pairs(model, [1.0], [1.0], opt, 20)
-            rows.append({"optimizer": opt, "init": init, "max_abs_grad": float(max(g.abs().max() for g in grads)),
-                         "loss_0": float(c["train"][0, 0]), "loss_20": float(c["train"][20, 0])})
-    return pd.DataFrame(rows)
-
-
 # -- the command ----------------------------------------------------------------------------------
 def _choose(name: str, given: list[str] | None, allowed) -> list[str] | None:
     """The listed names (None: all), each checked against ``allowed``."""
@@ -599,28 +425,3 @@ def corner_config() -> LawsConfig:
     return LawsConfig(model="linear", optimizer="adam", init="1", widths=(128, 256, 512, 1024, 2048),
                       seeds=tuple(range(8)), slices=adam_slices(False)[:2], criteria=ADAM_CRITERIA[:1], batch_size=8,
                       per_decade=3)
-
-
-def validate_corner(device, out, executor: str = "inline", workers: int = 2, scheduler: str | None = None,
-                    tol: float = 0.15) -> tuple[pd.DataFrame, str]:
-    """validate's learning-rate law: the corner lambda_c(n) = eta_B,edge / eta_A,edge against
-    scaling.laws' +1. Shards in their own store under ``out``/lr_corner (resumable). Returns (its
-    rows of laws.csv: the corner and the two edges, a markdown section for validate's report)."""
-    from studies.reports.lr_laws import analyse
-    config = corner_config()
-    store = ShardStore(out / "lr_corner", {"study": "validate lr-laws corner", "config": config.to_dict(),
-                                           "device": str(device)})
-    runs = run_laws([config], device, store, executor, workers, scheduler, progress=False)
-    laws = analyse(runs, [config], tol, kinds=("edge", "corner"))["laws"]
-    laws = laws[laws.law.isin(["corner lambda_c", "B edge", "A edge"])].reset_index(drop=True)
-    cpu = float(runs.groupby(["width", "seed"]).cpu_s.first().sum())
-    corner = laws[laws.law == "corner lambda_c"].iloc[0]
-    lines = ["## A learning-rate law: the LoRA+ corner", "",
-             f"The edges of the trainable region (`lr-laws`: linear, Adam, Init[1], widths {list(config.widths)}, "
-             f"{len(config.seeds)} seeds; an edge is the largest rate at which the loss after "
-             f"{config.primary.steps} steps is not above its start). The corner lambda_c = eta_B at the B edge / "
-             f"eta_A at the A edge grows like n^{corner.slope:+.2f} [{corner.lo:+.2f}, {corner.hi:+.2f}] against "
-             f"LoRA+'s n^+1: **{corner.verdict}** ({cpu:.0f} s of CPU).", "",
-             laws[["law", "predicted", "slope", "lo", "hi", "verdict", "reason"]].to_markdown(index=False, floatfmt=".2f"),
-             ""]
-    return laws, "\n".join(lines)
