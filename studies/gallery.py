@@ -26,7 +26,7 @@ def render_run(run: Path) -> dict[str, str]:
     if kind not in KINDS:
         raise NotRedrawn(f"an unknown kind of run ({'study ' + repr(kind) if kind else 'no study'} in meta.json or "
                          "manifest.json); this version redraws " + ", ".join(KINDS))
-    return redraw(run, KINDS[kind], meta).figures
+    return redraw(run, kind, KINDS[kind], meta).figures
 
 
 def find_runs(source: Path) -> tuple[list[Path], list[str]]:

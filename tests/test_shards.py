@@ -40,7 +40,8 @@ def test_interrupted_run_resumes_and_gives_the_same_bits(tmp_path, monkeypatch, 
     monkeypatch.setattr(runner, "run_coord_check_shard", lambda *a: counted.append(a[1:3]) or real(*a))
     assert run(out, "--executor", "inline") == 0
     assert len(counted) == 2  # only the two missing shards were computed
-    assert "2 of 4 shards already done" in capsys.readouterr().out
+    assert json.loads((out / "meta.json").read_text())["resumed_shards"] == 2
+    assert "2 of 4 shards already done" in capsys.readouterr().err  # the progress line says so too
     assert (out / "results.csv").read_bytes() == (reference / "results.csv").read_bytes()
 
 
@@ -48,6 +49,7 @@ def test_a_different_spec_is_refused_unless_forced(tmp_path, capsys):
     out = tmp_path / "cc"
     assert run(out) == 0
     before = (out / "results.csv").read_bytes()
+    capsys.readouterr()
     assert main([*ARGS[:-2], "--seeds", "3", "--schemes", "loraplus", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "different spec" in err

@@ -154,9 +154,9 @@ def read_raw(run: Path, study: Study) -> dict[str, pd.DataFrame]:
     return raw
 
 
-def redraw(run: Path, study_cls: type[Study], meta: dict) -> Report:
-    """Analyse and render a stored run again, into its own directory, from its raw tables."""
+def redraw(run: Path, kind: str, study_cls: type[Study], meta: dict) -> Report:
+    """Analyse and render a stored ``kind`` run again, into its own directory, from its raw tables."""
     if not isinstance(meta.get("spec"), dict):
-        raise SpecError(f"{run}: meta.json has no spec, so this {study_cls.kind} run cannot be redrawn")
+        raise SpecError(f"{run}: meta.json has no spec, so this {kind} run cannot be redrawn")
     study = study_cls.from_meta(meta)
     return finish(study, run, read_raw(run, study), meta)
