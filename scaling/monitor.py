@@ -45,7 +45,7 @@ def _lora_factors(layer: nn.Module):
 def update_metrics(z, A0, B0, A1, B1, gA, gB, A_init, B_init, scale: float) -> dict[str, torch.Tensor]:
     """``scaling.measure.layer_metrics`` in float64, the monitor's arithmetic: one step of one
     LoRA layer for R runs at once. z (N, n_in) or (R, N, n_in); A* (R, r, n_in); B* (R, n_out, r);
-    returns {metric: (R,)}. ``scaling.module_population`` measures its batched runs with it."""
+    returns {metric: (R,)}. ``toy_models.module_population`` measures its batched runs with it."""
     f = torch.float64
     return layer_metrics(*(t.to(f) for t in (z, A0, B0, A1, B1, gA, gB, A_init, B_init)), scale)
 

@@ -6,7 +6,7 @@ against width and judged exactly as in ``validate`` (``scaling.verdicts.compare`
 
 Shards: one width x a block of seeds (``seeds_per_shard``); a shard builds its members with the
 factory and trains all their runs (seeds x schemes) as one population
-(``scaling.module_population``: torch.func when the members share one architecture, else the
+(``toy_models.module_population``: torch.func when the members share one architecture, else the
 per-run loop; the rows say which in ``path``). ``population_shard`` takes explicit per-run
 rates, so a study of the rates themselves (many candidate (eta_A, eta_B) at one width) trains
 through the same shards.
@@ -156,7 +156,7 @@ def population_shard(factory: Factory, width: int, rank: int, seeds: tuple[int, 
 
     Returns the tidy rows (RESULT_COLUMNS, the labels of ``runs`` and the factory's Task.info
     numbers as columns): model = the factory's name, optimizer adam, init from the model."""
-    from scaling.module_population import train_population
+    from toy_models.module_population import train_population
 
     dev = torch.device(device)
     tasks = [factory(width, rank, seed, dev) for seed in seeds]

@@ -4,7 +4,7 @@ or a user's ``make(width, rank, seed)``, ``scaling.factory``).
 The same edges, corner and verdicts as ``studies.lr_laws``, measured on the factory's model:
 one shard per (factory, width, seed) builds the model once (a family pretrains its base here)
 and searches every slice under each init in rounds, every round's candidate rates one
-population of ``scaling.module_population`` (torch.func where the model allows). Init[2] is
+population of ``toy_models.module_population`` (torch.func where the model allows). Init[2] is
 made from the factory's Init[1] model: A = 0, B ~ N(0, 1) (``studies.families.pretrain.apply_init``).
 
 The edge criterion is Adam's, as on the toys: a run trains when its loss after T steps on the
@@ -98,7 +98,7 @@ def factory_laws_shard(configs: tuple[LawsConfig, ...], width: int, rank: int, s
     """Every configuration of one factory at one (width, seed): the model is built once, each
     init starts from the same base and LoRA draw. Returns search_slices' rows with cpu_s."""
     from scaling.factory import FactoryError, inspect_task
-    from scaling.module_population import train_population
+    from toy_models.module_population import train_population
     from studies.factory_check import factory_for
     from studies.families.pretrain import apply_init
 

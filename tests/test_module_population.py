@@ -1,4 +1,4 @@
-"""scaling.module_population: the torch.func program and the per-run loop give the same numbers
+"""toy_models.module_population: the torch.func program and the per-run loop give the same numbers
 (float64), diverged runs are results, and the loop takes over where torch.func cannot go."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from scaling.factory import Task, load_factory
-from scaling.module_population import train_population
+from toy_models.module_population import train_population
 from tests.test_factory import EXAMPLE
 
 KEYS = ["member", "run", "step", "layer", "metric"]
