@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from scaling.lora_layers import LoRALinear
 from scaling.measure import layer_metrics
 
 LAZY_FACTOR = 10.0  # a side is lazy when its delta is this many times below the other's
@@ -29,7 +30,6 @@ LAZY_FACTOR = 10.0  # a side is lazy when its delta is this many times below the
 def _lora_factors(layer: nn.Module):
     """(A (r, n_in), B (n_out, r), scale, name of the adapter) of a LoRA layer, or None when
     the layer is not a linear LoRA layer."""
-    from scaling.lora_layers import LoRALinear
     if isinstance(layer, LoRALinear):
         return layer.lora_A, layer.lora_B, layer.scale, "lora"
     lora_a, lora_b = getattr(layer, "lora_A", None), getattr(layer, "lora_B", None)
@@ -59,7 +59,6 @@ def initial_z_a(z: torch.Tensor, A_init: torch.Tensor) -> torch.Tensor:
 
 def find_lora_layers(model: nn.Module) -> tuple[dict[str, nn.Module], list[str]]:
     """({name: linear LoRA layer}, [names of LoRA layers the monitor cannot measure])."""
-    from scaling.lora_layers import LoRALinear
     found, skipped = {}, []
     for name, module in model.named_modules():
         is_lora = isinstance(module, LoRALinear) or (isinstance(getattr(module, "lora_A", None), nn.ModuleDict)
@@ -183,7 +182,7 @@ class FeatureLearningMonitor:
 
     def callback(self):
         """A transformers.TrainerCallback that calls ``step()`` after every optimiser step."""
-        from transformers import TrainerCallback
+        from transformers import TrainerCallback  # lazy: transformers is an optional dependency (extra "real")
 
         monitor = self
 

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
 
 from scaling.factory import Task
 from scaling.loraplus import create_loraplus_optimizer, default_role
@@ -321,8 +322,6 @@ class _Batched:
         return {n: t.view(self.M, self.K, *t.shape[1:]) for n, t in zip(self.trainable, tensors)}
 
     def _programs(self):
-        from torch.func import functional_call, grad_and_value, vmap
-
         def forward(lora, frozen, batch):
             self._capture = {} if self.measure else None
             try:
