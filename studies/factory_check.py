@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from scaling.factory import Factory, FactoryError, TaskShape, inspect_task, load_factory
+from scaling.monitor import short_layer_names
 from scaling.rules import parse_scheme
 from studies.run.spec import SpecError, _positive_ints
 
@@ -120,31 +121,6 @@ class FactoryCheckSpec:
         d["factory"] = self.factory.name
         d["factory_fingerprint"] = self.factory.fingerprint
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def short_layer_names(names: list[str]) -> dict[str, str]:
-    """Readable layer names: PEFT's ``base_model.model.`` and the path components every name
-    shares are dropped (block indices stay; one layer keeps its last component), a leading block
-    index n becomes Ln
-    ("bert.encoder.layer.0.attention.self.query" -> "L0.query")."""
-    parts = [n.removeprefix("base_model.model.").split(".") for n in names]
-    if len(parts) == 1:
-        short = [parts[0][-1:]]
-    elif len({len(p) for p in parts}) == 1:
-        varying = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1 or parts[0][i].isdigit()]
-        short = [[p[i] for i in varying] for p in parts]
-    else:
-        lead = 0
-        while all(len(p) > lead + 1 and p[lead] == parts[0][lead] for p in parts):
-            lead += 1
-        short = [p[lead:] for p in parts]
-    out = {}
-    for name, p, full in zip(names, short, parts):
-        p = p or full[-1:]
-        if p[0].isdigit():
-            p = [f"L{p[0]}"] + p[1:]
-        out[name] = ".".join(p)
-    return out
 
 
 def population_shard(factory: Factory, width: int, rank: int, seeds: tuple[int, ...], runs: pd.DataFrame,
