@@ -2,7 +2,7 @@
 
 The coord-check's training step on the BERT family (``studies.families.bert``): M members
 (seeds) x K rate pairs (schemes) for S Adam steps, measured every step, trained once by
-``scaling.module_population``'s torch.func path and once by its per-run loop, from the same
+``toy_models.module_population``'s torch.func path and once by its per-run loop, from the same
 members. Both are timed in wall and process CPU seconds, in alternating blocks so that
 background load hits both alike; the speed-up is the ratio of the totals. The members'
 pretraining (the family's own cost, the same on either path) is not timed here: pass
@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from scaling.module_population import train_population
+from toy_models.module_population import train_population
 from studies.families.bert import BertFamily
 
 

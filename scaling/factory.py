@@ -44,6 +44,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from scaling.monitor import _lora_factors, find_lora_layers
+
 
 class FactoryError(ValueError):
     """A factory that cannot be used; the message names the factory and what is wrong."""
@@ -222,8 +224,6 @@ def inspect_task(task: Task, name: str = "the factory") -> TaskShape:
     found by perturbing one layer's factors at a time and seeing whose input changes (a
     forward pass each): a layer with no LoRA layer upstream reads the base model's own
     features, whatever the learning rates do."""
-    from scaling.monitor import _lora_factors, find_lora_layers
-
     model = task.model
     layers, skipped = find_lora_layers(model)
     if not layers:

@@ -259,7 +259,7 @@ def create_loraplus_optimizer(model: nn.Module, optimizer_cls: type[torch.optim.
     if isinstance(optimizer, torch.optim.Optimizer):
         optimizer.register_load_state_dict_pre_hook(_ForeignStateAdapter(model, options))
     if _is_eight_bit(optimizer_cls, optimizer_kwargs):
-        import bitsandbytes
+        import bitsandbytes  # lazy: optional, and only an 8-bit optimiser class brings us here
 
         manager = bitsandbytes.optim.GlobalOptimManager.get_instance()
         for module in model.modules():
@@ -342,7 +342,7 @@ def peft_param_groups(model: nn.Module) -> list[list[nn.Parameter]] | None:
 
 def _peft_factory() -> Callable | None:
     try:
-        from peft.optimizers import create_loraplus_optimizer
+        from peft.optimizers import create_loraplus_optimizer  # lazy: peft is an optional dependency
     except ImportError:
         return None
     return create_loraplus_optimizer

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from scaling.lora_layers import LoRALinear
 from scaling.measure import layer_metrics
 
 LAZY_FACTOR = 10.0  # a side is lazy when its delta is this many times below the other's
@@ -29,7 +30,6 @@ LAZY_FACTOR = 10.0  # a side is lazy when its delta is this many times below the
 def _lora_factors(layer: nn.Module):
     """(A (r, n_in), B (n_out, r), scale, name of the adapter) of a LoRA layer, or None when
     the layer is not a linear LoRA layer."""
-    from scaling.lora_layers import LoRALinear
     if isinstance(layer, LoRALinear):
         return layer.lora_A, layer.lora_B, layer.scale, "lora"
     lora_a, lora_b = getattr(layer, "lora_A", None), getattr(layer, "lora_B", None)
@@ -45,7 +45,7 @@ def _lora_factors(layer: nn.Module):
 def update_metrics(z, A0, B0, A1, B1, gA, gB, A_init, B_init, scale: float) -> dict[str, torch.Tensor]:
     """``scaling.measure.layer_metrics`` in float64, the monitor's arithmetic: one step of one
     LoRA layer for R runs at once. z (N, n_in) or (R, N, n_in); A* (R, r, n_in); B* (R, n_out, r);
-    returns {metric: (R,)}. ``scaling.module_population`` measures its batched runs with it."""
+    returns {metric: (R,)}. ``toy_models.module_population`` measures its batched runs with it."""
     f = torch.float64
     return layer_metrics(*(t.to(f) for t in (z, A0, B0, A1, B1, gA, gB, A_init, B_init)), scale)
 
@@ -59,7 +59,6 @@ def initial_z_a(z: torch.Tensor, A_init: torch.Tensor) -> torch.Tensor:
 
 def find_lora_layers(model: nn.Module) -> tuple[dict[str, nn.Module], list[str]]:
     """({name: linear LoRA layer}, [names of LoRA layers the monitor cannot measure])."""
-    from scaling.lora_layers import LoRALinear
     found, skipped = {}, []
     for name, module in model.named_modules():
         is_lora = isinstance(module, LoRALinear) or (isinstance(getattr(module, "lora_A", None), nn.ModuleDict)
@@ -71,6 +70,34 @@ def find_lora_layers(model: nn.Module) -> tuple[dict[str, nn.Module], list[str]]
         else:
             found[name] = module
     return found, skipped
+
+
+def short_layer_names(names: list[str]) -> dict[str, str]:
+    """{full module name: short, unambiguous name} for a model's LoRA layers.
+
+    PEFT's ``base_model.model.`` goes, and so does every path component that all the names
+    share, except block indices; a name's first component, when it is a block index i, becomes
+    ``Li``. So "base_model.model.bert.encoder.layer.0.attention.self.query" and its value twin
+    read "L0.query" and "L0.value"; names of different depths keep all they do not share at
+    the front; a single layer keeps its last component. Should shortening ever make two names
+    equal, every name stays whole (only PEFT's prefix removed): short names never merge layers.
+    """
+    parts = [n.removeprefix("base_model.model.").split(".") for n in names]
+    if len(parts) == 1:
+        short = [parts[0][-1:]]
+    elif len({len(p) for p in parts}) == 1:  # one depth: keep the components that vary, and indices
+        keep = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1 or parts[0][i].isdigit()]
+        short = [[p[i] for i in keep] or p[-1:] for p in parts]
+    else:  # depths differ: drop the components every name shares at the front
+        lead = 0
+        while all(len(p) > lead + 1 and p[lead] == parts[0][lead] for p in parts):
+            lead += 1
+        short = [p[lead:] for p in parts]
+    short = [[f"L{p[0]}"] + p[1:] if p[0].isdigit() else p for p in short]
+    out = dict(zip(names, (".".join(p) for p in short)))
+    if len(set(out.values())) < len(names):
+        out = dict(zip(names, (".".join(p) for p in parts)))
+    return out
 
 
 class FeatureLearningMonitor:
@@ -142,7 +169,8 @@ class FeatureLearningMonitor:
         return pd.DataFrame(self.records, columns=["step", "layer", "metric", "value"])
 
     def summary(self, skip_first: int = 1) -> pd.DataFrame:
-        """Per layer (and 'overall'): median delta1 (A side) and delta2 (B side) over the
+        """Per layer (named by ``short_layer_names``, in the model's order; ``frame()`` keeps the
+        full module names) and 'overall': median delta1 (A side) and delta2 (B side) over the
         measured steps after the first ``skip_first`` optimiser steps, which side is lazy
         (LAZY_FACTOR below the other), and ``ratio_multiplier`` = delta1 / delta2: the factor by
         which eta_B / eta_A should grow to balance the two sides, **through eta_A** (eta_A ->
@@ -160,7 +188,9 @@ class FeatureLearningMonitor:
         if f.empty:
             return pd.DataFrame(columns=["layer", "delta1", "delta2", "lazy", "ratio_multiplier"])
         per_layer = f.pivot_table(index="layer", columns="metric", values="value", aggfunc="median")
-        rows = [self._verdict(layer, r.delta1, r.delta2) for layer, r in per_layer.iterrows()]
+        names = short_layer_names(list(self.layers))
+        rows = [self._verdict(names[layer], per_layer.delta1[layer], per_layer.delta2[layer])
+                for layer in self.layers if layer in per_layer.index]
         logs = np.log(per_layer[["delta1", "delta2"]].clip(lower=1e-300))
         overall = np.exp(logs.mean())
         rows.append(self._verdict("overall", overall.delta1, overall.delta2))
@@ -183,7 +213,7 @@ class FeatureLearningMonitor:
 
     def callback(self):
         """A transformers.TrainerCallback that calls ``step()`` after every optimiser step."""
-        from transformers import TrainerCallback
+        from transformers import TrainerCallback  # lazy: transformers is an optional dependency (extra "real")
 
         monitor = self
 

@@ -6,7 +6,7 @@ against width and judged exactly as in ``validate`` (``scaling.verdicts.compare`
 
 Shards: one width x a block of seeds (``seeds_per_shard``); a shard builds its members with the
 factory and trains all their runs (seeds x schemes) as one population
-(``scaling.module_population``: torch.func when the members share one architecture, else the
+(``toy_models.module_population``: torch.func when the members share one architecture, else the
 per-run loop; the rows say which in ``path``). ``population_shard`` takes explicit per-run
 rates, so a study of the rates themselves (many candidate (eta_A, eta_B) at one width) trains
 through the same shards.
@@ -33,13 +33,14 @@ import torch
 
 from scaling.factory import Factory, FactoryError, TaskShape, inspect_task, load_factory
 from scaling.gamma import fit_power_law
-from scaling.module_population import train_population
+from scaling.monitor import short_layer_names
 from scaling.rules import parse_scheme
 from scaling.theory import predict
 from scaling.verdicts import DEFAULT_TOLERANCE, compare
 from studies.families import FAMILIES
 from studies.run.shards import Shard
 from studies.run.spec import SpecError, _positive_ints
+from toy_models.module_population import train_population
 
 PATHS = ("auto", "torch.func", "loop")
 RESULT_COLUMNS = ["model", "optimizer", "init", "scheme", "width", "seed", "step", "layer", "metric", "value",
@@ -125,31 +126,6 @@ class FactoryCheckSpec:
         d["factory"] = self.factory.name
         d["factory_fingerprint"] = self.factory.fingerprint
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def short_layer_names(names: list[str]) -> dict[str, str]:
-    """Readable layer names: PEFT's ``base_model.model.`` and the path components every name
-    shares are dropped (block indices stay; one layer keeps its last component), a leading block
-    index n becomes Ln
-    ("bert.encoder.layer.0.attention.self.query" -> "L0.query")."""
-    parts = [n.removeprefix("base_model.model.").split(".") for n in names]
-    if len(parts) == 1:
-        short = [parts[0][-1:]]
-    elif len({len(p) for p in parts}) == 1:
-        varying = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1 or parts[0][i].isdigit()]
-        short = [[p[i] for i in varying] for p in parts]
-    else:
-        lead = 0
-        while all(len(p) > lead + 1 and p[lead] == parts[0][lead] for p in parts):
-            lead += 1
-        short = [p[lead:] for p in parts]
-    out = {}
-    for name, p, full in zip(names, short, parts):
-        p = p or full[-1:]
-        if p[0].isdigit():
-            p = [f"L{p[0]}"] + p[1:]
-        out[name] = ".".join(p)
-    return out
 
 
 def population_shard(factory: Factory, width: int, rank: int, seeds: tuple[int, ...], runs: pd.DataFrame,

@@ -13,7 +13,6 @@ import torch
 
 from scaling.factory import FactoryError, Task, inspect_task, load_factory
 from studies.cli import main
-from studies.factory_check import short_layer_names
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = str(REPO / "docs" / "examples" / "tiny_mlp_factory.py") + ":make"
@@ -92,14 +91,6 @@ def test_the_layer_map_and_init_are_read_from_the_model():
     shape = inspect_task(load_factory(EXAMPLE)(32, 2, 0))
     assert shape.layers == ["hidden1", "hidden2"] and shape.init == "1"
     assert shape.upstream == {"hidden1": [], "hidden2": ["hidden1"]}
-
-
-def test_short_layer_names():
-    bert = [f"base_model.model.bert.encoder.layer.{i}.attention.self.{m}" for i in (0, 1) for m in ("query", "value")]
-    assert list(short_layer_names(bert).values()) == ["L0.query", "L0.value", "L1.query", "L1.value"]
-    gpt = [f"base_model.model.transformer.h.{i}.{m}" for i in (0, 1) for m in ("attn.c_attn", "mlp.c_fc")]
-    assert list(short_layer_names(gpt).values()) == ["L0.attn.c_attn", "L0.mlp.c_fc", "L1.attn.c_attn", "L1.mlp.c_fc"]
-    assert short_layer_names(["net.hidden"]) == {"net.hidden": "hidden"}
 
 
 # -- bad factories ---------------------------------------------------------------------------------

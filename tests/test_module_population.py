@@ -1,4 +1,4 @@
-"""scaling.module_population: the torch.func program and the per-run loop give the same numbers
+"""toy_models.module_population: the torch.func program and the per-run loop give the same numbers
 (float64), diverged runs are results, and the loop takes over where torch.func cannot go."""
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.func import vmap
 
 from scaling.factory import Task, load_factory
-from scaling.module_population import train_population
+from toy_models.module_population import explain_vmap_failure, train_population
 from tests.test_factory import EXAMPLE
 
 KEYS = ["member", "run", "step", "layer", "metric"]
@@ -110,9 +112,50 @@ def test_the_loop_takes_over_where_torch_func_cannot_and_says_why():
     mixed = train_population([task(8, 0), task(16, 1)], [1e-3], [1e-3], 2)
     assert mixed.path == "loop" and "different architecture" in mixed.note
     noisy = train_population([task(8, 0), task(8, 1)], [1e-3], [1e-3], 2)
-    assert noisy.path == "loop" and "vmap failed" in noisy.note
+    assert noisy.path == "loop" and "draws random numbers (dropout above 0" in noisy.note
     with pytest.raises(ValueError, match="torch.func cannot train this population"):
         train_population([task(8, 0), task(16, 1)], [1e-3], [1e-3], 2, path="torch.func")
+
+
+def test_vmap_failures_are_explained_in_plain_words():
+    with pytest.raises(RuntimeError) as branching:
+        vmap(lambda v: v if v.sum() > 0 else -v)(torch.randn(3, 2))
+    text = explain_vmap_failure(branching.value)
+    assert text.startswith("torch.func cannot batch this model: the forward reads a tensor's value in Python")
+    assert "(at test_module_population.py:" in text  # the line of the branch, not torch's internals
+    assert explain_vmap_failure(ValueError("an odd failure. With detail")) == \
+        "torch.func cannot batch this model: ValueError: an odd failure"
+
+
+class _NormMlp(nn.Module):
+    """A plain PEFT user's model: biased Linear layers, a LayerNorm, LoRA by peft on the Linears."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.inp, self.norm = nn.Linear(4, width), nn.LayerNorm(width)
+        self.hidden, self.out = nn.Linear(width, width), nn.Linear(width, 1)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.hidden(self.norm(self.inp(x)))))
+
+
+def test_a_peft_mlp_with_layernorm_and_mse_loss_batches_like_the_loop():
+    # F.mse_loss against the batch's target once sent this model to the loop: torch's batching
+    # rule for it cannot broadcast a target without the rate axis against a per-run prediction
+    from peft import LoraConfig, get_peft_model
+
+    def member(seed):
+        torch.manual_seed(seed)
+        model = get_peft_model(_NormMlp(16).double(), LoraConfig(r=2, lora_alpha=2, target_modules=["inp", "hidden"]))
+        x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        return Task(model, (x, torch.sin(x.sum(-1, keepdim=True))), lambda m, b: F.mse_loss(m(b[0]), b[1]))
+
+    eta_a, eta_b = [1e-3, 1e-2], [1e-2, 1e-1]
+    batched = train_population([member(0), member(1)], eta_a, eta_b, 3)
+    loop = train_population([member(0), member(1)], eta_a, eta_b, 3, path="loop")
+    assert batched.path == "torch.func" and not batched.note
+    _same(batched.frame, loop.frame)
+    assert set(batched.frame.layer) == {"all", "base_model.model.inp", "base_model.model.hidden"}
 
 
 def test_bad_rates_are_refused():

@@ -7,9 +7,9 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
-from scaling.lora_layers import LoRALinear
+from scaling.lora_layers import LoRALinear, add_lora
 from scaling.measure import layer_metrics
-from scaling.monitor import FeatureLearningMonitor
+from scaling.monitor import FeatureLearningMonitor, short_layer_names
 from scaling.loraplus import create_loraplus_optimizer
 
 
@@ -106,3 +106,51 @@ def test_summary_names_the_lazy_side_and_the_fix(lr_a, lr_b, init, lazy, directi
 def test_a_model_without_lora_layers_is_refused():
     with pytest.raises(ValueError, match="no linear LoRA layer"):
         FeatureLearningMonitor(nn.Linear(4, 4))
+
+
+class _Attention(nn.Module):
+    """Two LoRA layers deep in a model whose full names differ only in the last component."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.transformer_encoder_stack = nn.Module()
+        self.transformer_encoder_stack.multi_head_attention_block = nn.Module()
+        block = self.transformer_encoder_stack.multi_head_attention_block
+        block.query, block.value = nn.Linear(16, 16), nn.Linear(16, 16)
+        add_lora(self, ("query", "value"), rank=2)
+
+    def forward(self, x):
+        block = self.transformer_encoder_stack.multi_head_attention_block
+        return block.query(x) * block.value(x)
+
+
+def test_the_summary_tells_layers_apart_that_differ_only_in_their_last_name():
+    model = _Attention()
+    monitor = FeatureLearningMonitor(model, every=1)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    x = torch.randn(8, 16)
+    for _ in range(4):
+        model(x).pow(2).mean().backward()
+        opt.step()
+        monitor.step()
+        opt.zero_grad()
+    summary = monitor.summary()
+    assert list(summary.layer) == ["query", "value", "overall"]
+    printed = str(summary).splitlines()  # printed (pandas cuts long cells): still one name per layer
+    assert [line.split()[1] for line in printed[1:]] == ["query", "value", "overall"]
+    f = monitor.frame()
+    full = "transformer_encoder_stack.multi_head_attention_block.value"
+    value = f[(f.layer == full) & (f.step > 1) & (f.metric == "delta1")]
+    assert summary.set_index("layer").delta1["value"] == value.value.median()  # the row is that layer's
+
+
+def test_short_layer_names():
+    bert = [f"base_model.model.bert.encoder.layer.{i}.attention.self.{m}" for i in (0, 1) for m in ("query", "value")]
+    assert list(short_layer_names(bert).values()) == ["L0.query", "L0.value", "L1.query", "L1.value"]
+    gpt = [f"base_model.model.transformer.h.{i}.{m}" for i in (0, 1) for m in ("attn.c_attn", "mlp.c_fc")]
+    assert list(short_layer_names(gpt).values()) == ["L0.attn.c_attn", "L0.mlp.c_fc", "L1.attn.c_attn", "L1.mlp.c_fc"]
+    assert short_layer_names(["net.hidden"]) == {"net.hidden": "hidden"}
+    assert short_layer_names(["a.b.query", "a.b.value"]) == {"a.b.query": "query", "a.b.value": "value"}
+    # shortening would merge these two ("0" becomes "L0"): both stay whole
+    assert short_layer_names(["0.query", "L0.query"]) == {"0.query": "0.query", "L0.query": "L0.query"}

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from toy_models.base import LoraModel
 from toy_models.init import init_lora_factors
-from toy_models.models import LoraModel, register
 
 
 class _LinearLora(LoraModel):
@@ -72,13 +72,11 @@ class _LinearLora(LoraModel):
         return loss, [torch.matmul(dzaT, x), dBT.mT], [x]
 
 
-@register
 class ToyModel(_LinearLora):
     name = "toy"
     n_out_is_width = False
     default_batch = 8
 
 
-@register
 class LinearModel(_LinearLora):
     name = "linear"

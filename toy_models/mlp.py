@@ -12,12 +12,13 @@ B ~ N(0, 1) (init "paper", as printed in the paper).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
-from toy_models.models import LoraModel, lora_down, lora_down_grad, register
+from toy_models.base import LoraModel, lora_down, lora_down_grad
 
 
-@register
 class MlpModel(LoraModel):
     name = "mlp"
     default_input_dim = 16
@@ -100,7 +101,6 @@ class MlpModel(LoraModel):
         return loss, dA + dB, inputs
 
 
-@register
 class PaperMlpModel(MlpModel):
     name = "paper-mlp"
     default_init = "paper"
@@ -109,7 +109,6 @@ class PaperMlpModel(MlpModel):
     has_hidden_base = False
 
     def __init__(self, cfg, seed, device="cpu", bases=None):
-        from dataclasses import replace
         super().__init__(replace(cfg, depth=1), seed, device, bases)
 
     def _w_in(self, gen, n, d):
@@ -175,7 +174,6 @@ class PaperMlpModel(MlpModel):
         return loss, [dA, dB], [h0]
 
 
-@register
 class PaperMlpBaseModel(PaperMlpModel):
     """The Fig. 2 model read as LoRA on a frozen layer: f(x) = W_out relu((W + scale B A) h_0),
     h_0 = relu(W_in x), with W ~ N(0, 2/n) frozen and the paper's data, W_in and W_out. The paper

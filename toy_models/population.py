@@ -21,7 +21,7 @@ from math import prod
 import torch
 
 from scaling.measure import METRICS, layer_metrics, rms
-from toy_models.models import LoraModel
+from toy_models.base import LoraModel
 from toy_models.optim import BatchedOptimizer
 
 

@@ -4,7 +4,7 @@ or a user's ``make(width, rank, seed)``, ``scaling.factory``).
 The same edges, corner and verdicts as on the toys, measured on the factory's model: one shard
 per (factory, width, seed) builds the model once (a family pretrains its base here) and
 searches every slice under each init in rounds, every round's candidate rates one population of
-the module population (torch.func where the model allows). Init[2] is made from the factory's
+``toy_models.module_population`` (torch.func where the model allows). Init[2] is made from the factory's
 Init[1] model: A = 0, B ~ N(0, 1) (``studies.families.pretrain.apply_init``).
 
 The edge criterion is Adam's, as on the toys: a run trains when its loss after T steps on the
@@ -22,7 +22,7 @@ import torch
 
 from scaling.edges import Criterion
 from scaling.factory import FactoryError, inspect_task
-from scaling.module_population import train_population
+from toy_models.module_population import train_population
 from studies.factory_check import FactoryCheckSpec, check_factory, factory_for
 from studies.families.pretrain import apply_init
 from studies.lr_laws.config import LawsConfig, SliceSpec, check_range

@@ -8,10 +8,15 @@ initialisation, its batches) and trains member m's trainable parameters with Ada
 
 Two paths, the same numbers (to rounding; the tests hold them to float64 precision):
 - ``torch.func``, when every member has the same architecture: every member's parameters and
-  buffers are stacked on a member axis, the trainable ones on (member, rate) axes, and one
-  ``vmap(vmap(grad(functional_call)))`` gives every run's loss, gradient and LoRA-layer inputs;
-  ``toy_models.optim.BatchedOptimizer`` takes every run's Adam step at once. The inner (rate)
-  axis shares each member's frozen computation up to its first LoRA layer.
+  buffers are stacked on a member axis, the trainable ones and the batches on (member, rate)
+  axes, and one ``vmap(vmap(grad(functional_call)))`` gives every run's loss, gradient and
+  LoRA-layer inputs; ``toy_models.optim.BatchedOptimizer`` takes every run's Adam step at once.
+  A member's K runs read the same batch, yet the batch carries the rate axis too (as a view, no
+  copy): torch's batching rules for ``mse_loss``, ``huber_loss`` and ``smooth_l1_loss`` flatten
+  each input before they broadcast, so a target with the member axis only, against a prediction
+  with both, fails ("the size of tensor a (K x N) must match the size of tensor b (N)"). The
+  price: each run computes the frozen layers in front of the first LoRA layer's update itself.
+  A model torch.func cannot run falls back to the loop, with ``explain_vmap_failure``'s reason.
 - ``loop``: each run trains member m's own module with ``torch.optim.Adam`` over
   ``scaling.loraplus.create_loraplus_optimizer``'s groups, measured by
   ``scaling.monitor.FeatureLearningMonitor``; the trainable parameters are reset between runs.
@@ -27,6 +32,8 @@ from step t on are dropped and one row ``diverged`` (value 1) marks step t.
 """
 from __future__ import annotations
 
+import os
+import traceback
 import warnings
 from dataclasses import dataclass
 
@@ -34,6 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
 
 from scaling.factory import Task
 from scaling.loraplus import create_loraplus_optimizer, default_role
@@ -100,6 +108,55 @@ def train_population(tasks: list[Task], eta_a, eta_b, steps: int, *, measure: bo
 
 class _Unbatchable(Exception):
     """torch.func cannot run this population (raised before any state changed)."""
+
+
+# What vmap's errors mean for a model, by a phrase of torch's message (torch 2.x wording).
+_VMAP_FAILURES = (
+    (("data-dependent control flow", ".item()"),  # under grad, torch cannot tell the two apart
+     "the forward reads a tensor's value in Python (.item(), float(), or an if, while or assert "
+     "on a tensor), a number or branch that could differ between runs"),
+    (("random operation",),
+     "the forward draws random numbers (dropout above 0, noise), so runs would differ by more "
+     "than their rates; set dropout to 0"),
+    (("dynamic shape", "boolean mask"),
+     "the forward makes a tensor whose size depends on values (boolean-mask indexing, nonzero, "
+     "unique), which can differ between runs"),
+    (("data pointer", "doesn't have storage"),
+     "the forward hands a tensor to code outside torch (.numpy(), .tolist(), a compiled extension), "
+     "which cannot see the runs' stacked tensors"),
+    (("inplace arithmetic", "doesn't match the broadcast shape"),
+     "the forward writes a result that differs between runs in place into a tensor all runs share "
+     "(x += ... on a buffer or a batch tensor); write it out of place (x = x + ...)"),
+    (("Batching rule not implemented", "not supported with vmap", "vmap: We do not support"),
+     "an operation in the forward has no batched version in torch"),
+    (("must match the size of tensor", "shapes cannot be multiplied", "expanded size"),
+     "a batching rule of torch could not line up two of the forward's tensors over the runs "
+     "(e.g. mse_loss of a per-run output against a target made from frozen weights only)"),
+    (("can't allocate memory", "out of memory", "not enough memory"),
+     "all runs at once need more memory than there is (a smaller chunk_size computes fewer at once)"),
+)
+
+
+def explain_vmap_failure(err: BaseException) -> str:
+    """One line saying in plain words why torch.func could not run a model, from the exception
+    its first batched call raised, with where it was raised (the innermost frame outside torch
+    and this module: usually the model's or the loss's own line). An error of a kind not known
+    here is named by its type and first sentence."""
+    text = " ".join(str(err).split())
+    where = _raised_at(err)
+    at = f" (at {where})" if where else ""
+    for phrases, meaning in _VMAP_FAILURES:
+        if any(p in text for p in phrases):
+            return f"torch.func cannot batch this model: {meaning}{at}"
+    first = text.split(". ")[0].rstrip(".")
+    return f"torch.func cannot batch this model: {type(err).__name__}{at}: {first}"
+
+
+def _raised_at(err: BaseException) -> str:
+    """file:line of the innermost traceback frame outside torch and this module, or ''."""
+    skip = (os.path.dirname(torch.__file__) + os.sep, __file__)
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(skip)]
+    return f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
 
 
 def _signature(model: nn.Module) -> list:
@@ -202,6 +259,16 @@ def _stack(batches: list):
             raise _Unbatchable("the members' batches differ in structure")
         return type(first)(_stack([b[i] for b in batches]) for i in range(len(first)))
     raise _Unbatchable(f"a batch holds a {type(first).__name__}; torch.func stacks tensors only")
+
+
+def _per_rate(batch, rates: int):
+    """(M, ...) -> (M, K, ...) views (no copy) of every tensor in a stacked batch: every tensor
+    the model and loss compute from data then carries both run axes (module docstring)."""
+    if isinstance(batch, torch.Tensor):
+        return batch[:, None].expand(batch.shape[0], rates, *batch.shape[1:])
+    if isinstance(batch, dict):
+        return {k: _per_rate(v, rates) for k, v in batch.items()}
+    return type(batch)(_per_rate(v, rates) for v in batch)
 
 
 # -- the per-run loop --------------------------------------------------------------------------
@@ -321,8 +388,6 @@ class _Batched:
         return {n: t.view(self.M, self.K, *t.shape[1:]) for n, t in zip(self.trainable, tensors)}
 
     def _programs(self):
-        from torch.func import functional_call, grad_and_value, vmap
-
         def forward(lora, frozen, batch):
             self._capture = {} if self.measure else None
             try:
@@ -335,17 +400,17 @@ class _Batched:
         def loss_only(lora, frozen, batch):
             return forward(lora, frozen, batch)[0]
 
-        step = vmap(vmap(grad_and_value(forward, has_aux=True), in_dims=(0, None, None), chunk_size=self.chunk_size),
+        step = vmap(vmap(grad_and_value(forward, has_aux=True), in_dims=(0, None, 0), chunk_size=self.chunk_size),
                     in_dims=(0, 0, 0))
-        last = vmap(vmap(loss_only, in_dims=(0, None, None), chunk_size=self.chunk_size), in_dims=(0, 0, 0))
+        last = vmap(vmap(loss_only, in_dims=(0, None, 0), chunk_size=self.chunk_size), in_dims=(0, 0, 0))
         return step, last
 
     def _batch(self, step: int):
         if self.tasks[0].fixed_batch:
             if not hasattr(self, "_fixed"):
-                self._fixed = _to(_stack([t.batch(1) for t in self.tasks]), self.device)
+                self._fixed = _per_rate(_to(_stack([t.batch(1) for t in self.tasks]), self.device), self.K)
             return self._fixed
-        return _to(_stack([t.batch(step) for t in self.tasks]), self.device)
+        return _per_rate(_to(_stack([t.batch(step) for t in self.tasks]), self.device), self.K)
 
     def run(self) -> PopulationResult:
         try:
@@ -372,7 +437,7 @@ class _Batched:
                     except _Unbatchable:
                         raise
                     except Exception as err:  # vmap's limits (data-dependent control flow, randomness, ...)
-                        raise _Unbatchable(f"vmap failed ({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
+                        raise _Unbatchable(explain_vmap_failure(err)) from None
                 for w in caught:
                     text = str(w.message)
                     if "batching rule" in text:
