@@ -256,7 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
                  epilog="--out defaults to runs/lr-laws (runs/lr-laws-quick with --quick; runs/lr-laws-factory "
                         "with --factory).")
     ll.add_argument("--studies", **_csv(name_list), default=None,
-                    help="width | gd | rank | fig2, comma-separated (default all four)")
+                    help="width | gd | rank | fig2 | transfer, comma-separated (default all five)")
+    ll.add_argument("--target-width", **_csv(int_list), default=None,
+                    help="also recommend eta_A, eta_B and one shared rate at these widths, comma-separated, from "
+                         "the measured laws (recommended.csv)")
     for name, what in (("models", "toy | linear | mlp | paper-mlp"), ("inits", "1 | 2 | paper"),
                        ("scales", "LoRA scale: r (alpha/r) | sqrt-r | none (alpha)"),
                        ("slices", "b-edge | a-edge | one-rate | ratio"), ("laws", "edge | corner | optimum | profile")):

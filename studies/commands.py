@@ -19,7 +19,9 @@ from studies.factory_check import FactoryCheckSpec
 from studies.finetune import FinetuneSpec
 from studies.gallery import build_gallery
 from studies.lr_grid import LrGridSpec
+from studies.lr_laws.config import STUDIES as LAWS_STUDIES
 from studies.lr_laws.config import select_configs
+from studies.lr_laws.transfer import select_transfers
 from studies.lr_laws.factory import factory_configs
 from studies.run.context import RunOptions, resolve_device
 from studies.run.spec import CoordCheckSpec, SpecError, toy_model_defaults
@@ -104,18 +106,23 @@ def lr_grid(args) -> int:
 
 def lr_laws(args) -> int:
     tolerance = check_tolerance(args.tolerance)
+    targets = tuple(args.target_width or ())
+    if any(n <= 0 for n in targets):
+        raise SpecError(f"--target-width must be positive widths, got {','.join(map(str, targets))}")
     if args.factory:
         for name in ("models", "scales", "laws", "ranks", "studies"):
             if getattr(args, name) is not None:
                 raise SpecError(f"--{name} does not apply with --factory (the factory makes the model)")
         configs = factory_configs(args.factory, args.quick, _names(args.inits), args.widths, args.seeds,
                                   args.fraction, args.steps, args.range, _names(args.slices))
-        study = LawsStudy(configs, ["factory"], args.quick, tolerance)
+        study = LawsStudy(configs, ["factory"], args.quick, tolerance, target_widths=targets)
         return run(study, args, "runs/lr-laws-factory")
-    studies = args.studies if args.studies is not None else ["width", "gd", "rank", "fig2"]
+    studies = args.studies if args.studies is not None else list(LAWS_STUDIES)
     configs = select_configs(studies, args.quick, args.models, args.inits, args.scales, args.slices, args.laws,
                              args.widths, args.ranks, args.seeds, args.fraction, args.steps, args.range)
-    study = LawsStudy(configs, studies, args.quick, tolerance, kinds=args.laws)
+    transfers = select_transfers(studies, args.quick, args.models, args.inits, args.widths, args.seeds)
+    study = LawsStudy(configs, studies, args.quick, tolerance, kinds=args.laws, transfers=transfers,
+                      target_widths=targets)
     return run(study, args, "runs/lr-laws-quick" if args.quick else "runs/lr-laws")
 
 

@@ -8,7 +8,7 @@ from ``scaling.laws`` through ``law_prediction``; every function that judges tak
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -16,10 +16,12 @@ import pandas as pd
 from scaling import laws
 from scaling.edges import corner_frame, fit_edge_law, locate_edge, width_summary
 from scaling.profile import ratio_profile, seed_mean_log, slice_optimum
+from scaling.transfer import recommend
 from scaling.verdicts import DEFAULT_TOLERANCE, verdict
 from studies.lr_laws.config import VARIED, LawsConfig
 from studies.lr_laws.fig2 import fig2_table
 from studies.lr_laws.search import trainable
+from studies.lr_laws.transfer import TransferConfig, best_rules, transfer_table
 
 # The law names the tables carry (column ``law``).
 SLICE_NAMES = {"b-edge": "B edge", "a-edge": "A edge", "one-rate": "one-rate edge", "ratio": "ratio edge"}
@@ -264,7 +266,10 @@ class LawsTables:
     optima: the loss-optimal rate along each slice per (x, seed); profiles: the ratio profile per
     width; transfer: seed-mean L(T)/L(0) on every slice's grid (the transfer plot); cost: runs
     and CPU per shard; fig2 / fig2_grid / dead: the Fig. 2 question's table, its grid and the
-    printed model's dead start (None when not run); configs: the configurations measured."""
+    printed model's dead start (None when not run); configs: the configurations measured;
+    transfer_gaps, transfer_best: the transfer test's gaps per (config, width, rule) and the best
+    rule per configuration (empty when not run); recommended: the rates recommended at the
+    target widths asked for (scaling.transfer.recommend; empty when none was)."""
 
     edges: pd.DataFrame
     edge_summary: pd.DataFrame
@@ -278,11 +283,18 @@ class LawsTables:
     fig2: pd.DataFrame | None = None
     fig2_grid: pd.DataFrame | None = None
     dead: pd.DataFrame | None = None
+    transfer_gaps: pd.DataFrame = field(default_factory=pd.DataFrame)
+    transfer_best: pd.DataFrame = field(default_factory=pd.DataFrame)
+    recommended: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def files(self) -> dict[str, pd.DataFrame]:
         out = {name: getattr(self, name) for name in ("laws", "edges", "criteria", "optima", "profiles", "edge_summary")}
         if self.fig2 is not None:
             out["fig2"] = self.fig2
+        if len(self.transfer_gaps):
+            out["transfer"] = self.transfer_gaps
+        if len(self.recommended):
+            out["recommended"] = self.recommended
         return out
 
     def law(self, name: str, key) -> pd.Series | None:
@@ -294,8 +306,23 @@ class LawsTables:
 
 def analyse(runs: pd.DataFrame, configs: list[LawsConfig], tol: float = DEFAULT_TOLERANCE,
             predictor=law_prediction, kinds=("edge", "corner", "optimum", "profile"),
-            fig2_grid: pd.DataFrame | None = None, dead: pd.DataFrame | None = None) -> LawsTables:
-    """Every table the report needs (LawsTables) from the runs table (and the Fig. 2 grid)."""
+            fig2_grid: pd.DataFrame | None = None, dead: pd.DataFrame | None = None,
+            transfer_rows: pd.DataFrame | None = None, transfers: list[TransferConfig] = (),
+            target_widths: tuple[int, ...] = ()) -> LawsTables:
+    """Every table the report needs (LawsTables) from the runs table (and the Fig. 2 grid, the
+    transfer test's rows, the target widths asked for)."""
+    tables = _law_tables(runs, configs, tol, predictor, kinds, fig2_grid, dead)
+    if transfer_rows is not None and len(transfer_rows):
+        gaps = transfer_table(transfer_rows, list(transfers))
+        tables = replace(tables, transfer_gaps=gaps, transfer_best=best_rules(gaps) if len(gaps) else pd.DataFrame())
+    if target_widths and len(tables.optima):
+        tables = replace(tables, recommended=pd.concat(
+            [recommend(tables.optima, tables.laws, tables.edges, n) for n in target_widths], ignore_index=True))
+    return tables
+
+
+def _law_tables(runs, configs, tol, predictor, kinds, fig2_grid, dead) -> LawsTables:
+    """The laws' tables from the runs (and the Fig. 2 grid)."""
     if runs.empty:
         empty = pd.DataFrame()
         return LawsTables(empty, empty,

@@ -265,7 +265,7 @@ class LawsConfig:
 
 
 # -- the catalogue -------------------------------------------------------------------------------
-STUDIES = ("width", "gd", "rank", "fig2")
+STUDIES = ("width", "gd", "rank", "fig2", "transfer")
 ADAM_CRITERIA = (Criterion(20, 1.0), Criterion(20, 0.5), Criterion(20, 0.9))
 ADAM_T_CRITERIA = (Criterion(10, 1.0), Criterion(40, 1.0))
 GD_CRITERIA = (Criterion(50), Criterion(25), Criterion(100))
@@ -384,7 +384,7 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
     if steps is not None and steps <= 0:
         raise SpecError(f"--steps must be a positive integer, got {steps}")
     out = []
-    for study in (s for s in studies if s != "fig2"):
+    for study in (s for s in studies if s not in ("fig2", "transfer")):
         for c in catalogue(study, quick):
             if (models and c.model not in models) or (inits and c.init_name not in inits) or (
                     scales and c.alpha_scaling not in scales):
@@ -413,7 +413,7 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
     labels = [c.label for c in out]
     if len(set(labels)) != len(labels):
         raise SpecError(f"two configurations share a label: {sorted(labels)}")
-    if not out and "fig2" not in studies:
+    if not out and not {"fig2", "transfer"} & set(studies):
         raise SpecError("nothing to run: the filters leave no configuration of " + ", ".join(studies))
     return out
 
