@@ -164,7 +164,7 @@ def validate(args) -> int:
     return 1 if counts.get("FAIL", 0) else 0
 
 
-MAX_THEORY_STEP = 10**6  # the recursions settle by scaling.theory.LATE_STEP (6); a bound keeps memory finite
+MAX_THEORY_STEP = 10_000  # the recursions settle by scaling.recursion.LATE_STEP (6); a bound keeps time and memory finite
 
 
 def _check_theory_args(args) -> None:
@@ -204,7 +204,8 @@ def theory(args) -> int:
     """Print predicted exponents (and the derivation, or the phase diagram)."""
     import json
 
-    from scaling.theory import NEG_INF, first_step_loss_drop, fmt, predict
+    from scaling.exponents import NEG_INF, fmt
+    from scaling.theory import first_step_loss_drop, predict
     if args.laws:
         return _theory_laws(args)
     _check_theory_args(args)
@@ -212,8 +213,9 @@ def theory(args) -> int:
         import matplotlib.pyplot as plt
 
         from figures.phase import plot_phase_diagram
+        from scaling.phase import phase_diagram
         out = _figure_path("--out", args.out or f"runs/theory/phase_{args.optimizer}_init{args.init}_{args.model}.png")
-        fig = plot_phase_diagram(args.optimizer, args.init, args.model)
+        fig = plot_phase_diagram(phase_diagram(args.optimizer, args.init, args.model))
         fig.savefig(out, dpi=120)
         plt.close(fig)
         print(f"wrote {out}")

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from scaling.gamma import PowerLawFit
-from scaling.theory import NEG_INF, predict
+from scaling.exponents import NEG_INF
+from scaling.theory import predict
 from scaling.verdicts import compare, crossover, verdict
 from studies.run.runner import run_coord_check
 from studies.run.spec import CoordCheckSpec

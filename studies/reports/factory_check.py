@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from scaling.theory import fmt
+from scaling.exponents import fmt
 
 SHARP_EVERYWHERE = "reads the base model's own features (no LoRA layer upstream): Theta(1) inputs under every scheme"
 SHARP_IF_STABLE = ("behind {k} LoRA layer(s): its input stays Theta(1) only under a stable scheme; under an unstable one "

@@ -2,19 +2,20 @@
 ratio profile, the criterion sensitivity, figures and report.md.
 
 Works from the stored runs table alone (runs.csv + meta.json), so ``figures --from`` can
-redraw a saved run. Predictions come from ``scaling.laws`` through ``law_prediction``; every
-function that judges takes a ``predictor`` so that tests can pass hand-derived exponents.
+redraw a saved run. Predictions (``scaling.laws.LawPrediction``) come from ``scaling.laws``
+through ``law_prediction``; every function that judges takes a ``predictor`` so that tests can
+pass hand-derived exponents (``LawPrediction.given``).
 """
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from scaling.edges import corner_frame, fit_edge_law, width_summary
+from scaling.laws import LawPrediction, edge_difference, predict_corner, predict_edge, predict_optimum
 from scaling.profile import ratio_profile, seed_mean_log, slice_optimum
 from scaling.verdicts import DEFAULT_TOLERANCE, verdict
 from studies.lr_laws import LawsConfig, edge_table
@@ -25,23 +26,12 @@ LAW_COLUMNS = ["law", "model", "optimizer", "init", "alpha_scaling", "variable",
 SLICE_NAMES = {"b-edge": "B edge", "a-edge": "A edge", "one-rate": "one-rate edge", "ratio": "ratio edge"}
 
 
-@dataclass(frozen=True)
-class LawPrediction:
-    """What the theory says about one law: exponent None when it predicts none (note says why)."""
-
-    exponent: float | None
-    claim: str = "exact"
-    note: str = ""
-    lower: float | None = None  # bounds the theory derives where it predicts no exponent
-    upper: float | None = None
-
-
 def law_prediction(kind: str, config: LawsConfig, slice_spec=None) -> LawPrediction:
-    """The theory's exponent for a law from ``scaling.laws`` (imported lazily: the measurement
-    half does not depend on it). kind: edge | corner | optimum | profile (the optimal ratio over
-    the plane). The theory is asked about the configuration's own held exponents, LoRA scale and
-    B0 variance, at its default step (its exponents settle within a few steps and do not move
-    with T; asking for T = 50 gradient-descent steps costs minutes for the same answer)."""
+    """The theory's prediction for a law from ``scaling.laws`` (cached). kind: edge | corner |
+    optimum | profile (the optimal ratio over the plane). The theory is asked about the
+    configuration's own held exponents, LoRA scale and B0 variance, at its default step (its
+    exponents settle within a few steps and do not move with T; asking for T = 50
+    gradient-descent steps costs minutes for the same answer)."""
     held = (slice_spec.held_n, slice_spec.held_r) if slice_spec is not None else None
     corner = None
     if kind == "corner":
@@ -55,27 +45,22 @@ def law_prediction(kind: str, config: LawsConfig, slice_spec=None) -> LawPredict
 @functools.lru_cache(maxsize=None)
 def _cached_prediction(kind, model, optimizer, init, alpha_scaling, variable, b0_variance, slice_name, held,
                        corner) -> LawPrediction:
-    try:
-        from scaling import laws
-    except ImportError:
-        return LawPrediction(None, "none", "scaling.laws is not available in this copy")
     common = dict(alpha_scaling=alpha_scaling, variable=variable, b0_variance=b0_variance)
     args = (model, optimizer, init)
     try:
         if kind == "edge":
-            p = laws.predict_edge(*args, slice_name, held, **common)
+            p = predict_edge(*args, slice_name, held, **common)
         elif kind == "corner":
-            p = laws.predict_corner(*args, held_a_edge=corner[0], held_b_edge=corner[1], **common)
+            p = predict_corner(*args, held_a_edge=corner[0], held_b_edge=corner[1], **common)
         elif kind == "optimum":
-            p = laws.predict_optimum(*args, slice_name, held, **common)
+            p = predict_optimum(*args, slice_name, held, **common)
         elif kind == "profile":
-            p = laws.predict_optimum(*args, "plane", None, **common)
+            p = predict_optimum(*args, "plane", None, **common)
         else:
             raise ValueError(f"unknown law kind {kind!r}")
     except (KeyError, ValueError, NotImplementedError) as err:
-        return LawPrediction(None, "none", f"scaling.laws gives no prediction here ({err})")
-    return LawPrediction(p.exponent, p.claim, p.reason if p.exponent is None or p.claim != "exact" else "",
-                         getattr(p, "lower", None), getattr(p, "upper", None))
+        return LawPrediction.given(None, "none", f"scaling.laws gives no prediction here ({err})")
+    return p
 
 
 def judge(fit, pred: LawPrediction, tol: float) -> tuple[str, str]:
@@ -283,10 +268,7 @@ def analyse(runs: pd.DataFrame, configs: list[LawsConfig], tol: float = DEFAULT_
         fit, left = fit_edge_law(ratio, x)
         s = next(s for s in c1.slices if s.name == "one-rate")
         p1, p2 = predictor("edge", c1, s), predictor("edge", c2, s)
-        pred = (LawPrediction(p1.exponent - p2.exponent, "exact" if p1.claim == p2.claim == "exact" else "none",
-                              "the difference of the two predicted exponents")
-                if p1.exponent is not None and p2.exponent is not None else
-                LawPrediction(None, "none", "no prediction for one of the two"))
+        pred = edge_difference(p1, p2)
         row = _law_row("edge", name, c1, fit, left, pred, tol, "one-rate", c1.primary.name)
         if name.startswith("one-rate edge, Init"):
             row["init"] = "1 / 2"
@@ -623,9 +605,11 @@ def render(out, runs: pd.DataFrame, configs: list[LawsConfig], meta: dict, fig2_
             save(plot_profile(p, c.label, PROFILE_REL_TOL), f"profile_{slug}", f"ratio profile: {c.label}")
         measured = laws[(laws.config == c.label) & (laws.kind == "edge") & (laws.slice_name != "")] if len(laws) else laws
         if c.variable == "n" and c.teacher == "independent" and c.factory is None and len(measured):
-            from figures.phase import plot_phase_edges
+            from figures.phase import measured_slices, plot_phase_edges
+            from scaling.phase import phase_edges
             m = measured.rename(columns={"slice": "key"}).rename(columns={"slice_name": "slice", "held_n": "held"})
-            fig = plot_phase_edges(c.optimizer, c.init_name, c.model, m[np.isfinite(m.slope)])
+            m = m[np.isfinite(m.slope)]
+            fig = plot_phase_edges(phase_edges(c.optimizer, c.init_name, c.model, slices=measured_slices(m)), m)
             save(fig, f"phase_{slug}", f"phase diagram with the measured edges: {c.label}")
     if fig2_grid is not None and len(fig2_grid):
         last = fig2_grid.step.max()
