@@ -133,7 +133,9 @@ class _Algebra:
 @dataclass(frozen=True)
 class State:
     """One quantity of the layer at one step (0: the initialisation), in the order the step
-    computes it. role: "state" (the layer's own quantities) or "metric" (a measured delta)."""
+    computes it. role: "state" (the layer's own quantities) or "metric" (a measured delta);
+    parts: what it was computed from, (label, quantity), as a product (op "+": exponents add)
+    or a sum (op "max")."""
 
     step: int
     quantity: str
@@ -141,6 +143,8 @@ class State:
     value: Quantity
     reason: str
     role: str = "state"
+    parts: tuple[tuple[str, Quantity], ...] = ()
+    op: str = ""
 
 
 @dataclass(frozen=True)
@@ -202,16 +206,22 @@ def adam(model: str, init: str, eta_a: Poly, eta_b: Poly, s: Exponent, sigma_b: 
         terms += [Term("delta1", t, "s B_upd dA z: r aligned terms", s * R * b_upd.size * d_az.size, "descent", True),
                   Term("delta2", t, "s dB Z_A(t-1): r aligned terms", s * R * d_b.size * z_a.size, "descent", True),
                   Term("delta3", t, "s dB dA z: r aligned terms", s * R * d_b.size * d_az.size, "descent", True)]
-        delta1 = q.product("delta1", q.sum(b0_sum, q.times(b_upd, R)), d_az, coef=s)
+        b = q.sum(b0_sum, q.times(b_upd, R))
+        delta1 = q.product("delta1", b, d_az, coef=s)
         delta2 = q.product("delta2", d_b, z_a, coef=s * R)
         delta3 = q.product("delta3", d_b, d_az, coef=s * R)
-        states += [State(t, "delta1", "s B(t-1) dA z", delta1, "B0's part and B's learned part, each times dA z", "metric"),
-                   State(t, "delta2", "s dB Z_A(t-1)", delta2, "r aligned terms", "metric"),
-                   State(t, "delta3", "s dB dA z", delta3, "r aligned terms", "metric")]
+        states += [State(t, "delta1", "s B(t-1) dA z", delta1, "B0's part and B's learned part, each times dA z",
+                         "metric", (("B(t-1)", b), ("dA z", d_az)), "+"),
+                   State(t, "delta2", "s dB Z_A(t-1)", delta2, "r aligned terms", "metric",
+                         (("dB", d_b), ("Z_A(t-1)", z_a)), "+"),
+                   State(t, "delta3", "s dB dA z", delta3, "r aligned terms", "metric", (("dB", d_b), ("dA z", d_az)), "+")]
+        before = z_a, b_upd
         z_upd, b_upd = q.sum(z_upd, d_az), q.sum(b_upd, d_b)
         z_a = q.sum(z_a, d_az)
-        states += [State(t, "Z_A", "Z_A(t-1) + dA z", z_a, "internal: not an output term"),
-                   State(t, "B_upd", "sum of dB", b_upd, "B's own updates")]
+        states += [State(t, "Z_A", "Z_A(t-1) + dA z", z_a, "internal: not an output term",
+                         parts=(("Z_A(t-1)", before[0]), ("dA z", d_az)), op="max"),
+                   State(t, "B_upd", "sum of dB", b_upd, "B's own updates",
+                         parts=(("B_upd(t-1)", before[1]), ("dB", d_b)), op="max")]
         metrics.append({"delta1": delta1, "delta2": delta2, "delta3": delta3, "z_a": z_a, "dz_a": z_upd,
                         "dz_b": q.sum(delta1, delta2, delta3)})
     return Run(states, terms, metrics)
@@ -242,20 +252,27 @@ def gd(model: str, init: str, eta_a: Poly, eta_b: Poly, s: Exponent, sigma_b: Ex
     terms, metrics = [], []
     for t in range(1, steps + 1):
         u = q.sum(error, learned)
-        d_az = q.product("the updates da^T x", q.leaf("eta_a ||x||^2", eta_a * N), u, beta, coef=s)
-        d_beta = q.product("db", q.leaf("eta_b", eta_b), u, z_a, coef=s)
+        rate_a, rate_b = q.leaf("eta_a ||x||^2", eta_a * N), q.leaf("eta_b", eta_b)
+        d_az = q.product("the updates da^T x", rate_a, u, beta, coef=s)
+        d_beta = q.product("db", rate_b, u, z_a, coef=s)
         # Z_A . beta: Z_A(0) . beta(0) has r random signs, every part holding an update is aligned
         cross = SQRT_R * z0.size * b0.size | R * (z_upd.size * beta.size | z0.size * b_upd.size)
-        states += [State(t, "U", "f - y", u, "Theta(1) while the output is"),
-                   State(t, "dA z", "eta_A s U ||z||^2 beta", d_az, "||z||^2 = n" if d_az else "zero while beta = 0"),
-                   State(t, "d beta", "eta_B s U Z_A", d_beta, "" if d_beta else "zero while Z_A = 0")]
+        states += [State(t, "U", "f - y", u, "Theta(1) while the output is",
+                         parts=(("W* x - y", error), ("s beta . Z_A", learned)), op="max"),
+                   State(t, "dA z", "eta_A s U ||z||^2 beta", d_az, "||z||^2 = n" if d_az else "zero while beta = 0",
+                         parts=(("eta_A ||z||^2", rate_a), ("U", u), ("beta", beta)), op="+"),
+                   State(t, "d beta", "eta_B s U Z_A", d_beta, "" if d_beta else "zero while Z_A = 0",
+                         parts=(("eta_B", rate_b), ("U", u), ("Z_A", z_a)), op="+")]
         delta1 = q.product("delta1", beta, d_az, coef=s * R)
         delta2 = q.product("delta2", d_beta, z_a, coef=s * R)
         feedback = eta_a * eta_b * s * s * (u.size * u.size) * N  # one step's growth factor of (Z_A, beta), squared
         delta3 = q.product("delta3", d_beta, d_az, size=feedback * s * cross)
-        states += [State(t, "delta1", "s beta(t-1) . dA z", delta1, "r aligned terms", "metric"),
-                   State(t, "delta2", "s d beta . Z_A(t-1)", delta2, "r aligned terms", "metric"),
-                   State(t, "delta3", "s d beta . dA z", delta3, "aligned, but Z_A(0) . beta(0) is a random sum", "metric")]
+        states += [State(t, "delta1", "s beta(t-1) . dA z", delta1, "r aligned terms", "metric",
+                         (("beta(t-1)", beta), ("dA z", d_az)), "+"),
+                   State(t, "delta2", "s d beta . Z_A(t-1)", delta2, "r aligned terms", "metric",
+                         (("d beta", d_beta), ("Z_A(t-1)", z_a)), "+"),
+                   State(t, "delta3", "s d beta . dA z", delta3, "aligned, but Z_A(0) . beta(0) is a random sum", "metric",
+                         (("d beta", d_beta), ("dA z", d_az)), "+")]
         deltas = [Term("delta1", t, "eta_A s^2 U ||z||^2 ||beta||^2", delta1.size, "descent", True),
                   Term("delta2", t, "eta_B s^2 U ||Z_A||^2", delta2.size, "descent", True),
                   Term("delta3", t, "eta_A eta_B s^3 U^2 n Z_A.beta", delta3.size, "descent", True)]
@@ -267,11 +284,14 @@ def gd(model: str, init: str, eta_a: Poly, eta_b: Poly, s: Exponent, sigma_b: Ex
                               s * SQRT_R * b0.size * d_az.size, "noise", True))
         for d in deltas:  # the output accumulates its changes (U = f - y grows with it)
             out = out | d.poly
+        before = z_a, beta
         z_upd, b_upd = q.sum(z_upd, d_az), q.sum(b_upd, d_beta)
         z_a, beta = q.sum(z_a, d_az), q.sum(beta, d_beta)
         learned = q.product("the learned output b a^T x", beta, z_a, size=out)
-        states += [State(t, "Z_A", "Z_A(0) + sum dA z", z_a, "internal"),
-                   State(t, "beta", "beta(0) + sum d beta", beta, "")]
+        states += [State(t, "Z_A", "Z_A(0) + sum dA z", z_a, "internal", parts=(("Z_A(t-1)", before[0]), ("dA z", d_az)),
+                         op="max"),
+                   State(t, "beta", "beta(0) + sum d beta", beta, "", parts=(("beta(t-1)", before[1]), ("d beta", d_beta)),
+                         op="max")]
         metrics.append({"delta1": delta1, "delta2": delta2, "delta3": delta3, "z_a": z_a, "dz_a": z_upd,
                         "dz_b": q.sum(delta1, delta2, delta3), "output": q.sum(error, learned)})
     return Run(states, terms, metrics)

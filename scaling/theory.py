@@ -280,8 +280,14 @@ def _history(model: str, optimizer: str, init: str, gA: float, gB: float, steps:
 
 
 def _derivation_step(s) -> Step:
-    """A recorded quantity as a derivation line: its exponent in n, and the term its sum drops."""
+    """A recorded quantity as a derivation line: its exponent in n, how it follows from its
+    parts, and the term its sum drops."""
     why = [s.reason] if s.reason else []
+    values = [fmt(_n(q)) for _, q in s.parts]
+    if s.op == "+":
+        why.insert(0, " + ".join(f"gamma[{label}]" for label, _ in s.parts) + " = " + " + ".join(values))
+    elif s.op == "max":
+        why.insert(0, f"max({', '.join(values)})")
     if len(s.value.terms) > 1:
         e, what = s.value.terms[1]
         why.append(f"drops {what} (gamma {fmt(float(e.n))})")
