@@ -11,25 +11,21 @@ The internal bound Z_A = O(1) is not an edge: under Init[1] Z_A grows inside the
 n^1/2 for one shared rate: the "internal instability" of the initialisation paper) while the
 output stays O(1), and the loss at a fixed step does not see it.
 
-Derivation. The recursion (``scaling.recursion``, the one behind the per-step predictions of
+Derivation. The recursion of ``scaling.recursion`` (the one behind the per-step predictions of
 ``scaling.theory`` too) follows one optimiser step at a time, with every quantity a max-plus
 polynomial in the varied rate (``scaling.exponents``: exponents in n and r, the regime
-n -> inf first, then r); this module solves its output terms for the edge. For a LoRA layer W = W* + s B A (scale s = alpha r^-sigma),
-input z with Theta(1) coordinates, Z_A = A z, the output changes per step by
+n -> inf first, then r); this module solves its output-changing terms for the edge. For a
+LoRA layer W = W* + s B A (scale s = alpha r^-sigma), input z with Theta(1) coordinates,
+Z_A = A z, the output changes per step by
   delta1 = s B dA z,  delta2 = s dB Z_A,  delta3 = s dB dA z.
 What decides the rank exponents is which sums over the r rank directions are ALIGNED (r terms
-of one sign) and which are RANDOM (sqrt(r)):
-- Adam (sign-like steps: entries of dA, dB are eta_A, eta_B; dA z = eta_A n, aligned with z).
-  dB = -eta_B sign(G) sign(Z_A)^T, so delta2 = s eta_B ||Z_A||_1 sign(G): r aligned terms.
-  B's own updates are rows along sign(Z_A), and dA z ~ sign(B^T G) is along sign(Z_A) too:
-  the update part of delta1 and delta3 are r aligned terms. B0's random part is not: per output
-  coordinate, sum_k B0_ik sign((B0^T G)_k) has r random signs (sqrt r), and only its component
-  along the error G (B0^T G summed: the "B0 path") is aligned, with weight n^-1/2 per
-  coordinate. With ONE output (``toy``) B0^T G is B0 itself and the sum is aligned.
-- GD (toy, paper-mlp: one scalar output f): the output moves by -U (eta_A ||df/dA||^2 +
-  eta_B ||df/dB||^2) + a cross term: sums of squares over r, always aligned. GD also has a
-  bilinear feedback: one step multiplies (Z_A, B^T G) by 1 + sqrt(eta_A eta_B s^2 U^2 n), so
-  eta_A eta_B s^2 n = O(1) is needed for the run not to diverge as steps accumulate.
+of one sign) and which are RANDOM (sqrt(r)); ``scaling.recursion.adam`` and ``.gd`` state it
+per term. In short: under Adam every part of the deltas built from updates is aligned, while
+B0's part of delta1 has r random signs per output coordinate and only its component along the
+error (the "B0 path", n^-1/2 per coordinate) is aligned, unless there is one output (``toy``).
+Under GD (one scalar output f) the deltas are sums of squares over r, always aligned, and a
+bilinear feedback multiplies (Z_A, B^T G) by 1 + sqrt(eta_A eta_B s^2 U^2 n) per step, so
+eta_A eta_B s^2 n = O(1) is needed for the run not to diverge as steps accumulate.
 
 Initial sizes are OUR models' (toy_models/init.py): A0 ~ N(0, 1/n) so Z_A(0) entries are
 Theta(1), whatever r; B0 ~ N(0, 1), entries Theta(1) (``b0_variance="1"``). muA (Chen,

@@ -10,7 +10,8 @@ run at the constant rates ``Poly.const(Exponent(gA))``, ``Poly.const(Exponent(gB
 is a run with one rate varied (``Poly.rate()``).
 
 A run records three things per step t = 1..T:
-- ``states``: the layer's quantities (dA z, dB, Z_A, B's updates; GD also the error U);
+- ``states``: the derivation in the order a step computes it: the layer's quantities (dA z, dB,
+  Z_A, B's updates; GD also the error U) and the deltas (role "metric"), each with its parts;
 - ``terms``: every term that changes the output, with its kind (descent along the error, random
   noise, GD's bilinear feedback) and whether the loss sees it: the laws solve these for the edge;
 - ``metrics``: the measured quantities delta1..3, z_a, dz_a (Z_A(t) - Z_A(0)) and dz_b (the
