@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from figures.style import scheme_looks  # noqa: E402
-from scaling.theory import fmt  # noqa: E402
+from scaling.exponents import fmt  # noqa: E402
 
 PANEL_METRICS = ("delta1", "delta2", "delta3", "z_a", "dz_b")
 # What each metric is and its unit, for the y-axis (scaling.measure).

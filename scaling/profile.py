@@ -60,16 +60,6 @@ def slice_optimum(log_rates: np.ndarray, log_loss: np.ndarray) -> tuple[np.ndarr
     return np.where(finite, vertex, np.nan), np.where(finite, value, np.nan), interior
 
 
-def near_set_span(log_rates: np.ndarray, mean_log_loss: np.ndarray, rel_tol: float = DEFAULT_REL_TOL) -> float:
-    """Decades of rate spanned by the rates within ``rel_tol`` of the best seed-mean loss."""
-    m = np.where(np.isfinite(mean_log_loss), mean_log_loss, np.inf)
-    if not np.isfinite(m).any():
-        return np.nan
-    near = near_optimal(m, rel_tol) & np.isfinite(m)
-    sel = np.asarray(log_rates)[near]
-    return float((sel.max() - sel.min()) / np.log(10))
-
-
 def ratio_profile(losses: np.ndarray, log_ratios: np.ndarray, log_etas: np.ndarray,
                   rel_tol: float = DEFAULT_REL_TOL) -> dict:
     """The profile over ratios at one width.

@@ -37,7 +37,8 @@ import pandas as pd
 
 from scaling.gamma import DEFAULT_SETTLE_TOL, MIN_CORRECTED_WIDTHS, fit_with_correction
 from scaling.rules import parse_scheme
-from scaling.theory import NEG_INF, PREDICTED_METRICS, first_step_loss_drop, fmt, predict
+from scaling.exponents import NEG_INF, fmt
+from scaling.theory import PREDICTED_METRICS, first_step_loss_drop, predict
 
 DEFAULT_TOLERANCE = 0.15
 # Data a verdict needs: a slope from two widths has no local slope to check, and an interval

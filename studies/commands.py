@@ -11,7 +11,9 @@ import matplotlib.pyplot as plt
 from figures.phase import plot_phase_diagram
 from scaling.laws import all_predictions, law_frame
 from scaling.rules import split_schemes
-from scaling.theory import INIT_NAMES, NEG_INF, SUPPORTED, first_step_loss_drop, fmt, predict
+from scaling.exponents import NEG_INF, fmt
+from scaling.phase import phase_diagram
+from scaling.theory import INIT_NAMES, SUPPORTED, first_step_loss_drop, predict
 from studies import catalogue
 from studies.catalogue import (CoordCheckStudy, FactoryCheckStudy, FinetuneStudy, LawsStudy, LrGridStudy,
                                 ValidateStudy)
@@ -161,7 +163,7 @@ def figures(args) -> int:
 
 
 # -- theory --------------------------------------------------------------------------------------------
-MAX_THEORY_STEP = 10**6  # the recursions settle by scaling.theory.LATE_STEP (6); a bound keeps memory finite
+MAX_THEORY_STEP = 10_000  # the recursions settle by scaling.recursion.LATE_STEP (6); a bound keeps time and memory finite
 
 
 def _check_theory_args(args) -> None:
@@ -202,7 +204,7 @@ def theory(args) -> int:
     _check_theory_args(args)
     if args.phase_diagram:
         out = _figure_path("--out", args.out or f"runs/theory/phase_{args.optimizer}_init{args.init}_{args.model}.png")
-        fig = plot_phase_diagram(args.optimizer, args.init, args.model)
+        fig = plot_phase_diagram(phase_diagram(args.optimizer, args.init, args.model))
         fig.savefig(out, dpi=120)
         plt.close(fig)
         print(f"wrote {out}")

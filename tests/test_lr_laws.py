@@ -13,7 +13,8 @@ from scaling.edges import Criterion, corner_frame, fit_edge_law, locate_edge, re
 from scaling.profile import ratio_profile, slice_optimum
 from studies.cli import main
 from studies.lr_grid import log_grid, train_pairs
-from studies.lr_laws.analysis import LawPrediction, analyse, edge_table, judge, paired_configs
+from scaling.laws import LawPrediction
+from studies.lr_laws.analysis import analyse, edge_table, judge, paired_configs
 from studies.lr_laws.config import LawsConfig, SliceSpec, catalogue, select_configs
 from studies.lr_laws.fig2 import dead_start, fig2_table
 from studies.lr_laws.search import laws_shard
@@ -113,9 +114,9 @@ def synthetic_edges(slope: float, widths=(64, 128, 256, 512, 1024), seeds=8, noi
 def test_fit_recovers_the_slope_and_the_verdict_rule_judges_it():
     fit, left = fit_edge_law(synthetic_edges(-1.0), "width")
     assert left == [] and fit.ci_low < -1.0 < fit.ci_high and fit.ci_high - fit.ci_low < 0.2
-    assert judge(fit, LawPrediction(-1.0), 0.15)[0] == "PASS"
-    assert judge(fit, LawPrediction(0.0), 0.15)[0] == "FAIL"
-    verdict, why = judge(fit, LawPrediction(None, "none", "a ridge"), 0.15)
+    assert judge(fit, LawPrediction.given(-1.0), 0.15)[0] == "PASS"
+    assert judge(fit, LawPrediction.given(0.0), 0.15)[0] == "FAIL"
+    verdict, why = judge(fit, LawPrediction.given(None, "none", "a ridge"), 0.15)
     assert verdict == "INCONCLUSIVE" and "a ridge" in why
 
 
@@ -158,13 +159,13 @@ def test_analyse_judges_every_law_against_the_given_predictions():
                         slices=(SliceSpec("b-edge", held=0.01, held_n=-1.0), SliceSpec("a-edge", held=0.03)))
 
     def predictor(kind, c, s=None):
-        return LawPrediction({"edge": {"b-edge": 0.0, "a-edge": -1.0}.get(getattr(s, "name", ""))}.get(kind, 1.0))
+        return LawPrediction.given({"edge": {"b-edge": 0.0, "a-edge": -1.0}.get(getattr(s, "name", ""))}.get(kind, 1.0))
     laws = analyse(pd.DataFrame(rows), [config], predictor=predictor).laws.set_index("law")
     assert laws.loc["corner lambda_c", "slope"] == pytest.approx(1.0, abs=0.02)
     assert laws.loc["corner lambda_c", "verdict"] == "PASS" and laws.loc["B edge", "verdict"] == "PASS"
 
     def wrong(kind, c, s=None):
-        return LawPrediction(0.0)
+        return LawPrediction.given(0.0)
     assert analyse(pd.DataFrame(rows), [config], predictor=wrong).laws.set_index("law").loc[
         "corner lambda_c", "verdict"] == "FAIL"
 

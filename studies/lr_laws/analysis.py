@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from scaling import laws
+from scaling.laws import LawPrediction, edge_difference, predict_corner, predict_edge, predict_optimum
 from scaling.edges import corner_frame, fit_edge_law, locate_edge, width_summary
 from scaling.profile import ratio_profile, seed_mean_log, slice_optimum
 from scaling.transfer import recommend
@@ -70,19 +70,8 @@ LAW_COLUMNS = ["law", "model", "optimizer", "init", "alpha_scaling", "variable",
                "local_slopes", "prediction_note"]
 
 
-@dataclass(frozen=True)
-class LawPrediction:
-    """What the theory says about one law: exponent None when it predicts none (note says why)."""
-
-    exponent: float | None
-    claim: str = "exact"
-    note: str = ""
-    lower: float | None = None  # bounds the theory derives where it predicts no exponent
-    upper: float | None = None
-
-
 def law_prediction(kind: str, config: LawsConfig, slice_spec=None) -> LawPrediction:
-    """The theory's exponent for a law from ``scaling.laws``. kind: edge | corner | optimum | profile (the optimal ratio over
+    """The theory's prediction for a law from ``scaling.laws`` (cached). kind: edge | corner | optimum | profile (the optimal ratio over
     the plane). The theory is asked about the configuration's own held exponents, LoRA scale and
     B0 variance, at its default step (its exponents settle within a few steps and do not move
     with T; asking for T = 50 gradient-descent steps costs minutes for the same answer)."""
@@ -103,19 +92,18 @@ def _cached_prediction(kind, model, optimizer, init, alpha_scaling, variable, b0
     args = (model, optimizer, init)
     try:
         if kind == "edge":
-            p = laws.predict_edge(*args, slice_name, held, **common)
+            p = predict_edge(*args, slice_name, held, **common)
         elif kind == "corner":
-            p = laws.predict_corner(*args, held_a_edge=corner[0], held_b_edge=corner[1], **common)
+            p = predict_corner(*args, held_a_edge=corner[0], held_b_edge=corner[1], **common)
         elif kind == "optimum":
-            p = laws.predict_optimum(*args, slice_name, held, **common)
+            p = predict_optimum(*args, slice_name, held, **common)
         elif kind == "profile":
-            p = laws.predict_optimum(*args, "plane", None, **common)
+            p = predict_optimum(*args, "plane", None, **common)
         else:
             raise ValueError(f"unknown law kind {kind!r}")
     except (KeyError, ValueError, NotImplementedError) as err:
-        return LawPrediction(None, "none", f"scaling.laws gives no prediction here ({err})")
-    return LawPrediction(p.exponent, p.claim, p.reason if p.exponent is None or p.claim != "exact" else "",
-                         getattr(p, "lower", None), getattr(p, "upper", None))
+        return LawPrediction.given(None, "none", f"scaling.laws gives no prediction here ({err})")
+    return p
 
 
 def judge(fit, pred: LawPrediction, tol: float) -> tuple[str, str]:
@@ -390,10 +378,7 @@ def _law_tables(runs, configs, tol, predictor, kinds, fig2_grid, dead) -> LawsTa
         fit, left = fit_edge_law(ratio, x)
         s = next(s for s in c1.slices if s.name == "one-rate")
         p1, p2 = predictor("edge", c1, s), predictor("edge", c2, s)
-        pred = (LawPrediction(p1.exponent - p2.exponent, "exact" if p1.claim == p2.claim == "exact" else "none",
-                              "the difference of the two predicted exponents")
-                if p1.exponent is not None and p2.exponent is not None else
-                LawPrediction(None, "none", "no prediction for one of the two"))
+        pred = edge_difference(p1, p2)
         row = _law_row("edge", name, c1, fit, left, pred, tol, "one-rate", c1.primary.name)
         if name == INIT_PAIR:
             row["init"] = "1 / 2"

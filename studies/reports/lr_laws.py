@@ -17,7 +17,8 @@ import pandas as pd
 
 from figures.lr_grid import plot_heatmap
 from figures.lr_laws import plain_log_ticks, plot_edges, plot_profile, plot_rank, plot_transfer, plot_transfer_gaps
-from figures.phase import plot_phase_edges
+from figures.phase import measured_slices, plot_phase_edges
+from scaling.phase import phase_edges
 from studies.lr_laws.analysis import CORNER, INIT_PAIR, PROFILE, PROFILE_REL_TOL, SLICE_NAMES, LawsTables, x_of
 from studies.lr_laws.config import ConfigKey, LawsConfig
 from studies.reports.lr_laws_known import known_reasons
@@ -354,8 +355,9 @@ def draw_figures(out: Path, tables: LawsTables) -> dict[str, str]:
         measured = laws[(laws.config == c.label) & (laws.kind == "edge") & (laws.slice_name != "")] if len(laws) else laws
         if c.variable == "n" and c.teacher == "independent" and c.factory is None and len(measured):
             m = measured.rename(columns={"slice": "key"}).rename(columns={"slice_name": "slice", "held_n": "held"})
-            save(plot_phase_edges(c.optimizer, c.init_name, c.model, m[np.isfinite(m.slope)]), f"phase_{slug}",
-                 f"phase diagram with the measured edges: {c.label}")
+            m = m[np.isfinite(m.slope)]
+            save(plot_phase_edges(phase_edges(c.optimizer, c.init_name, c.model, slices=measured_slices(m)), m),
+                 f"phase_{slug}", f"phase diagram with the measured edges: {c.label}")
     for config, t in (tables.transfer_gaps.groupby("config", sort=False) if len(tables.transfer_gaps) else ()):
         save(plot_transfer_gaps(t, f"transfer test: {config}"), f"transfer_gaps_{figure_slug(config)}",
              f"transfer test, loss gap against width: {config}")

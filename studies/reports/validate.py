@@ -10,7 +10,8 @@ import pandas as pd
 
 from figures.coord_check import plot_coord_check
 from figures.phase import phase_points, plot_phase_diagram
-from scaling.theory import fmt
+from scaling.exponents import fmt
+from scaling.phase import phase_diagram
 from studies.reports.corrections import corrections_section, judged_measurement
 from studies.run.study import Report, exit_code
 from studies.lr_laws.analysis import CORNER
@@ -378,7 +379,8 @@ def draw_figures(results: pd.DataFrame, exponents: pd.DataFrame, steps: int, fig
     for opt, init in dict.fromkeys(zip(exponents.optimizer, exponents.init)):
         e = exponents[(exponents.optimizer == opt) & (exponents.init == init)]
         model = "toy" if opt == "sgd" else "linear"
-        save(plot_phase_diagram(opt, init, model, phase_points(e), measured_on=", ".join(dict.fromkeys(e.model))),
+        save(plot_phase_diagram(phase_diagram(opt, init, model), phase_points(e),
+                                measured_on=", ".join(dict.fromkeys(e.model))),
              f"phase_{opt}_init{init}.png", f"phase: {opt}, init {init}")
     return figures
 
