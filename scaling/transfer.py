@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scaling.gamma import _log_table, seed_bootstrap
+from scaling.gamma import _log_table, _seed_mean, seed_bootstrap
 
 # Beyond this many octaves (doublings) past the widest width measured, a recommendation is flagged.
 FAR_OCTAVES = 2.0
@@ -81,9 +81,7 @@ def extrapolate(widths, values, seeds, target: float, exponent: float | None = N
 
     def stats(tables: np.ndarray) -> np.ndarray:
         """(prediction at target, slope) of (..., seeds, widths) log tables."""
-        with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-            sup.filter(RuntimeWarning)
-            curve = np.nanmean(tables, axis=-2)
+        curve = _seed_mean(tables)
         if exponent is None:
             slope = curve @ (centre / (centre ** 2).sum())
         else:
