@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scaling.edges import mean_interval
 from scaling.gamma import _log_table, _seed_mean, seed_bootstrap
 
 # Beyond this many octaves (doublings) past the widest width measured, a recommendation is flagged.
@@ -137,8 +138,13 @@ def measured_shared_rule(exponent: float) -> TransferRule:
 
 
 # -- recommendations from a stored lr-laws run ------------------------------------------------------
-OPTIMUM_LAW = "optimum along the {} slice"
-EDGE_LAW = {"ratio": "ratio edge", "one-rate": "one-rate edge"}
+# What is recommended, from which table and law: (quantity, per-seed table, slice, law name).
+RECOMMENDED = (("eta_A of the LoRA+ pair", "optima", "ratio", "optimum along the ratio slice"),
+               ("one shared rate", "optima", "one-rate", "optimum along the one-rate slice"),
+               ("largest stable eta_A of the LoRA+ pair", "edges", "ratio", "ratio edge"),
+               ("largest stable shared rate", "edges", "one-rate", "one-rate edge"))
+ETA_B_OF = {"eta_A of the LoRA+ pair": "eta_B of the LoRA+ pair",
+            "largest stable eta_A of the LoRA+ pair": "largest stable eta_B of the LoRA+ pair"}
 
 
 def _law_choice(laws: pd.DataFrame, config: str, law: str) -> tuple[float | None, str]:
@@ -169,37 +175,70 @@ RECOMMEND_COLUMNS = ["config", "model", "init", "target_width", "quantity", "val
                      "exponent_low", "exponent_high", "rule", "widths", "seeds", "warning"]
 
 
+def per_seed(optima: pd.DataFrame, edges: pd.DataFrame, config: str, table: str, slice_name: str) -> pd.DataFrame:
+    """(width, seed, value) of one configuration's optimum or edge along a slice, uncensored
+    (edges: the primary criterion's)."""
+    if table == "optima":
+        t = optima[(optima.config == config) & (optima.slice_name == slice_name)]
+    else:
+        t = edges[(edges.config == config) & (edges.slice_name == slice_name) & edges.primary.astype(bool)]
+    t = t[t.censored.fillna("") == ""]
+    return pd.DataFrame({"width": t.width, "seed": t.seed, "value": t.edge})
+
+
 def recommend(optima: pd.DataFrame, laws: pd.DataFrame, edges: pd.DataFrame, target: float) -> pd.DataFrame:
     """Recommended rates at width ``target`` for every configuration measured at two or more
-    widths: the LoRA+ pair (eta_A from the ratio slice's optimum law, eta_B = lambda(target)
-    eta_A) and one shared rate (the one-rate slice's optimum law), each with its 95% interval,
-    the exponent used and why (``_law_choice``), and a warning far beyond the widths measured.
+    widths (``RECOMMENDED``): the LoRA+ pair (eta_A from the ratio slice's optimum law, eta_B =
+    lambda(target) eta_A), one shared rate (the one-rate slice's optimum law) and, as the limits
+    not to pass, the two slices' edges; each with its 95% interval, the exponent used and why
+    (``_law_choice``), and a warning far beyond the widths measured.
 
     optima, laws, edges: a stored lr-laws run's optima.csv (per width, seed and slice: the
     optimum rate ``edge``, ``censored``), laws.csv and edges.csv. One row per (config, quantity)."""
     rows = []
-    for label in (dict.fromkeys(optima.config) if len(optima) else ()):
-        mine = optima[(optima.config == label) & (optima.censored.fillna("") == "")]
-        info = edges[edges.config == label]
-        model, init = (info.model.iloc[0], str(info.init.iloc[0])) if len(info) else (None, None)
-        for slice_name, quantity in (("ratio", "eta_A of the LoRA+ pair"), ("one-rate", "one shared rate")):
-            o = mine[mine.slice_name == slice_name]
-            if o.empty or "width" not in o:
-                continue
-            exponent, why = _law_choice(laws, label, OPTIMUM_LAW.format(slice_name))
-            e = extrapolate(o.width, o.edge, o.seed, target, exponent)
+    for label in (dict.fromkeys(edges.config) if len(edges) else ()):
+        info = edges[edges.config == label].iloc[0]
+        for quantity, table, slice_name, law in RECOMMENDED:
+            t = per_seed(optima, edges, label, table, slice_name)
+            exponent, why = _law_choice(laws, label, law)
+            e = extrapolate(t.width, t.value, t.seed, target, exponent) if len(t) else None
             if e is None:
                 continue
-            base = {"config": label, "model": model, "init": init, "target_width": target, "rule": why,
+            base = {"config": label, "model": info.model, "init": str(info.init), "target_width": target, "rule": why,
                     "exponent": e.exponent, "exponent_low": e.exponent_low, "exponent_high": e.exponent_high,
                     "widths": " ".join(map(str, e.widths)), "seeds": e.n_seeds, "warning": e.warning()}
             rows.append({**base, "quantity": quantity, "value": e.value, "low": e.low, "high": e.high})
-            lam = _held_ratio(edges, label, target) if slice_name == "ratio" else None
+            lam = _held_ratio(edges, label, target) if quantity in ETA_B_OF else None
             if lam is not None:
-                rows.append({**base, "quantity": "eta_B of the LoRA+ pair", "value": lam * e.value,
-                             "low": lam * e.low, "high": lam * e.high,
+                rows.append({**base, "quantity": ETA_B_OF[quantity], "value": lam * e.value, "low": lam * e.low,
+                             "high": lam * e.high,
                              "rule": why + f"; eta_B = lambda eta_A with the slice's lambda = {lam:.4g} at this width"})
     return pd.DataFrame(rows, columns=RECOMMEND_COLUMNS)
+
+
+def check_against(recommended: pd.DataFrame, optima: pd.DataFrame, edges: pd.DataFrame) -> pd.DataFrame:
+    """Recommendations (from narrower widths) against the same quantities measured at their
+    target widths (a run that measured those widths): per row, the measured geometric mean over
+    seeds with its 95% bootstrap interval, recommended / measured, whether the measured value
+    lies in the recommended interval (``inside``) and whether the two intervals overlap
+    (``consistent``: they cannot be told apart with these seeds)."""
+    rows = []
+    source = {q: (table, slice_name) for q, table, slice_name, _ in RECOMMENDED}
+    for r in recommended.itertuples():
+        if r.quantity not in source:
+            continue
+        t = per_seed(optima, edges, r.config, *source[r.quantity])
+        t = t[t.width == r.target_width]
+        if t.empty:
+            continue
+        logs = np.log(t.groupby("seed").value.first().to_numpy(float))
+        point, lo, hi = mean_interval(logs)
+        rows.append({"config": r.config, "quantity": r.quantity, "target_width": r.target_width,
+                     "recommended": r.value, "recommended_low": r.low, "recommended_high": r.high,
+                     "measured": point, "measured_low": lo, "measured_high": hi, "ratio": r.value / point,
+                     "inside": bool(r.low <= point <= r.high), "consistent": bool(r.low <= hi and lo <= r.high),
+                     "seeds": logs.size})
+    return pd.DataFrame(rows)
 
 
 def read_run(run: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
