@@ -15,6 +15,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
+from scaling.transfer import read_run
 from scaling.verdicts import DEFAULT_TOLERANCE
 from studies import companions, coord_check, factory_check, finetune, lr_grid, validate
 from studies.factory_check import FactoryCheckSpec, check_factory
@@ -34,7 +35,7 @@ from studies.reports import lr_grid as lr_grid_report
 from studies.reports import lr_laws as lr_laws_report
 from studies.reports import validate as validate_report
 from studies.run.context import RunContext
-from studies.run.spec import CoordCheckSpec
+from studies.run.spec import CoordCheckSpec, SpecError
 from studies.run.study import Report, Study
 
 
@@ -229,18 +230,16 @@ class LawsStudy(Study):
 
     def __init__(self, configs: list[LawsConfig], studies: list[str], quick: bool = False,
                  tolerance: float = DEFAULT_TOLERANCE, kinds: list[str] | None = None,
-                 transfers: list[TransferConfig] = (), target_widths: tuple[int, ...] = ()):
+                 transfers: list[TransferConfig] = (), target_widths: tuple[int, ...] = (),
+                 check_against: str | None = None):
         self.configs, self.studies, self.quick, self.tolerance = configs, list(studies), quick, tolerance
         self.kinds = tuple(kinds or LAWS)
         self.transfers, self.target_widths = list(transfers), tuple(target_widths)
+        self.check_against = check_against  # a run that measured the target widths
         self.fig2 = "fig2" in self.studies
         self.factory = any(c.factory is not None for c in configs)
         self.raw_tables = ("runs",) + (("fig2_grid",) if self.fig2 else ()) + (
             ("transfer_runs",) if self.transfers else ())
-
-    def check(self, device: torch.device) -> None:
-        if self.factory:
-            laws_factory.check_factories(self.configs, device)
 
     def store_spec(self) -> dict:
         spec = {"study": self.kind, "studies": self.studies, "quick": self.quick,
@@ -251,14 +250,24 @@ class LawsStudy(Study):
 
     def meta_spec(self) -> dict:
         return {**self.store_spec(), "tolerance": self.tolerance, "kinds": list(self.kinds),
-                "target_widths": list(self.target_widths)}
+                "target_widths": list(self.target_widths), "check_against": self.check_against}
 
     @classmethod
     def from_meta(cls, meta: dict) -> "LawsStudy":
         spec = meta["spec"]
         return cls([LawsConfig.from_dict(d) for d in spec["configs"]], spec.get("studies", []), spec.get("quick", False),
                    spec.get("tolerance", meta.get("tolerance", DEFAULT_TOLERANCE)), spec.get("kinds"),
-                   [TransferConfig.from_dict(d) for d in spec.get("transfers", [])], tuple(spec.get("target_widths", ())))
+                   [TransferConfig.from_dict(d) for d in spec.get("transfers", [])], tuple(spec.get("target_widths", ())),
+                   spec.get("check_against"))
+
+    def check(self, device: torch.device) -> None:
+        if self.check_against is not None:
+            if not self.target_widths:
+                raise SpecError("--check-against compares recommendations at --target-width with a run that "
+                                "measured those widths: give --target-width too")
+            read_run(self.check_against)  # ValueError (one line) when it is no lr-laws run
+        if self.factory:
+            laws_factory.check_factories(self.configs, device)
 
     def execute(self, ctx: RunContext) -> dict[str, pd.DataFrame]:
         if self.factory:
@@ -281,7 +290,8 @@ class LawsStudy(Study):
         dead = laws_fig2.dead_start() if self.fig2 else None
         return laws_analysis.analyse(raw["runs"], self.configs, self.tolerance, kinds=self.kinds,
                                      fig2_grid=raw.get("fig2_grid"), dead=dead, transfer_rows=raw.get("transfer_runs"),
-                                     transfers=self.transfers, target_widths=self.target_widths)
+                                     transfers=self.transfers, target_widths=self.target_widths,
+                                     measured_at_targets=read_run(self.check_against) if self.check_against else None)
 
     def render(self, out: Path, tables, meta: dict) -> Report:
         return lr_laws_report.render(out, tables, meta)

@@ -260,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     ll.add_argument("--target-width", **_csv(int_list), default=None,
                     help="also recommend eta_A, eta_B and one shared rate at these widths, comma-separated, from "
                          "the measured laws (recommended.csv)")
+    ll.add_argument("--check-against", default=None, metavar="DIR",
+                    help="with --target-width: an lr-laws run that measured those widths; the recommendations are "
+                         "set against its measurements (extrapolation_check.csv)")
     for name, what in (("models", "toy | linear | mlp | paper-mlp"), ("inits", "1 | 2 | paper"),
                        ("scales", "LoRA scale: r (alpha/r) | sqrt-r | none (alpha)"),
                        ("slices", "b-edge | a-edge | one-rate | ratio"), ("laws", "edge | corner | optimum | profile")):

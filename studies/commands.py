@@ -117,14 +117,15 @@ def lr_laws(args) -> int:
                 raise SpecError(f"--{name} does not apply with --factory (the factory makes the model)")
         configs = factory_configs(args.factory, args.quick, _names(args.inits), args.widths, args.seeds,
                                   args.fraction, args.steps, args.range, _names(args.slices))
-        study = LawsStudy(configs, ["factory"], args.quick, tolerance, target_widths=targets)
+        study = LawsStudy(configs, ["factory"], args.quick, tolerance, target_widths=targets,
+                          check_against=args.check_against)
         return run(study, args, "runs/lr-laws-factory")
     studies = args.studies if args.studies is not None else list(LAWS_STUDIES)
     configs = select_configs(studies, args.quick, args.models, args.inits, args.scales, args.slices, args.laws,
                              args.widths, args.ranks, args.seeds, args.fraction, args.steps, args.range)
     transfers = select_transfers(studies, args.quick, args.models, args.inits, args.widths, args.seeds)
     study = LawsStudy(configs, studies, args.quick, tolerance, kinds=args.laws, transfers=transfers,
-                      target_widths=targets)
+                      target_widths=targets, check_against=args.check_against)
     return run(study, args, "runs/lr-laws-quick" if args.quick else "runs/lr-laws")
 
 

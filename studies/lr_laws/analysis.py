@@ -16,7 +16,7 @@ import pandas as pd
 from scaling.laws import LawPrediction, edge_difference, predict_corner, predict_edge, predict_optimum
 from scaling.edges import corner_frame, fit_edge_law, locate_edge, width_summary
 from scaling.profile import ratio_profile, seed_mean_log, slice_optimum
-from scaling.transfer import recommend
+from scaling.transfer import check_against, recommend
 from scaling.verdicts import DEFAULT_TOLERANCE, verdict
 from studies.lr_laws.config import VARIED, LawsConfig
 from studies.lr_laws.fig2 import fig2_table
@@ -274,6 +274,7 @@ class LawsTables:
     transfer_gaps: pd.DataFrame = field(default_factory=pd.DataFrame)
     transfer_best: pd.DataFrame = field(default_factory=pd.DataFrame)
     recommended: pd.DataFrame = field(default_factory=pd.DataFrame)
+    extrapolation_check: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def files(self) -> dict[str, pd.DataFrame]:
         out = {name: getattr(self, name) for name in ("laws", "edges", "criteria", "optima", "profiles", "edge_summary")}
@@ -283,6 +284,8 @@ class LawsTables:
             out["transfer"] = self.transfer_gaps
         if len(self.recommended):
             out["recommended"] = self.recommended
+        if len(self.extrapolation_check):
+            out["extrapolation_check"] = self.extrapolation_check
         return out
 
     def law(self, name: str, key) -> pd.Series | None:
@@ -296,9 +299,10 @@ def analyse(runs: pd.DataFrame, configs: list[LawsConfig], tol: float = DEFAULT_
             predictor=law_prediction, kinds=("edge", "corner", "optimum", "profile"),
             fig2_grid: pd.DataFrame | None = None, dead: pd.DataFrame | None = None,
             transfer_rows: pd.DataFrame | None = None, transfers: list[TransferConfig] = (),
-            target_widths: tuple[int, ...] = ()) -> LawsTables:
+            target_widths: tuple[int, ...] = (), measured_at_targets: tuple | None = None) -> LawsTables:
     """Every table the report needs (LawsTables) from the runs table (and the Fig. 2 grid, the
-    transfer test's rows, the target widths asked for)."""
+    transfer test's rows, the target widths asked for). ``measured_at_targets``: (optima, laws,
+    edges) of a run that measured the target widths, to check the recommendations against."""
     tables = _law_tables(runs, configs, tol, predictor, kinds, fig2_grid, dead)
     if transfer_rows is not None and len(transfer_rows):
         gaps = transfer_table(transfer_rows, list(transfers))
@@ -306,6 +310,9 @@ def analyse(runs: pd.DataFrame, configs: list[LawsConfig], tol: float = DEFAULT_
     if target_widths and len(tables.optima):
         tables = replace(tables, recommended=pd.concat(
             [recommend(tables.optima, tables.laws, tables.edges, n) for n in target_widths], ignore_index=True))
+        if measured_at_targets is not None:
+            optima, _, edges = measured_at_targets
+            tables = replace(tables, extrapolation_check=check_against(tables.recommended, optima, edges))
     return tables
 
 

@@ -302,6 +302,12 @@ def report_text(meta: dict, tables: LawsTables, figures: dict[str, str]) -> str:
                   "exponent is the theory's where the measured law PASSes against it, the measured one otherwise.",
                   "", _md(tables.recommended[["config", "target_width", "quantity", "value", "low", "high",
                                               "exponent", "rule", "warning"]], ".3g"), ""]
+    if len(tables.extrapolation_check):
+        lines += ["## The recommendations against measurements at the target widths", "",
+                  "Each recommended rate beside the same quantity measured at its target width by the run given "
+                  "with --check-against (geometric mean over seeds, 95% interval): `inside`, the measured value "
+                  "lies in the recommended interval; `consistent`, the two intervals overlap.", "",
+                  _md(tables.extrapolation_check, ".3g"), ""]
     lines += ["## Search cost", "",
               "Runs per shard (all slices and criteria of one configuration at one width / rank and seed), runs per "
               "edge slice, rounds and CPU seconds per shard (process time: this machine may be shared).", "",
