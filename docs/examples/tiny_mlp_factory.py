@@ -1,4 +1,4 @@
-"""A complete model factory for the width studies (README, "Width studies on your own model").
+"""A complete model factory for the width studies (the documentation's page "Study your own model", docs/own-model.md).
 
     loraplus-scaling coord-check --factory docs/examples/tiny_mlp_factory.py:make \
         --widths 64,128,256,512 --seeds 4 --schemes loraplus,lora-const --out runs/my-mlp
