@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 COMMANDS = ("coord-check", "validate", "lr-grid", "lr-laws", "study", "finetune", "figures", "theory")
-HELP_COLUMNS = "100"   # argparse wraps to $COLUMNS: fixed, so the pages do not depend on the terminal
+HELP_COLUMNS = "80"   # argparse wraps to $COLUMNS: fixed, so the pages do not depend on the terminal
 
 
 def help_text(command: str) -> str:

@@ -8,7 +8,9 @@
 - The course's lessons run while the site builds (mkdocs-jupyter, ``execute: true``) in the quick
   setting, ``COURSE_QUICK=1``, unless the environment already sets it; their figures go to a
   temporary directory, never into the repository. Each lesson page ends with a link to the
-  solutions of its exercises. What nbconvert's template would fetch from a CDN is removed.
+  solutions of its exercises. What nbconvert's template would fetch from a CDN is removed. A lesson that
+  the build does not run (mkdocs.yml's ``execute_ignore``: lesson 6, which fine-tunes a transformer) shows its
+  stored full-settings figure from ``figures/gallery/course`` instead, and says so.
 
 ``DOCS_RUN_LESSONS=0`` renders the lessons without running them (no figures): a fast build while
 writing pages. The default, and CI, run them.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from mkdocs.structure.files import File, Files
 from mkdocs.utils import get_relative_url
@@ -80,6 +82,8 @@ def on_page_content(html: str, page, config, files) -> str:
     if not lesson:
         return html
     html = CDN_MODULE.sub("", CDN_MATHJAX.sub("", html))
+    if not _lesson_runs(page, config):
+        html += _stored_figures(lesson.group(1).split("_")[0], page, files)
     solutions = f"course/solutions/lesson{lesson.group(2)}.md"
     target = files.get_file_from_path(solutions)
     if target is None:
@@ -88,3 +92,26 @@ def on_page_content(html: str, page, config, files) -> str:
     return html + (f'\n<p class="lesson-solutions">The solutions of this lesson\'s exercises: '
                    f'<a href="{href}">Lesson {lesson.group(2)}: solutions</a>. '
                    f'Back to the <a href="{get_relative_url("course/", page.url)}">course overview</a>.</p>\n')
+
+
+def _lesson_runs(page, config) -> bool:
+    """Whether mkdocs-jupyter executed this lesson during the build."""
+    plugin = config.plugins["mkdocs-jupyter"].config
+    ignored = any(PurePath(page.file.abs_src_path).match(p) for p in plugin["execute_ignore"] or ())
+    return bool(plugin["execute"]) and not ignored
+
+
+def _stored_figures(prefix: str, page, files) -> str:
+    """The gallery's full-settings figures of one lesson (``lesson6`` -> results/course/lesson6_*.png)."""
+    stored = sorted((f for f in files if f.src_uri.startswith(f"results/course/{prefix}_") and f.src_uri.endswith(".png")),
+                    key=lambda f: f.src_uri)
+    if not stored:
+        return ""
+    images = "".join(f'<p><img src="{get_relative_url(f.url, page.url)}" alt="{PurePath(f.src_uri).stem}" '
+                     f'style="max-width:100%"></p>' for f in stored)
+    return ('<div class="admonition note"><p class="admonition-title">Not run while the site was built</p>'
+            "<p>This lesson's cells are shown without their outputs: running it takes minutes even in the quick "
+            "setting, too long for every build of the site. Its figure below comes from the full settings, stored "
+            "in the repository's gallery (<code>figures/gallery/course</code>); run the lesson yourself "
+            '(<a href="' + get_relative_url("course/", page.url) + '">how</a>) to see every output.</p></div>'
+            + images)
