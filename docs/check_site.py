@@ -69,11 +69,17 @@ PROBE = """
     pre.id = "%s";
     pre.textContent = JSON.stringify(out);
     document.body.appendChild(pre);
+    pre.style.display = "none";
     if (location.search.indexOf("scroll=figure") >= 0) {
+      // A headless screenshot shows the top of the page: move the content up to the first figure instead
+      // of scrolling (scrolled headless captures come out blank above the fold).
       var first = document.querySelector("article img");
-      if (first) { first.scrollIntoView({block: "start"}); }
-      pre.style.display = "none";
-    } else { pre.style.display = "none"; }
+      var main = document.querySelector(".md-main") || document.body;
+      if (first) {
+        var y = first.getBoundingClientRect().top + window.scrollY - 90;
+        main.style.transform = "translateY(-" + Math.max(0, y) + "px)";
+      }
+    }
   }
   window.addEventListener("load", function () {
     var imgs = Array.prototype.slice.call(document.images);
