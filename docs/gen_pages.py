@@ -19,7 +19,6 @@ import re
 import sys
 from pathlib import Path
 
-COMMANDS = ("coord-check", "validate", "lr-grid", "lr-laws", "study", "finetune", "figures", "theory")
 HELP_COLUMNS = "80"   # argparse wraps to $COLUMNS: fixed, so the pages do not depend on the terminal
 
 
@@ -42,6 +41,14 @@ def help_text(command: str) -> str:
     if not text.startswith("usage:"):
         raise RuntimeError(f"`loraplus-scaling {command} --help` printed no usage")
     return text
+
+
+def cli_commands() -> list[str]:
+    """The subcommands the installed parser has (what ``loraplus-scaling --help`` lists)."""
+    from studies.cli import build_parser
+
+    parser = build_parser()
+    return [name for action in parser._subparsers._group_actions for name in action.choices]
 
 
 def cli_help(command: str) -> str:
@@ -174,6 +181,7 @@ if __name__ == "__main__":
     (out / "cli").mkdir(parents=True, exist_ok=True)
     page, _ = results_page(repo / "figures" / "gallery")
     (out / "results.md").write_text(page)
-    for name in COMMANDS:
+    commands = cli_commands()
+    for name in commands:
         (out / "cli" / f"{name}.txt").write_text(help_text(name) + "\n")
-    print(f"wrote {out / 'results.md'} and {len(COMMANDS)} help texts in {out / 'cli'}")
+    print(f"wrote {out / 'results.md'} and {len(commands)} help texts in {out / 'cli'}")

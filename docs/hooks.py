@@ -17,6 +17,7 @@ writing pages. The default, and CI, run them.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -38,6 +39,7 @@ MATHJAX_DEST = "assets/mathjax/tex-svg-full.js"   # mkdocs.yml's extra_javascrip
 CDN_MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.DOTALL)
 CDN_MODULE = re.compile(r'<script type="module">(?:(?!</script>).)*?https?://(?:(?!</script>).)*</script>', re.DOTALL)
 CLI_MARK = re.compile(r"<!-- cli-options: ([a-z-]+) -->")
+log = logging.getLogger("mkdocs.hooks.loraplus_docs")   # a warning here fails `mkdocs build --strict`
 _IPYTHON_DIR: str | None = None   # made once per process (mkdocs serve calls on_config on every rebuild)
 LESSON = re.compile(r"^course/(lesson(\d+)_\w+)\.py$")
 
@@ -70,6 +72,7 @@ def _mathjax_source() -> Path:
 
 
 def on_files(files: Files, config) -> Files:
+    _check_coverage(files)
     files.append(File.generated(config, MATHJAX_DEST, abs_src_path=str(_mathjax_source())))
     page, images = gen_pages.results_page(REPO / "figures" / "gallery", image_dir="results")
     files.append(File.generated(config, "results.md", content=page))
@@ -120,3 +123,17 @@ def _stored_figures(prefix: str, page, files) -> str:
             "in the repository's gallery (<code>figures/gallery/course</code>); run the lesson yourself "
             '(<a href="' + get_relative_url("course/", page.url) + '">how</a>) to see every output.</p></div>'
             + images)
+
+
+def _check_coverage(files: Files) -> None:
+    """Warn (a strict build fails) when a command has no page or no generated options, or a lesson no solutions."""
+    for command in gen_pages.cli_commands():
+        page = files.get_file_from_path(f"commands/{command}.md")
+        if page is None:
+            log.warning(f"the command `{command}` has no page docs/commands/{command}.md")
+        elif f"<!-- cli-options: {command} -->" not in Path(page.abs_src_path).read_text(encoding="utf-8"):
+            log.warning(f"docs/commands/{command}.md does not show its options (<!-- cli-options: {command} -->)")
+    for lesson in sorted((DOCS / "course").glob("lesson*.py")):
+        number = LESSON.match(f"course/{lesson.name}").group(2)
+        if files.get_file_from_path(f"course/solutions/lesson{number}.md") is None:
+            log.warning(f"{lesson.name} has no solutions page docs/course/solutions/lesson{number}.md")
