@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("site", type=Path, help="the built site (mkdocs build -d SITE)")
     parser.add_argument("--shots", type=Path, default=None, help="where the screenshots go (default: a temp dir)")
+    parser.add_argument("--page", action="append", default=[], metavar="PATH",
+                        help="check this page too (a path in the site, e.g. concepts/feature-updates/); repeatable")
     args = parser.parse_args(argv)
     if not (args.site / "index.html").is_file():
         print(f"error: {args.site} has no index.html: build the site first (mkdocs build --strict -d {args.site})")
@@ -177,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}/"
     try:
-        results = [check_page(browser, base, name, path, shots) for name, path in PAGES.items()]
+        pages = {**PAGES, **{path.strip("/").replace("/", "_") or "index": path for path in args.page}}
+        results = [check_page(browser, base, name, path, shots) for name, path in pages.items()]
     finally:
         server.shutdown()
     for _, lines in results:
