@@ -30,7 +30,6 @@ DOCS = Path(__file__).resolve().parent
 REPO = DOCS.parent
 sys.path.insert(0, str(DOCS))          # gen_pages beside this file
 import gen_pages  # noqa: E402
-import notebook_kernel  # noqa: E402
 
 MATHJAX_DEST = "assets/mathjax/tex-svg-full.js"   # mkdocs.yml's extra_javascript names this path
 # nbconvert's template: MathJax 2 from a CDN with its configuration, and a loader that would
@@ -40,7 +39,6 @@ CDN_MATHJAX = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configura
 CDN_MODULE = re.compile(r'<script type="module">(?:(?!</script>).)*?https?://(?:(?!</script>).)*</script>', re.DOTALL)
 CLI_MARK = re.compile(r"<!-- cli-options: ([a-z-]+) -->")
 log = logging.getLogger("mkdocs.hooks.loraplus_docs")   # a warning here fails `mkdocs build --strict`
-_IPYTHON_DIR: str | None = None   # made once per process (mkdocs serve calls on_config on every rebuild)
 LESSON = re.compile(r"^course/(lesson(\d+)_\w+)\.py$")
 
 
@@ -48,9 +46,6 @@ def on_config(config):
     # The lessons' kernel inherits this environment: the checkout being documented comes first on
     # its path, and the quick setting unless the caller chose otherwise.
     os.environ.setdefault("COURSE_QUICK", "1")
-    global _IPYTHON_DIR
-    _IPYTHON_DIR = _IPYTHON_DIR or notebook_kernel.ipython_dir()   # figures shown even after a switch to Agg
-    os.environ["IPYTHONDIR"] = _IPYTHON_DIR
     path = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(REPO) + (os.pathsep + path if path else "")
     if str(REPO) not in sys.path:

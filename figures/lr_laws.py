@@ -2,14 +2,11 @@
 the predicted slopes, and the ratio profile (identified optimum or ridge)."""
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from figures.style import label_log_axis, series_colours, series_looks  # noqa: E402
+from figures.style import label_log_axis, series_colours, series_looks
 
 SLICE_LABELS = {"b-edge": "B edge: eta_B (eta_A ~ 1/n held)", "a-edge": "A edge: eta_A (eta_B held)",
                 "one-rate": "one-rate edge: eta", "ratio": "ratio edge: eta_A (lambda ~ n held)",

@@ -3,21 +3,18 @@ by the share of their checks that PASS; and the trainable region's edges with me
 The theory comes computed (``scaling.phase``): these functions only draw it."""
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.colors import ListedColormap
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from scaling.laws import DEFAULT_HELD, SLICES  # noqa: E402
-from scaling.phase import PhaseDiagram, PhaseEdges  # noqa: E402
-from scaling.rules import parse_scheme  # noqa: E402
-from scaling.theory import CLASSES  # noqa: E402
+from scaling.laws import DEFAULT_HELD, SLICES
+from scaling.phase import PhaseDiagram, PhaseEdges
+from scaling.rules import parse_scheme
+from scaling.theory import CLASSES
 
 PASS_CMAP = "cividis"  # colour-blind safe, and dark to light reads as little to much
 

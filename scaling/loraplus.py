@@ -1,7 +1,7 @@
 """The LoRA+ optimiser for real models: B trains ``loraplus_lr_ratio`` times faster than A.
 
 ``create_loraplus_optimizer`` has PEFT's signature (``peft.optimizers.create_loraplus_optimizer``)
-and fixes the faults that PEFT 0.21.2 and the paper's code share (THEORY.md, last section):
+and fixes the faults that PEFT 0.21.2 and the paper's code share (docs: "LoRA+ in your training loop"):
 
 ======================================  ====================================  ==============================
 parameter                               PEFT 0.21.2 / paper's code            here

@@ -6,7 +6,7 @@ when the argmin is interior (both neighbours finite); at the grid's end, or next
 diverged rate, the argmin itself is kept and flagged as not interior.
 
 Over two rates the optimum can slide along a ridge: where only the product eta_A eta_B matters
-(Adam, Init[1], once A0 is negligible: THEORY.md), every ratio lambda = eta_B / eta_A has the
+(Adam, Init[1], once A0 is negligible: docs, concepts, "The trainable region"), every ratio lambda = eta_B / eta_A has the
 same best loss. The *profile* P(lambda) = min over eta_A of the seed-mean log-loss shows it:
 lambda* is *identified* when the ratios within ``rel_tol`` of the best profile value form a set
 bounded on both sides by ratios that are measurably worse (and whose own minimum over eta_A

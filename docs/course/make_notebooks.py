@@ -36,10 +36,6 @@ def execute(notebook, workdir: Path, timeout: int):
     """Run a notebook in ``workdir`` with the repository first on the kernel's path."""
     from nbclient import NotebookClient
 
-    sys.path.insert(0, str(COURSE.parent))
-    import notebook_kernel  # docs/notebook_kernel.py: figures shown even after a switch to Agg
-
-    os.environ.setdefault("IPYTHONDIR", notebook_kernel.ipython_dir())
     env_path = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(REPO) + (os.pathsep + env_path if env_path else "")
     NotebookClient(notebook, timeout=timeout, kernel_name="python3",
