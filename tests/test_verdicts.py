@@ -189,3 +189,24 @@ def test_compare_judges_the_corrected_exponent_and_keeps_the_straight_verdict():
     assert zero.judged == "straight" and zero.verdict == "PASS" and np.isnan(zero.omega)
     straight_only = compare(pd.DataFrame(rows), steps=(2,), corrected=False)
     assert (straight_only.verdict != "PASS").all() and (straight_only.judged == "straight").all()
+
+
+def test_every_reason_a_verdict_gives_has_a_named_kind():
+    """No check is filed under an unnamed kind ("other"): every reason the verdict functions and
+    the laws' judge write maps to a kind in scaling.verdicts.REASON_KINDS."""
+    from scaling.laws import LawPrediction
+    from scaling.verdicts import reason_kind
+    from studies.lr_laws.analysis import judge
+    reasons = [verdict(fit(0.0, -0.1, 0.1, settled=False), 0.0, False, 0.15), verdict(None, 0.0, False, 0.15),
+               verdict(fit(0.0, -0.1, 0.1, widths=2), 0.0, False, 0.15), verdict(fit(0, 0, 0), 0.0, False, 0.15, "none"),
+               corrected_verdict(cfit(0.0, -0.5, 0.5), 0.0, 0.15, 0.5),
+               corrected_verdict(cfit(0.1, 0.05, 0.15, share=1.0, share_ci=(0.6, 1.0), at_bound=True), 0.0, 0.15, 0.5),
+               corrected_verdict(cfit(0.0, -0.1, 0.1, settled=False), 0.0, 0.15, 0.5),
+               corrected_verdict(None, 0.0, 0.15, 0.5),
+               judge(fit(0.0, -0.1, 0.1), LawPrediction.given(None, "none", "a ridge"), 0.15),
+               ("INCONCLUSIVE", "crossover: the term(s) predicted to dominate dz_b"),
+               ("INCONCLUSIVE", "no sharp prediction: an unstable earlier layer makes this layer's input grow"),
+               verdict(fit(0.5, 0.4, 0.6), 0.0, False, 0.15), verdict(fit(0.0, -0.1, 0.1), NEG_INF, False, 0.15)]
+    kinds = [reason_kind(v, why) for v, why in reasons]
+    assert "unnamed" not in kinds and "" not in kinds, list(zip(kinds, reasons))
+    assert len(set(kinds)) >= 9

@@ -17,7 +17,7 @@ from scaling.laws import LawPrediction, edge_difference, predict_corner, predict
 from scaling.edges import corner_frame, fit_edge_law, locate_edge, width_summary
 from scaling.profile import ratio_profile, seed_mean_log, slice_optimum
 from scaling.transfer import check_against, recommend
-from scaling.verdicts import DEFAULT_TOLERANCE, verdict
+from scaling.verdicts import DEFAULT_TOLERANCE, reason_kind, verdict
 from studies.lr_laws.config import VARIED, LawsConfig
 from studies.lr_laws.fig2 import fig2_table
 from studies.lr_laws.search import trainable
@@ -67,7 +67,7 @@ def edge_table(runs: pd.DataFrame, configs: list[LawsConfig]) -> pd.DataFrame:
 
 LAW_COLUMNS = ["law", "model", "optimizer", "init", "alpha_scaling", "variable", "predicted", "slope", "lo", "hi",
                "verdict", "reason", "kind", "config", "slice", "slice_name", "held_n", "criterion", "claim", "n_points", "n_seeds", "left_out",
-               "local_slopes", "prediction_note"]
+               "local_slopes", "prediction_note", "reason_kind"]
 
 
 def law_prediction(kind: str, config: LawsConfig, slice_spec=None) -> LawPrediction:
@@ -134,7 +134,7 @@ def _law_row(kind: str, law: str, config: LawsConfig, fit, left_out, pred: LawPr
             "n_points": fit.n_widths if fit else 0, "n_seeds": fit.n_seeds if fit else 0,
             "left_out": " ".join(str(x) for x in left_out),
             "local_slopes": " ".join(f"{s:+.2f}" for s in fit.local_slopes) if fit else "",
-            "prediction_note": pred.note}
+            "prediction_note": pred.note, "reason_kind": reason_kind(v, why)}
 
 
 def x_of(config: LawsConfig) -> str:
