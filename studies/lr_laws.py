@@ -41,6 +41,15 @@ from toy_models.models import MODELS, ModelConfig, build_model
 SLICES = ("b-edge", "a-edge", "one-rate", "ratio")
 ALPHA_SCALINGS = ("r", "sqrt-r", "none")
 LAWS = ("edge", "corner", "optimum", "profile")
+# The value of each setting that every catalogue configuration of a width ("n") or rank ("r")
+# study uses, which its label therefore leaves unsaid (batch: under Adam; gradient descent runs
+# at the model's own batch). alpha None: alpha = r; teacher rank None: the LoRA rank.
+HOUSE = {"n": {"batch": 8, "alpha": None, "teacher_rank": None},
+         "r": {"batch": 8, "alpha": 1.0, "teacher_rank": 4}}
+
+
+def _or(value, default: str) -> str:
+    return default if value is None else f"{value:g}"
 ROLES = ("edge", "profile")
 VARIED = {"b-edge": "eta_b", "a-edge": "eta_a", "one-rate": "eta", "ratio": "eta_a"}
 HELD = {"b-edge": "eta_a", "a-edge": "eta_b", "one-rate": None, "ratio": "lambda"}
@@ -141,6 +150,9 @@ class LawsConfig:
     b0_variance: str = "1"
     b0_scale: float = 1.0
     factory: str | None = None  # a factory reference (``studies.factory_laws``); model is then its name
+    # The stacking control: every LoRA layer with a LoRA layer upstream reads a detached copy of its
+    # input in its LoRA branch (no gradient reaches the layers below through B A; the frozen path stays)
+    detach_lora_input: bool = False
 
     def __post_init__(self):
         if self.factory is not None:
@@ -182,6 +194,9 @@ class LawsConfig:
                     self.model_config(w, r).check()
                 except ValueError as err:
                     raise SpecError(str(err)) from None
+        if self.detach_lora_input and self.factory is None and not (self.model == "mlp" and self.depth >= 2):
+            raise SpecError("the stacking control (detached LoRA inputs) needs stacked LoRA layers: "
+                            "the mlp at depth 2 or more, or a factory")
         if self.model == "paper-mlp" and self.init not in (None, "paper"):
             raise SpecError(f"paper-mlp has no base matrix between A and B, so init {self.init!r} never trains; "
                             "use init paper")
@@ -207,11 +222,33 @@ class LawsConfig:
         return "mlp" if self.factory is not None else self.model
 
     @property
+    def effective_batch(self) -> int | None:
+        """Samples per step: the given batch or the toy model's own (None for a factory, whose
+        batches are its own)."""
+        if self.factory is not None:
+            return None
+        return self.batch_size or MODELS[self.model].default_batch
+
+    @property
     def label(self) -> str:
+        """model/optimizer/init/scale, then every other setting of the model or its training that
+        differs from the catalogue's house value (``HOUSE``): two configurations that train
+        differently never share a label (``check_labels``), and the catalogue's own labels stay short."""
+        house = HOUSE[self.variable]
         extra = ("/B0 var 1/r" if self.b0_variance != "1" else "") + (
             f"/B0 x {self.b0_scale:g}" if self.b0_scale != 1.0 else "") + (
             f"/teacher {self.teacher}" if self.teacher != "independent" else "") + (
             f"/n={self.widths[0]} vs r" if self.variable == "r" else "")
+        batch = self.effective_batch
+        if batch is not None and batch != (house["batch"] if self.optimizer != "sgd" else MODELS[self.model].default_batch):
+            extra += f"/batch {batch}"
+        extra += (f"/depth {self.depth}" if self.depth != 1 else "") + (
+            f"/data {self.data}" if self.data != "fixed" else "") + (
+            f"/{self.dtype}" if self.dtype != "float32" else "") + (
+            f"/alpha {_or(self.alpha, 'r')}" if self.alpha != house["alpha"] else "") + (
+            f"/teacher rank {_or(self.teacher_rank, 'r')}" if self.teacher_rank != house["teacher_rank"] else "") + (
+            f"/n0={self.n0}" if self.n0 != 64 else "") + (
+            "/LoRA inputs detached" if self.detach_lora_input else "")
         return f"{self.model}/{self.optimizer}/init{self.init_name}/{self.alpha_scaling}{extra}"
 
     @property
@@ -226,7 +263,8 @@ class LawsConfig:
         return ModelConfig(width=width, rank=rank, alpha=self.alpha, alpha_scaling=self.alpha_scaling,
                            init=self.init, batch_size=self.batch_size, data=self.data, depth=self.depth,
                            dtype=self.dtype, teacher=self.teacher, teacher_rank=self.teacher_rank,
-                           b0_scale=self.b0_scale * (1.0 if self.b0_variance == "1" else rank ** -0.5))
+                           b0_scale=self.b0_scale * (1.0 if self.b0_variance == "1" else rank ** -0.5),
+                           detach_lora_input=self.detach_lora_input)
 
     def points(self) -> list[tuple[int, int]]:
         """Every (width, rank) measured."""
@@ -331,9 +369,22 @@ EDGE_COLUMNS = ["config", "model", "optimizer", "init", "alpha_scaling", "scale"
                 "edge_eta_a", "edge_eta_b", "lo", "hi", "censored", "reentries", "candidates"]
 
 
+def check_labels(configs: list[LawsConfig]) -> None:
+    """SpecError when two different configurations share a label: their runs would be merged
+    into one configuration's edges (the label is the runs' ``config`` column)."""
+    seen: dict[str, LawsConfig] = {}
+    for c in configs:
+        other = seen.setdefault(c.label, c)
+        if other != c:
+            a, b = other.to_dict(), c.to_dict()
+            differ = [k for k in a if a[k] != b[k]]
+            raise SpecError(f"two configurations share the label {c.label!r} but differ in {', '.join(differ)}")
+
+
 def edge_table(runs: pd.DataFrame, configs: list[LawsConfig]) -> pd.DataFrame:
     """One row per (configuration, width, rank, seed, edge slice, criterion): the bracket, the
     edge in the varied rate and as (eta_A, eta_B), censoring."""
+    check_labels(configs)
     rows = []
     by_label = {c.label: c for c in configs}
     edges = runs[runs.role == "edge"]
@@ -372,6 +423,7 @@ def laws_shards(configs: list[LawsConfig], device, prefix: str = "") -> list[Sha
 def run_laws(configs: list[LawsConfig], device, store: ShardStore, executor: str = "inline", workers: int = 2,
              scheduler: str | None = None, progress: bool = True, prefix: str = "") -> pd.DataFrame:
     """Every shard the store does not hold yet; returns the runs of all configurations."""
+    check_labels(configs)
     shards = laws_shards(configs, device, prefix)
     run_shards(shards, store, executor, workers, scheduler, bar="lr-laws" if progress else None)
     runs = store.load([sh.key for sh in shards])
@@ -584,9 +636,7 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
                 else:
                     changes["criteria"] = (Criterion(steps or first.steps, fraction or first.fraction),)
             out.append(replace(c, **changes))
-    labels = [c.label for c in out]
-    if len(set(labels)) != len(labels):
-        raise SpecError(f"two configurations share a label: {sorted(labels)}")
+    check_labels(out)
     if not out and "fig2" not in studies:
         raise SpecError("nothing to run: the filters leave no configuration of " + ", ".join(studies))
     return out
