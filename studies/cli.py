@@ -93,6 +93,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="toy/linear teacher directions: independent | b0-aligned (inside span(B0))")
     p.add_argument("--b0-scale", type=float, default=1.0,
                    help="multiply the initial B (Init[2], paper) by this: scales the Init[2] 'B0 path'")
+    p.add_argument("--detach-lora-inputs", action="store_true",
+                   help="the stacking control (mlp, depth >= 2): every LoRA layer but the first reads a detached copy "
+                        "of its input in its LoRA branch, so no gradient reaches the layers below through B A")
 
 
 def _float_list(text: str) -> list[float]:
@@ -199,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     ll.add_argument("--range", action=_OneWord, parse=_range, sep=":", default=None,
                     help="LOW:HIGH search range of every slice's varied rate")
     ll.add_argument("--tolerance", type=float, default=0.15, help="allowed distance to the predicted exponent")
+    ll.add_argument("--depth", type=int, default=None,
+                    help="the mlp's number of stacked LoRA layers (default 1; only with --models mlp)")
+    ll.add_argument("--detach-lora-inputs", action="store_true",
+                    help="the stacking control: every LoRA layer with a LoRA layer upstream reads a detached copy of "
+                         "its input in its LoRA branch (--models mlp with --depth 2 or more, or --factory)")
     ll.add_argument("--factory", action=_OneWord, default=None,
                     help="the laws on these models instead of the toys, comma-separated: a family (bert, gpt2), "
                          "MODULE:NAME or FILE.py:NAME giving make(width, rank, seed); widths 64,128,256 unless --widths")

@@ -49,7 +49,7 @@ def _spec_from_args(args) -> CoordCheckSpec:
                           alpha=args.alpha, alpha_scaling=args.alpha_scaling,
                           batch_size=args.batch_size, data=args.data, depth=args.depth,
                           dtype=args.dtype, loss_reduction=args.loss_reduction, teacher=args.teacher,
-                          b0_scale=args.b0_scale)
+                          b0_scale=args.b0_scale, detach_lora_input=args.detach_lora_inputs)
 
 
 def slope_summary(results: pd.DataFrame, step: int) -> pd.DataFrame:
@@ -399,15 +399,16 @@ def lr_laws(args) -> int:
         from studies.factory_check import FactoryCheckSpec, check_factory
         from studies.factory_laws import factory_configs, run_factory_laws
         studies = ["factory"]
-        for name in ("models", "scales", "laws", "ranks"):
+        for name in ("models", "scales", "laws", "ranks", "depth"):
             if getattr(args, name) is not None:
                 raise SpecError(f"--{name} does not apply with --factory (the factory makes the model)")
         configs = factory_configs(names(args.factory), args.quick, names(args.inits), args.widths, args.seeds,
-                                  args.fraction, args.steps, args.range, names(args.slices))
+                                  args.fraction, args.steps, args.range, names(args.slices),
+                                  detach=args.detach_lora_inputs)
     else:
         configs = select_configs(studies, args.quick, names(args.models), names(args.inits), names(args.scales),
                                  names(args.slices), names(args.laws), args.widths, args.ranks, args.seeds,
-                                 args.fraction, args.steps, args.range)
+                                 args.fraction, args.steps, args.range, args.depth, args.detach_lora_inputs)
     device = resolve_device(args.device)
     if args.factory:
         with _phase("lr-laws: checking the factories at every width"):

@@ -254,7 +254,7 @@ def judge(results: pd.DataFrame, tol: float | None = None) -> pd.DataFrame:
 
 # -- the command ---------------------------------------------------------------------------------
 TOY_OPTIONS = ("model", "optimizer", "init", "alpha", "alpha_scaling", "batch_size", "data", "depth", "dtype",
-               "loss_reduction", "teacher", "b0_scale")
+               "loss_reduction", "teacher", "b0_scale", "detach_lora_inputs")
 
 
 def spec_from_args(args) -> FactoryCheckSpec:

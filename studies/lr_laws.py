@@ -275,7 +275,10 @@ class LawsConfig:
                 or width in self.profile_widths]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["detach_lora_input"]:  # added later: left out at its default so older stores still resume
+            del d["detach_lora_input"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "LawsConfig":
@@ -592,9 +595,11 @@ def _choose(name: str, given: list[str] | None, allowed) -> list[str] | None:
 
 def select_configs(studies: list[str], quick: bool = False, models=None, inits=None, scales=None, slices=None,
                    laws=None, widths=None, ranks=None, seeds: int | None = None, fraction: float | None = None,
-                   steps: int | None = None, rate_range: tuple[float, float] | None = None) -> list[LawsConfig]:
+                   steps: int | None = None, rate_range: tuple[float, float] | None = None, depth: int | None = None,
+                   detach: bool = False) -> list[LawsConfig]:
     """The configurations to run: the named studies' catalogue, narrowed by the filters and
-    changed by the overrides (all validated; SpecError with one line otherwise)."""
+    changed by the overrides (all validated; SpecError with one line otherwise). depth and detach
+    (the stacking control) apply to the mlp, and only the mlp's configurations may be selected then."""
     _choose("studie", studies, STUDIES)
     _choose("model", models, tuple(MODELS))
     _choose("init", inits, ("1", "2", "paper"))
@@ -609,6 +614,10 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
         raise SpecError(f"--fraction must be in (0, 1], got {fraction}")
     if steps is not None and steps <= 0:
         raise SpecError(f"--steps must be a positive integer, got {steps}")
+    if depth is not None and (not isinstance(depth, int) or depth < 1):
+        raise SpecError(f"--depth must be a positive integer, got {depth}")
+    if detach and (depth or 1) < 2:
+        raise SpecError("--detach-lora-inputs needs stacked LoRA layers: give --depth 2 or more")
     out = []
     for study in (s for s in studies if s != "fig2"):
         for c in catalogue(study, quick):
@@ -629,6 +638,11 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
                 changes["ranks"] = tuple(ranks)
             if seeds:
                 changes["seeds"] = tuple(range(seeds))
+            if depth is not None or detach:
+                if c.model != "mlp":
+                    raise SpecError(f"--depth and --detach-lora-inputs apply to the mlp only; the selection holds "
+                                    f"{c.label} (add --models mlp)")
+                changes.update(depth=depth or c.depth, detach_lora_input=detach)
             if fraction is not None or steps is not None:
                 first = c.primary
                 if c.optimizer == "sgd":

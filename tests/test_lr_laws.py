@@ -236,6 +236,9 @@ def test_select_configs_narrows_and_overrides():
     (["--range", "1:1"], "empty"),
     (["--range", "0:1"], "0 < LOW"),
     (["--fraction", "0"], "--fraction"),
+    (["--depth", "2"], "apply to the mlp only"),
+    (["--models", "mlp", "--detach-lora-inputs"], "--depth 2 or more"),
+    (["--models", "mlp", "--depth", "0"], "--depth must be a positive integer"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(tmp_path, capsys, argv, fragment):
     out = tmp_path / "never"
