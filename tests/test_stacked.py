@@ -92,6 +92,12 @@ def test_the_b_edge_falls_with_depth_and_init2_keeps_the_one_layer_laws():
         assert stacked_edge("one-rate", depth, "1").exponent == pytest.approx(-0.5, abs=1e-6)
         assert stacked_edge("b-edge", depth, "2").exponent == pytest.approx(0, abs=1e-6)
         assert stacked_edge("a-edge", depth, "2").exponent == pytest.approx(-1, abs=1e-6)
+        # Init[2]'s forward link: the next layer's A steps follow its moved input
+        one = stacked_edge("one-rate", depth, "2").exponent
+        assert one == pytest.approx(-1 + 1 / (2 * depth), abs=1e-6)
+        # the control cuts the backward link only: Init[1] back to one layer, Init[2] unchanged
+        assert stacked_edge("b-edge", depth, "1", detached=True).exponent == pytest.approx(0, abs=1e-6)
+        assert stacked_edge("one-rate", depth, "2", detached=True).exponent == pytest.approx(one, abs=1e-6)
     # a Theta(1) held eta_B lies beyond the stacked B edge at large n: no eta_A trains
     assert stacked_edge("a-edge", 2, "1").censored == "below"
     assert stacked_corner(2, "1") is None
@@ -99,3 +105,8 @@ def test_the_b_edge_falls_with_depth_and_init2_keeps_the_one_layer_laws():
     assert stacked_corner(2, "1", held_a=-0.25) == pytest.approx(-0.25 + 1.0, abs=1e-6)
     # the chain: eta_B = n^b on every layer multiplies by eta_B n^1/2 per layer once eta_B > n^-1/2
     assert layer_changes(3, -1.0, -0.2) == pytest.approx([-0.2, 0.1, 0.4])
+
+
+def test_under_a_standard_readout_depth_changes_no_b_edge_exponent():
+    for depth in (1, 2, 3):
+        assert stacked_edge("b-edge", depth, "1", readout="standard").exponent == pytest.approx(-0.5, abs=1e-6)

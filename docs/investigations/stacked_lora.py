@@ -5,16 +5,17 @@ toy mlp (Adam or gradient descent, Init[1] / Init[2], the width study's slices, 
 batch of 8) at depths 1..4, optionally with the stacking control (every LoRA layer but the
 first reads a detached copy of its input in its LoRA branch). Prints one row per law and
 configuration: the fitted exponent with its 95% interval over seeds, the local slopes, and the
-prediction of ``scaling.stacked`` (Adam; the one-layer law under the control).
+prediction of ``scaling.stacked`` (Adam; the control's included).
 
-``trace``: at rates on the B edge slice (eta_A = 0.01 (n/64)^-1, eta_B given), per layer and
-step, the coordinate sizes that decide the mechanism:
+``trace``: at rates on the B edge slice (eta_A = 0.01 (n/64)^-1, eta_B given; or eta_A = eta_B with
+``--one-rate``), per layer and step, the coordinate sizes that decide the mechanism:
   z_a          rms of Z_A = A h_{l-1} (the layer's own input, as it moves)
   dz_a_input   rms of A(t) (h_{l-1}(t) - h_{l-1}(0)): the part of Z_A's change due to the input
   input_gain   dz_a_input / rms(h_{l-1}(t) - h_{l-1}(0)): 1 for an input change in a random
                direction, n^1/2 for one along A's rows
   path_ratio   rms(A_l^T B_l^T dpre_l) / rms(W*_l^T dpre_l): the error reaching h_{l-1} through
                the trained B_l A_l against the frozen W*_l (predicted eta_B n^1/2)
+  dh_in        rms(h_{l-1}(t) - h_{l-1}(0)): how far the layer's input has moved
   delta1..3    the layer's own delta terms (scaling.measure), and dh (rms of h_l(t) - h_l(0))
 
     python docs/investigations/stacked_lora.py ladder                     # quick: depth 1, 2
@@ -42,11 +43,19 @@ from toy_models.models import ModelConfig, build_model
 from toy_models.population import Population
 
 LAWS = ("B edge", "A edge", "one-rate edge", "ratio edge", "corner lambda_c")
+# Gradient descent on the mean-field mlp: the output's gradient is Theta(1/n) per coordinate, so
+# the edges sit at large rates (B edge ~ 30 .. 3e4 at n = 64 .. 2048, A edge ~ 1e3, one-rate ~ 10,
+# ratio ~ 1, measured; Init[2] A edge ~ 1 at depth >= 2); the held rates are the gd study's, the ranges cover every edge with
+# decades to spare (a censored edge is flagged, never invented).
+GD_SLICES = tuple(replace(s, rate_range=r) for s, r in zip(
+    gd_slices(True), ((1.0, 1e7), (1e-3, 1e6), (1e-2, 1e4), (1e-3, 1e3))))
 
 
-def ladder_configs(depths, inits, optimizers, widths, seeds: int, control: bool) -> list[LawsConfig]:
+def ladder_configs(depths, inits, optimizers, widths, seeds: int, control: bool,
+                   control_inits=None) -> list[LawsConfig]:
     """The toy mlp at every depth x init x optimizer (the width study's settings), and under
-    ``control`` the same with detached LoRA inputs at every depth >= 2."""
+    ``control`` the same with detached LoRA inputs at every depth >= 2 (for ``control_inits``,
+    default every init)."""
     out = []
     for opt in optimizers:
         adam = opt == "adam"
@@ -54,28 +63,28 @@ def ladder_configs(depths, inits, optimizers, widths, seeds: int, control: bool)
             for depth in depths:
                 c = LawsConfig(model="mlp", optimizer=opt, init=init, depth=depth, widths=tuple(widths),
                                seeds=tuple(range(seeds)), batch_size=8, per_decade=3,
-                               slices=adam_slices(False) if adam else gd_slices(True, 1e9),
+                               slices=adam_slices(False) if adam else GD_SLICES,
                                criteria=ADAM_CRITERIA if adam else GD_CRITERIA[:2])
                 out.append(c)
-                if control and depth >= 2:
+                if control and depth >= 2 and init in (control_inits or inits):
                     out.append(replace(c, detach_lora_input=True))
     return out
 
 
 def stacked_prediction(kind: str, config: LawsConfig, slice_spec=None) -> LawPrediction:
-    """scaling.stacked's exponent (Adam); under the control the one-layer law (depth 1)."""
+    """scaling.stacked's exponent (Adam), the control's included."""
     if config.optimizer == "sgd":
         return LawPrediction(None, "none", "no derivation for gradient descent on the mean-field mlp")
-    depth = 1 if config.detach_lora_input else config.depth
+    depth, detached = config.depth, config.detach_lora_input
     if kind == "corner":
         held = {s.name: s.held_n for s in config.slices}
-        value = stacked_corner(depth, config.init_name, held["a-edge"], held["b-edge"])
+        value = stacked_corner(depth, config.init_name, held["a-edge"], held["b-edge"], detached=detached)
         return LawPrediction(value, "exact" if value is not None else "none",
                              "" if value is not None else "an edge is censored at large n (scaling.stacked)")
     if kind != "edge":
         return LawPrediction(None, "none", "only edges and the corner are derived")
     held = None if slice_spec.name == "one-rate" else slice_spec.held_n
-    e = stacked_edge(slice_spec.name, depth, config.init_name, held)
+    e = stacked_edge(slice_spec.name, depth, config.init_name, held, detached=detached)
     if e.exponent is None:
         return LawPrediction(None, "none", f"censored {e.censored} at large n (scaling.stacked)")
     return LawPrediction(e.exponent)
@@ -96,7 +105,8 @@ def ladder_table(laws: pd.DataFrame, configs: list[LawsConfig]) -> pd.DataFrame:
 
 
 def ladder(args) -> pd.DataFrame:
-    configs = ladder_configs(args.depths, args.inits, args.optimizers, args.widths, args.seeds, args.control)
+    configs = ladder_configs(args.depths, args.inits, args.optimizers, args.widths, args.seeds, args.control,
+                             args.control_inits)
     out = Path(args.out)
     store = ShardStore(out, {"study": "stacked lora ladder", "configs": [c.to_dict() for c in configs]})
     start = time.perf_counter()
@@ -141,12 +151,15 @@ def _backward_paths(model, x, y, As, Bs):
 
 
 def trace(width: int, seed: int, depth: int, init: str, eta_bs, steps: int, detach: bool,
-          eta_a0: float = 1e-2) -> list[dict]:
-    """Rows (width, seed, eta_b, step, layer, metric, value) at eta_A = eta_a0 (n/64)^-1."""
+          eta_b_exponent: float = 0.0, eta_a0: float = 1e-2, one_rate: bool = False) -> pd.DataFrame:
+    """Rows (width, seed, eta_b, step, layer, metric, value) at eta_A = eta_a0 (n/64)^-1 and
+    eta_B = eta_b (n/64)^eta_b_exponent for each eta_b (the column holds the value at n = 64);
+    ``one_rate``: eta_A = eta_B instead."""
     cfg = ModelConfig(width=width, rank=4, init=init, batch_size=8, depth=depth, detach_lora_input=detach)
     model = build_model("mlp", cfg, seed)
-    eta_a = [eta_a0 * 64 / width] * len(eta_bs)
-    pop = Population(model, eta_a, list(eta_bs), "adam")
+    eta_b = [b * (width / 64) ** eta_b_exponent for b in eta_bs]
+    eta_a = list(eta_b) if one_rate else [eta_a0 * 64 / width] * len(eta_bs)
+    pop = Population(model, eta_a, eta_b, "adam")
     x, y = model.train_batch(1)
     with torch.no_grad():
         h_start = model.forward(x, pop.A, pop.B)[1]                   # each layer's input at t = 0
@@ -170,8 +183,9 @@ def trace(width: int, seed: int, depth: int, init: str, eta_bs, steps: int, deta
             if l > 0:
                 dz = z - (h_start[l] if h_start[l].dim() == 3 else h_start[l].expand_as(z))
                 dza = dz @ As[l].mT
+                values_l["dh_in"] = dz.pow(2).mean((-2, -1)).sqrt()
                 values_l["dz_a_input"] = dza.pow(2).mean((-2, -1)).sqrt()
-                values_l["input_gain"] = values_l["dz_a_input"] / dz.pow(2).mean((-2, -1)).sqrt().clamp_min(1e-30)
+                values_l["input_gain"] = values_l["dz_a_input"] / values_l["dh_in"].clamp_min(1e-30)
                 frozen, lora = paths[l - 1]
                 values_l["path_ratio"] = lora / frozen
             for metric, v in values_l.items():
@@ -184,20 +198,34 @@ def trace(width: int, seed: int, depth: int, init: str, eta_bs, steps: int, deta
     return frame.assign(width=width, seed=seed, depth=depth, init=init, control="detached" if detach else "")
 
 
+def trace_summary(table: pd.DataFrame, steps) -> pd.DataFrame:
+    """Geometric seed mean of every (eta_b, layer, metric, step) at each width, with the log-log
+    slope over the widths."""
+    at = table[table.step.isin(steps) & (table.value > 0)]  # exact zeros (Init[1]'s first step) are no size
+    mean = (at.assign(log=np.log(at.value))
+            .groupby(["eta_b", "metric", "layer", "step", "width"]).log.mean().unstack("width"))
+    x = np.log(np.array(mean.columns, float))
+    def slope(row):
+        ok = np.isfinite(row.to_numpy())
+        return np.polyfit(x[ok], row.to_numpy()[ok], 1)[0] if ok.sum() >= 2 else np.nan
+    slopes = mean.apply(slope, axis=1)
+    return np.exp(mean).assign(slope=slopes)
+
+
 def trace_main(args) -> pd.DataFrame:
-    frames = [trace(w, s, args.depth, args.init, args.eta_b, args.steps, args.control)
+    frames = [trace(w, s, args.depth, args.init, args.eta_b, args.steps, args.control, args.eta_b_exponent,
+                    one_rate=args.one_rate)
               for w in args.widths for s in range(args.seeds)]
     table = pd.concat(frames, ignore_index=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out, index=False)
-    at = table[table.step == args.steps]
-    mean = (at.assign(log=np.log(at.value.clip(lower=1e-30)))
-            .groupby(["eta_b", "layer", "metric", "width"]).log.mean().unstack("width"))
-    print(f"seed-mean (geometric) at step {args.steps}, depth {args.depth}, Init[{args.init}]"
-          + (", detached LoRA inputs" if args.control else "") + ":")
-    slopes = mean.apply(lambda row: np.polyfit(np.log(np.array(row.index, float)), row.to_numpy(), 1)[0], axis=1)
-    print(np.exp(mean).assign(slope=slopes).to_markdown(floatfmt=".3g"))
+    shown = sorted({1, 2, 4, args.steps} & set(range(1, args.steps + 1)))
+    print(f"seed means (geometric), depth {args.depth}, Init[{args.init}]"
+          + (", detached LoRA inputs" if args.control else "")
+          + (", eta_A = eta_B" if args.one_rate else ", eta_A = 0.01 (n/64)^-1")
+          + f", eta_B = eta_b (n/64)^{args.eta_b_exponent:+g}, steps {shown}:")
+    print(trace_summary(table, shown).to_markdown(floatfmt=".3g"))
     return table
 
 
@@ -214,6 +242,8 @@ def main(argv=None):
     la.add_argument("--widths", type=ints, default=[64, 128, 256])
     la.add_argument("--seeds", type=int, default=3)
     la.add_argument("--control", action="store_true", help="also the detached-input control at depth >= 2")
+    la.add_argument("--control-inits", type=lambda t: t.split(","), default=None,
+                    help="the inits that get the control (default: every init)")
     la.add_argument("--out", default="runs/stacked-quick")
     tr = sub.add_parser("trace", help="per-layer sizes at rates on the B edge slice")
     tr.add_argument("--depth", type=int, default=2)
@@ -222,6 +252,8 @@ def main(argv=None):
     tr.add_argument("--widths", type=ints, default=[128, 512])
     tr.add_argument("--seeds", type=int, default=2)
     tr.add_argument("--steps", type=int, default=8)
+    tr.add_argument("--eta-b-exponent", type=float, default=0.0, help="eta_B = eta_b (n/64)^this")
+    tr.add_argument("--one-rate", action="store_true", help="eta_A = eta_B (default: eta_A = 0.01 (n/64)^-1)")
     tr.add_argument("--control", action="store_true", help="detached LoRA inputs")
     tr.add_argument("--out", default=None, help="CSV of every row")
     args = p.parse_args(argv)
