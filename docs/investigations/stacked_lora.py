@@ -52,7 +52,7 @@ GD_SLICES = tuple(replace(s, rate_range=r) for s, r in zip(
 
 
 def ladder_configs(depths, inits, optimizers, widths, seeds: int, control: bool,
-                   control_inits=None) -> list[LawsConfig]:
+                   control_inits=None, primary_only: bool = False) -> list[LawsConfig]:
     """The toy mlp at every depth x init x optimizer (the width study's settings), and under
     ``control`` the same with detached LoRA inputs at every depth >= 2 (for ``control_inits``,
     default every init)."""
@@ -64,7 +64,7 @@ def ladder_configs(depths, inits, optimizers, widths, seeds: int, control: bool,
                 c = LawsConfig(model="mlp", optimizer=opt, init=init, depth=depth, widths=tuple(widths),
                                seeds=tuple(range(seeds)), batch_size=8, per_decade=3,
                                slices=adam_slices(False) if adam else GD_SLICES,
-                               criteria=ADAM_CRITERIA if adam else GD_CRITERIA[:2])
+                               criteria=(ADAM_CRITERIA if adam else GD_CRITERIA[:2])[:1 if primary_only else None])
                 out.append(c)
                 if control and depth >= 2 and init in (control_inits or inits):
                     out.append(replace(c, detach_lora_input=True))
@@ -106,7 +106,7 @@ def ladder_table(laws: pd.DataFrame, configs: list[LawsConfig]) -> pd.DataFrame:
 
 def ladder(args) -> pd.DataFrame:
     configs = ladder_configs(args.depths, args.inits, args.optimizers, args.widths, args.seeds, args.control,
-                             args.control_inits)
+                             args.control_inits, args.primary_only)
     out = Path(args.out)
     store = ShardStore(out, {"study": "stacked lora ladder", "configs": [c.to_dict() for c in configs]})
     start = time.perf_counter()
@@ -244,6 +244,7 @@ def main(argv=None):
     la.add_argument("--control", action="store_true", help="also the detached-input control at depth >= 2")
     la.add_argument("--control-inits", type=lambda t: t.split(","), default=None,
                     help="the inits that get the control (default: every init)")
+    la.add_argument("--primary-only", action="store_true", help="only the primary edge criterion (f = 1, T = 20)")
     la.add_argument("--out", default="runs/stacked-quick")
     tr = sub.add_parser("trace", help="per-layer sizes at rates on the B edge slice")
     tr.add_argument("--depth", type=int, default=2)
