@@ -192,6 +192,9 @@ def toy_model_options(model: str = TOY_DEFAULTS["model"], optimizer: str = TOY_D
                    help="toy/linear teacher directions: independent | b0-aligned (inside span(B0))")
     p.add_argument("--b0-scale", type=float, default=d["b0_scale"],
                    help="multiply the initial B (Init[2], paper) by this: scales the Init[2] 'B0 path'")
+    p.add_argument("--detach-lora-inputs", dest="detach_lora_input", action="store_true",
+                   help="the stacking control (mlp, depth >= 2): every LoRA layer but the first reads a detached copy "
+                        "of its input in its LoRA branch, so no gradient reaches the layers below through B A")
     return p
 
 
@@ -268,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
                        ("slices", "b-edge | a-edge | one-rate | ratio"), ("laws", "edge | corner | optimum | profile")):
         ll.add_argument(f"--{name}", **_csv(name_list), default=None, help=f"only these, comma-separated: {what}")
     ll.add_argument("--ranks", **_csv(int_list), default=None, help="override the rank study's ranks, comma-separated")
+    ll.add_argument("--depth", type=int, default=None,
+                    help="the mlp's number of stacked LoRA layers (default 1; only with --models mlp)")
+    ll.add_argument("--detach-lora-inputs", dest="detach_lora_input", action="store_true",
+                    help="the stacking control: every LoRA layer with a LoRA layer upstream reads a detached copy of "
+                         "its input in its LoRA branch (--models mlp with --depth 2 or more, or --factory)")
     ll.add_argument("--fraction", type=float, default=None,
                     help="Adam edge criterion: loss(T) <= f loss(0); f in (0, 1]")
     ll.add_argument("--range", **_csv(rate_range), sep=":", default=None,

@@ -69,14 +69,15 @@ def toy_spec(args) -> CoordCheckSpec:
                           alpha=args.alpha, alpha_scaling=args.alpha_scaling,
                           batch_size=args.batch_size, data=args.data, depth=args.depth,
                           dtype=args.dtype, loss_reduction=args.loss_reduction, teacher=args.teacher,
-                          b0_scale=args.b0_scale)
+                          b0_scale=args.b0_scale, detach_lora_input=args.detach_lora_input)
 
 
 def factory_spec(args) -> FactoryCheckSpec:
     """coord-check --factory: the toy models' options are refused (the factory makes the model)."""
-    given = [name for name, default in toy_model_defaults().items() if getattr(args, name) != default]
+    given = [name for name, default in toy_model_defaults().items()
+             if getattr(args, name) != default]
     if given:
-        option = "--" + given[0].replace("_", "-")
+        option = "--detach-lora-inputs" if given[0] == "detach_lora_input" else "--" + given[0].replace("_", "-")
         why = "runs train with Adam" if given[0] == "optimizer" else "the model comes from the factory"
         raise SpecError(f"{option} is an option of the built-in toy models; with --factory {why}")
     return FactoryCheckSpec(factory=args.factory, widths=tuple(args.widths), seeds=seeds(args.seeds),
@@ -112,17 +113,19 @@ def lr_laws(args) -> int:
     if any(n <= 0 for n in targets):
         raise SpecError(f"--target-width must be positive widths, got {','.join(map(str, targets))}")
     if args.factory:
-        for name in ("models", "scales", "laws", "ranks", "studies"):
+        for name in ("models", "scales", "laws", "ranks", "studies", "depth"):
             if getattr(args, name) is not None:
                 raise SpecError(f"--{name} does not apply with --factory (the factory makes the model)")
         configs = factory_configs(args.factory, args.quick, _names(args.inits), args.widths, args.seeds,
-                                  args.fraction, args.steps, args.range, _names(args.slices))
+                                  args.fraction, args.steps, args.range, _names(args.slices),
+                                  detach=args.detach_lora_input)
         study = LawsStudy(configs, ["factory"], args.quick, tolerance, target_widths=targets,
                           check_against=args.check_against)
         return run(study, args, "runs/lr-laws-factory")
     studies = args.studies if args.studies is not None else list(LAWS_STUDIES)
     configs = select_configs(studies, args.quick, args.models, args.inits, args.scales, args.slices, args.laws,
-                             args.widths, args.ranks, args.seeds, args.fraction, args.steps, args.range)
+                             args.widths, args.ranks, args.seeds, args.fraction, args.steps, args.range, args.depth,
+                             args.detach_lora_input)
     transfers = select_transfers(studies, args.quick, args.models, args.inits, args.widths, args.seeds)
     study = LawsStudy(configs, studies, args.quick, tolerance, kinds=args.laws, transfers=transfers,
                       target_widths=targets, check_against=args.check_against)

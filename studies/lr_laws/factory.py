@@ -22,6 +22,7 @@ import torch
 
 from scaling.edges import Criterion
 from scaling.factory import FactoryError, inspect_task
+from scaling.lora_layers import detach_lora_inputs
 from toy_models.module_population import train_population
 from studies.factory_check import FactoryCheckSpec, check_factory, factory_for
 from studies.families.pretrain import apply_init
@@ -54,7 +55,8 @@ def factory_slices(rate_range: tuple[float, float] | None = None) -> tuple[Slice
 
 def factory_configs(refs: list[str], quick: bool = False, inits=None, widths=None, seeds: int | None = None,
                     fraction: float | None = None, steps: int | None = None,
-                    rate_range: tuple[float, float] | None = None, slices=None, rank: int = 4) -> list[LawsConfig]:
+                    rate_range: tuple[float, float] | None = None, slices=None, rank: int = 4,
+                    detach: bool = False) -> list[LawsConfig]:
     """One configuration per (factory, init); SpecError (one line) for a bad option. The
     factories themselves are checked by ``check_factories`` before anything runs."""
     inits = inits or ["1", "2"]
@@ -81,7 +83,7 @@ def factory_configs(refs: list[str], quick: bool = False, inits=None, widths=Non
                                       widths=tuple(widths or (QUICK_WIDTHS if quick else WIDTHS)), ranks=(rank,),
                                       seeds=tuple(range(seeds or (QUICK_SEEDS if quick else SEEDS))),
                                       slices=chosen, criteria=criteria, per_decade=2 if quick else 3,
-                                      refine_points=3, refine_rounds=2))
+                                      refine_points=3, refine_rounds=2, detach_lora_input=detach))
     return configs
 
 
@@ -100,7 +102,9 @@ def population_losses(frame: pd.DataFrame, runs: int, steps: int) -> dict[str, n
 def factory_laws_shard(configs: tuple[LawsConfig, ...], width: int, rank: int, seed: int,
                        device: str = "cpu", chunk_size: int | None = 16) -> pd.DataFrame:
     """Every configuration of one factory at one (width, seed): the model is built once, each
-    init starts from the same base and LoRA draw. Returns search_slices' rows with cpu_s."""
+    init starts from the same base and LoRA draw; under the stacking control (all configurations
+    alike) every LoRA layer with a LoRA layer upstream reads a detached copy of its input in its
+    LoRA branch. Returns search_slices' rows with cpu_s."""
     start = time.process_time()
     dev = torch.device(device)
     factory = factory_for(configs[0].factory)
@@ -109,6 +113,13 @@ def factory_laws_shard(configs: tuple[LawsConfig, ...], width: int, rank: int, s
     if shape.init != "1":
         raise FactoryError(f"factory {factory.name}: lr-laws starts from the factory's Init[1] model "
                            f"(A random, B = 0), this one is at init {shape.init}")
+    if len({c.detach_lora_input for c in configs}) != 1:
+        raise ValueError("one factory shard runs either the model or its stacking control, not both")
+    if configs[0].detach_lora_input:
+        stacked = [name for name in shape.layers if shape.upstream[name]]
+        if not stacked:
+            raise FactoryError(f"factory {factory.name}: the stacking control needs a LoRA layer fed by another one")
+        detach_lora_inputs(task.model, stacked)
     trainable = [p for p in task.model.parameters() if p.requires_grad]
     initial = [p.detach().clone() for p in trainable]
     frames = []
@@ -131,13 +142,13 @@ def factory_laws_shard(configs: tuple[LawsConfig, ...], width: int, rank: int, s
 def factory_laws_shards(configs: list[LawsConfig], device) -> list[Shard]:
     """One shard per (factory, width, rank, seed) holding every init of that factory; widest
     first (the longest shards start first)."""
-    by_factory: dict[str, list[LawsConfig]] = {}
+    by_factory: dict[tuple[str, bool], list[LawsConfig]] = {}
     for c in configs:
-        by_factory.setdefault(c.factory, []).append(c)
+        by_factory.setdefault((c.factory, c.detach_lora_input), []).append(c)
     shards = []
-    for ref, group in by_factory.items():
+    for (ref, detached), group in by_factory.items():
         slug = "".join(ch if ch.isalnum() else "_" for ch in group[0].model)
-        inits = "".join(c.init for c in group)
+        inits = "".join(c.init for c in group) + ("_detached" if detached else "")
         points = sorted({p for c in group for p in c.points()}, reverse=True)
         for w, r in points:
             for s in sorted({s for c in group for s in c.seeds}):
