@@ -81,7 +81,10 @@ class FactoryCheckStudy(Study):
         self.spec, self.tolerance, self.title, self.figure = spec, tolerance, title, figure
 
     def check(self, device: torch.device) -> None:
-        check_factory(self.spec, device)
+        shape = check_factory(self.spec, device)
+        if not shape.layers:
+            raise SpecError(f"factory {self.spec.name}: coord-check measures linear LoRA layers and this model has "
+                            f"only {', '.join(shape.skipped[:3])}; lr-laws --factory studies its learning rates")
 
     def store_spec(self) -> dict:
         return {"study": "coord-check", **self.spec.to_dict()}

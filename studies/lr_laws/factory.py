@@ -116,7 +116,7 @@ def factory_laws_shard(configs: tuple[LawsConfig, ...], width: int, rank: int, s
     if len({c.detach_lora_input for c in configs}) != 1:
         raise ValueError("one factory shard runs either the model or its stacking control, not both")
     if configs[0].detach_lora_input:
-        stacked = [name for name in shape.layers if shape.upstream[name]]
+        stacked = [name for name, up in shape.upstream.items() if up]
         if not stacked:
             raise FactoryError(f"factory {factory.name}: the stacking control needs a LoRA layer fed by another one")
         detach_lora_inputs(task.model, stacked)
