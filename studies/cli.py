@@ -263,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     ll.add_argument("--target-width", **_csv(int_list), default=None,
                     help="also recommend eta_A, eta_B and one shared rate at these widths, comma-separated, from "
                          "the measured laws (recommended.csv)")
+    ll.add_argument("--transfer", action="store_true",
+                    help="with --factory: also run the transfer test on the factory's model (tune at the narrowest "
+                         "width, move the rates by each rule, transfer.csv); the toys run it as the 'transfer' study")
     ll.add_argument("--check-against", default=None, metavar="DIR",
                     help="with --target-width: an lr-laws run that measured those widths; the recommendations are "
                          "set against its measurements (extrapolation_check.csv)")

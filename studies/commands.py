@@ -23,7 +23,7 @@ from studies.gallery import build_gallery
 from studies.lr_grid import LrGridSpec
 from studies.lr_laws.config import STUDIES as LAWS_STUDIES
 from studies.lr_laws.config import select_configs
-from studies.lr_laws.transfer import select_transfers
+from studies.lr_laws.transfer import factory_transfers, select_transfers
 from studies.lr_laws.factory import factory_configs
 from studies.run.context import RunOptions, resolve_device
 from studies.run.spec import CoordCheckSpec, SpecError, toy_model_defaults
@@ -119,9 +119,13 @@ def lr_laws(args) -> int:
         configs = factory_configs(args.factory, args.quick, _names(args.inits), args.widths, args.seeds,
                                   args.fraction, args.steps, args.range, _names(args.slices),
                                   detach=args.detach_lora_input)
-        study = LawsStudy(configs, ["factory"], args.quick, tolerance, target_widths=targets,
-                          check_against=args.check_against)
+        transfers = factory_transfers(configs) if args.transfer else []
+        study = LawsStudy(configs, ["factory"] + (["transfer"] if transfers else []), args.quick, tolerance,
+                          transfers=transfers, target_widths=targets, check_against=args.check_against)
         return run(study, args, "runs/lr-laws-factory")
+    if args.transfer:
+        raise SpecError("--transfer is for --factory runs; on the toys the transfer test is the 'transfer' study "
+                        "(--studies transfer)")
     studies = args.studies if args.studies is not None else list(LAWS_STUDIES)
     configs = select_configs(studies, args.quick, args.models, args.inits, args.scales, args.slices, args.laws,
                              args.widths, args.ranks, args.seeds, args.fraction, args.steps, args.range, args.depth,

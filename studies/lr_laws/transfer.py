@@ -13,6 +13,10 @@ trains, at every wider width, the pairs the rules give (``scaling.transfer``):
 - one rate by its measured law: eta* (n/n0)^g, g measured on these widths (in-sample);
 - muA's single rate: eta* (n/n0)^-1/2 from Init[1], eta* (n/n0)^-1 from Init[2].
 
+On a factory's model (``lr-laws --factory REF --transfer``) the same two phases run on the
+factory's model at each (width, seed), Init[2] made from its Init[1] as the laws' shards do,
+every pair one member of a ``toy_models.module_population`` population.
+
 The loss gap of a rule at width n is L_T(rule's pair) / L_T(retuned best pair), per seed, its
 geometric mean over seeds with a 95% bootstrap interval; a rule's pair that diverges scores an
 infinite gap. ``transfer_table`` builds the table (transfer.csv), ``best_rules`` names the rule
@@ -27,15 +31,22 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
 from scaling.edges import mean_interval
 from scaling.profile import seed_mean_log
 from scaling.transfer import LORAPLUS, SHARED_HELD, TransferRule, extrapolate, measured_shared_rule, mua_rule
+from scaling.factory import inspect_task
+from scaling.lora_layers import detach_lora_inputs
+from studies.factory_check import factory_for
+from studies.families.pretrain import apply_init
 from studies.lr_grid import log_grid, train_pairs
 from studies.lr_laws.config import ConfigKey
+from studies.lr_laws.factory import population_losses
 from studies.run.shards import Shard
 from studies.run.spec import SpecError, _positive_ints, check_choices
 from toy_models.models import ModelConfig, build_model
+from toy_models.module_population import train_population
 
 TRANSFER_COLUMNS = ["config", "width", "seed", "kind", "rule", "eta_a", "eta_b", "loss_0", "loss_t", "diverged_step",
                     "cpu_s"]
@@ -57,9 +68,15 @@ class TransferConfig:
     rank: int = 4
     batch_size: int | None = 8
     depth: int = 1
+    factory: str | None = None     # a factory reference (model is then its name); None: a toy
+    detach_lora_input: bool = False  # the stacking control (factories)
 
     def __post_init__(self):
-        check_choices(self.model, self.optimizer, self.init)
+        if self.factory is None:
+            check_choices(self.model, self.optimizer, self.init)
+        elif self.optimizer != "adam" or self.init not in ("1", "2"):
+            raise SpecError(f"a factory's transfer test trains with Adam from init 1 or 2, got "
+                            f"{self.optimizer} / init {self.init}")
         object.__setattr__(self, "widths", tuple(sorted(_positive_ints("widths", self.widths))))
         object.__setattr__(self, "seeds", tuple(self.seeds))
         object.__setattr__(self, "eta_range", tuple(float(v) for v in self.eta_range))
@@ -70,7 +87,7 @@ class TransferConfig:
 
     @property
     def key(self) -> ConfigKey:
-        return ConfigKey(self.model, self.optimizer, self.init, depth=self.depth)
+        return ConfigKey(self.model, self.optimizer, self.init, depth=self.depth, detached=self.detach_lora_input)
 
     @property
     def label(self) -> str:
@@ -97,6 +114,15 @@ class TransferConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+def factory_transfers(configs) -> list[TransferConfig]:
+    """The transfer test of each factory configuration (studies.lr_laws.config.LawsConfig with a
+    factory): its widths, seeds, rank and stacking control; the score is the loss at its primary
+    criterion's step; the grid 1e-5 .. 10 at 2 values per decade (13 x 13 pairs)."""
+    return [TransferConfig(model=c.model, optimizer=c.optimizer, init=c.init, widths=c.widths, seeds=c.seeds,
+                           per_decade=2, steps=c.criteria[0].steps, rank=c.ranks[0], batch_size=None,
+                           factory=c.factory, detach_lora_input=c.detach_lora_input) for c in configs]
+
+
 def transfer_catalogue(quick: bool = False) -> list[TransferConfig]:
     """The toys' transfer tests: linear and the mlp under Adam, Init[1] and Init[2]."""
     widths = (64, 256, 1024) if quick else (64, 128, 256, 512, 1024, 2048)
@@ -117,11 +143,31 @@ def transfer_shard(config: TransferConfig, width: int, seed: int, pairs: tuple, 
     else:
         eta_a, eta_b = config.grid()
         rules, kind = [""] * len(eta_a), "grid"
-    model = build_model(config.model, config.model_config(width), seed, device)
-    c = train_pairs(model, np.asarray(eta_a, float), np.asarray(eta_b, float), config.optimizer, config.steps)
+    eta_a, eta_b = np.asarray(eta_a, float), np.asarray(eta_b, float)
+    if config.factory is None:
+        model = build_model(config.model, config.model_config(width), seed, device)
+        c = train_pairs(model, eta_a, eta_b, config.optimizer, config.steps)
+    else:
+        c = factory_pairs(config, width, seed, eta_a, eta_b, device)
     return pd.DataFrame({"config": config.label, "width": width, "seed": seed, "kind": kind, "rule": rules,
                          "eta_a": eta_a, "eta_b": eta_b, "loss_0": c["train"][0], "loss_t": c["train"][config.steps],
                          "diverged_step": c["diverged_step"], "cpu_s": time.process_time() - start})[TRANSFER_COLUMNS]
+
+
+def factory_pairs(config: TransferConfig, width: int, seed: int, eta_a: np.ndarray, eta_b: np.ndarray,
+                  device, chunk_size: int = 16) -> dict[str, np.ndarray]:
+    """Train the factory's model at (width, seed) under every pair (eta_a, eta_b: (K,)) for
+    config.steps Adam steps from its init, as the laws' factory shards do (the same Init[2]
+    draw): {'train': (T+1, K) losses, 'diverged_step': (K,)}."""
+    dev = torch.device(device)
+    task = factory_for(config.factory)(width, config.rank, seed, dev)
+    shape = inspect_task(task, f"factory {config.model}")
+    if config.detach_lora_input:
+        detach_lora_inputs(task.model, [name for name, up in shape.upstream.items() if up])
+    torch.manual_seed(30_000 + seed)
+    apply_init(task.model, config.init)
+    result = train_population([task], eta_a, eta_b, config.steps, measure=False, device=dev, chunk_size=chunk_size)
+    return population_losses(result.frame, len(eta_a), config.steps)
 
 
 def _slug(config: TransferConfig) -> str:
