@@ -58,13 +58,18 @@ class Task:
     model: an nn.Module with LoRA layers; batches: one batch or ``batches(step)`` (step 1-based);
     loss_fn: ``loss_fn(model, batch) -> scalar tensor`` (None: ``model(**batch).loss``);
     info: numbers about this model that the study keeps as columns of its rows (e.g. the
-    base's pretraining loss).
+    base's pretraining loss); readout: how the output reads the last features, which moves the
+    predicted learning-rate edges (``scaling.laws``): "mean-field" (output weights of size 1/n:
+    a Theta(1) change of every feature moves the output by Theta(1)), "standard" (size n^-1/2,
+    PyTorch's default nn.Linear init: the same change moves it by n^1/2), None (not declared:
+    the laws are predicted as for a mean-field readout, and the report says so).
     """
 
     model: nn.Module
     batches: Any
     loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None = None
     info: dict[str, float] = field(default_factory=dict)  # numbers kept with the runs' rows
+    readout: str | None = None
 
     def batch(self, step: int):
         """The batch of optimiser step ``step`` (1-based); the fixed batch if there is one."""
@@ -80,6 +85,9 @@ class Task:
         return not callable(self.batches)
 
 
+READOUTS = ("mean-field", "standard", None)
+
+
 def as_task(output, name: str = "the factory") -> Task:
     """A Task from what a factory returned: a Task or a tuple (model, batches[, loss_fn])."""
     if isinstance(output, Task):
@@ -93,6 +101,8 @@ def as_task(output, name: str = "the factory") -> Task:
         raise FactoryError(f"{name} returned a model of type {type(task.model).__name__}, not an nn.Module")
     if task.loss_fn is not None and not callable(task.loss_fn):
         raise FactoryError(f"{name}: loss_fn must be callable(model, batch)")
+    if task.readout not in READOUTS:
+        raise FactoryError(f"{name}: readout must be one of {', '.join(map(str, READOUTS))}, got {task.readout!r}")
     return task
 
 

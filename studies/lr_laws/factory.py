@@ -136,7 +136,10 @@ def factory_laws_shard(configs: tuple[LawsConfig, ...], width: int, rank: int, s
             return population_losses(result.frame, len(eta_a), config.steps)
 
         frames.append(search_slices(config, width, rank, seed, float("nan"), train))
-    return pd.concat(frames, ignore_index=True).assign(cpu_s=time.process_time() - start)
+    # what the predictions need to know about the model: its longest chain of LoRA layers in
+    # series and its declared readout ("" when not declared)
+    return pd.concat(frames, ignore_index=True).assign(chain=shape.chain, readout=task.readout or "",
+                                                       cpu_s=time.process_time() - start)
 
 
 def factory_laws_shards(configs: list[LawsConfig], device) -> list[Shard]:
