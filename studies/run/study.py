@@ -95,6 +95,19 @@ def write_tables(out: Path, tables: dict[str, pd.DataFrame]) -> None:
             write_csv(table, out / f"{name}.csv")
 
 
+GLOSSARY = Path(__file__).resolve().parents[2] / "docs" / "glossary.md"
+GLOSSARY_WORDS = ("Init[1]", "Init[2]", "Theta(1)", "delta1..3", "lazy side", "edge", "corner", "B0 path",
+                  "local slopes", "omega")
+
+
+def glossary_note() -> str:
+    """The closing line of every report.md: where its words (Init[1], delta1..3, edge, corner,
+    B0 path, local slopes, omega, ...) are explained."""
+    where = f"[{GLOSSARY}]({GLOSSARY.as_uri()})" if GLOSSARY.is_file() else "`docs/glossary.md` in the repository"
+    return (f"\n\n---\nThe words this report uses ({', '.join(GLOSSARY_WORDS)}, ...) are explained in the glossary: "
+            f"{where}, the Glossary page of the documentation site.\n")
+
+
 def finish(study: Study, out: Path, raw: dict[str, pd.DataFrame], meta: dict, say=None) -> Report:
     """analyse -> render -> write the analysis tables and report.md (a run's last half, shared by
     ``run_study`` and ``redraw``); ``say(what)`` is a context manager that reports a phase."""
@@ -105,7 +118,7 @@ def finish(study: Study, out: Path, raw: dict[str, pd.DataFrame], meta: dict, sa
         (out / "figures").mkdir(exist_ok=True)
         report = study.render(out, tables, meta)
         write_tables(out, tables.files())
-        write_text(report.text, out / "report.md")
+        write_text(report.text.rstrip("\n") + glossary_note(), out / "report.md")
     return report
 
 
