@@ -161,14 +161,14 @@ def _law_choice(laws: pd.DataFrame, config: str, law: str) -> tuple[float | None
     return None, f"measured exponent (against the theory's {r.predicted:+g}: {r.verdict})"
 
 
-def _held_ratio(edges: pd.DataFrame, config: str, width: float) -> float | None:
-    """lambda = eta_B / eta_A of a configuration's ratio slice at ``width``, from edges.csv
-    (each row holds the slice's held value at its own width and the value's exponent in n)."""
+def _held_ratio(edges: pd.DataFrame, config: str, width: float) -> tuple[float, float] | None:
+    """(lambda = eta_B / eta_A of a configuration's ratio slice at ``width``, its exponent in n),
+    from edges.csv (each row holds the slice's held value at its own width and its exponent)."""
     r = edges[(edges.config == config) & (edges.slice_name == "ratio")]
     if r.empty:
         return None
     first = r.iloc[0]
-    return float(first.held * (width / first.width) ** first.held_n)
+    return float(first.held * (width / first.width) ** first.held_n), float(first.held_n)
 
 
 RECOMMEND_COLUMNS = ["config", "model", "init", "target_width", "quantity", "value", "low", "high", "exponent",
@@ -208,11 +208,14 @@ def recommend(optima: pd.DataFrame, laws: pd.DataFrame, edges: pd.DataFrame, tar
                     "exponent": e.exponent, "exponent_low": e.exponent_low, "exponent_high": e.exponent_high,
                     "widths": " ".join(map(str, e.widths)), "seeds": e.n_seeds, "warning": e.warning()}
             rows.append({**base, "quantity": quantity, "value": e.value, "low": e.low, "high": e.high})
-            lam = _held_ratio(edges, label, target) if quantity in ETA_B_OF else None
-            if lam is not None:
+            held = _held_ratio(edges, label, target) if quantity in ETA_B_OF else None
+            if held is not None:  # eta_B = lambda eta_A: its exponent is eta_A's plus lambda's
+                lam, lam_n = held
                 rows.append({**base, "quantity": ETA_B_OF[quantity], "value": lam * e.value, "low": lam * e.low,
-                             "high": lam * e.high,
-                             "rule": why + f"; eta_B = lambda eta_A with the slice's lambda = {lam:.4g} at this width"})
+                             "high": lam * e.high, "exponent": e.exponent + lam_n,
+                             "exponent_low": e.exponent_low + lam_n, "exponent_high": e.exponent_high + lam_n,
+                             "rule": why + f"; eta_B = lambda eta_A with the slice's lambda = {lam:.4g} "
+                                           f"(~ n^{lam_n:+g}) at this width"})
     return pd.DataFrame(rows, columns=RECOMMEND_COLUMNS)
 
 

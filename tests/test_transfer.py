@@ -63,6 +63,7 @@ def test_recommend_uses_the_theory_exponent_only_where_the_law_passes():
         "one shared rate", "rule"]
     lam = 32.0 * 1024 / 128
     assert r.loc["eta_B of the LoRA+ pair", "value"] == pytest.approx(lam * r.loc["eta_A of the LoRA+ pair", "value"])
+    assert r.loc["eta_B of the LoRA+ pair", "exponent"] == 0.0  # eta_A's -1 plus lambda's +1: eta_B held
 
 
 def tiny_transfer() -> TransferConfig:
