@@ -109,12 +109,14 @@ def lr_laws(args) -> int:
             if getattr(args, name) is not None:
                 raise SpecError(f"--{name} does not apply with --factory (the factory makes the model)")
         configs = factory_configs(args.factory, args.quick, _names(args.inits), args.widths, args.seeds,
-                                  args.fraction, args.steps, args.range, _names(args.slices))
+                                  args.fraction, args.steps, args.range, _names(args.slices),
+                                  criteria=_names(args.criteria))
         study = LawsStudy(configs, ["factory"], args.quick, tolerance)
         return run(study, args, "runs/lr-laws-factory")
     studies = args.studies if args.studies is not None else ["width", "gd", "rank", "fig2"]
     configs = select_configs(studies, args.quick, args.models, args.inits, args.scales, args.slices, args.laws,
-                             args.widths, args.ranks, args.seeds, args.fraction, args.steps, args.range)
+                             args.widths, args.ranks, args.seeds, args.fraction, args.steps, args.range,
+                             _names(args.criteria))
     study = LawsStudy(configs, studies, args.quick, tolerance, kinds=args.laws)
     return run(study, args, "runs/lr-laws-quick" if args.quick else "runs/lr-laws")
 

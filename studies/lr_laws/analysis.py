@@ -307,14 +307,14 @@ def analyse(runs: pd.DataFrame, configs: list[LawsConfig], tol: float = DEFAULT_
         x = x_of(c)
         e = edges[edges.config == c.label]
         if len(e):
-            summaries.append(width_summary(e, ["config", "slice", "criterion"], x))
+            summaries.append(width_summary(e, ["config", "slice", "criterion"], x, center=c.center))
         for crit in (c.criteria if len(e) else ()):
             ec = e[e.criterion == crit.name]
             for s in [s for s in c.slices if s.role == "edge"]:
                 es = ec[ec.slice == s.key]
                 if es.empty:
                     continue
-                fit, left = fit_edge_law(es, x)
+                fit, left = fit_edge_law(es, x, center=c.center)
                 pred = predictor("edge", c, s)
                 row = _law_row("edge", f"{SLICE_NAMES[s.name]}", c, fit, left, pred, tol, s.key, crit.name,
                                slice_spec=s)
@@ -324,14 +324,14 @@ def analyse(runs: pd.DataFrame, configs: list[LawsConfig], tol: float = DEFAULT_
             names = {s.name for s in c.slices if s.role == "edge"}
             if {"b-edge", "a-edge"} <= names:
                 corner = corner_frame(ec, ["config", x])
-                fit, left = fit_edge_law(corner, x)
+                fit, left = fit_edge_law(corner, x, center=c.center)
                 row = _law_row("corner", CORNER, c, fit, left, predictor("corner", c), tol, "b-edge / a-edge",
                                crit.name)
                 sens.append(row)
                 if crit == c.primary:
                     laws.append(row)
                     corner = corner.assign(slice="corner", criterion=crit.name)
-                    summaries.append(width_summary(corner, ["config", "slice", "criterion"], x))
+                    summaries.append(width_summary(corner, ["config", "slice", "criterion"], x, center=c.center))
         opt = slice_optima(runs, c).assign(config=c.label)
         optima.append(opt)
         for s in [s for s in c.slices if s.role == "edge" and len(opt)]:
@@ -360,7 +360,7 @@ def analyse(runs: pd.DataFrame, configs: list[LawsConfig], tol: float = DEFAULT_
         both = e1.merge(e2, on=[x, "seed"], suffixes=("_1", "_2"))
         ratio = pd.DataFrame({x: both[x], "seed": both.seed, "edge": both.edge_1 / both.edge_2,
                               "censored": (both.censored_1.fillna("") + both.censored_2.fillna(""))})
-        fit, left = fit_edge_law(ratio, x)
+        fit, left = fit_edge_law(ratio, x, center=c1.center)
         s = next(s for s in c1.slices if s.name == "one-rate")
         p1, p2 = predictor("edge", c1, s), predictor("edge", c2, s)
         pred = (LawPrediction(p1.exponent - p2.exponent, "exact" if p1.claim == p2.claim == "exact" else "none",

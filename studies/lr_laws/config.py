@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from scaling.edges import Criterion
+from scaling.gamma import CENTERS
 from studies.run.spec import SpecError, _positive_ints, check_choices
 from toy_models.models import MODELS, ModelConfig
 
@@ -152,6 +153,7 @@ class LawsConfig:
     b0_variance: str = "1"
     b0_scale: float = 1.0
     factory: str | None = None  # a factory reference (``studies.factory_laws``); model is then its name
+    center: str = "mean"  # the seeds' centre of a width's log edges in fits and summaries (scaling.gamma.CENTERS)
 
     def __post_init__(self):
         if self.factory is not None:
@@ -162,6 +164,8 @@ class LawsConfig:
             raise SpecError(f"unknown LoRA scale {self.alpha_scaling!r}; choose from {', '.join(ALPHA_SCALINGS)}")
         if self.b0_variance not in ("1", "1/r"):
             raise SpecError(f"b0 variance must be '1' or '1/r', got {self.b0_variance!r}")
+        if self.center not in CENTERS:
+            raise SpecError(f"unknown seed centre {self.center!r}; choose from {', '.join(CENTERS)}")
         if self.variable not in ("n", "r"):
             raise SpecError(f"variable must be 'n' (width) or 'r' (rank), got {self.variable!r}")
         for name in ("widths", "ranks"):
@@ -366,9 +370,12 @@ def _choose(name: str, given: list[str] | None, allowed) -> list[str] | None:
 
 def select_configs(studies: list[str], quick: bool = False, models=None, inits=None, scales=None, slices=None,
                    laws=None, widths=None, ranks=None, seeds: int | None = None, fraction: float | None = None,
-                   steps: int | None = None, rate_range: tuple[float, float] | None = None) -> list[LawsConfig]:
+                   steps: int | None = None, rate_range: tuple[float, float] | None = None,
+                   criteria: list[str] | None = None) -> list[LawsConfig]:
     """The configurations to run: the named studies' catalogue, narrowed by the filters and
-    changed by the overrides (all validated; SpecError with one line otherwise)."""
+    changed by the overrides (all validated; SpecError with one line otherwise). criteria:
+    criterion names (``Criterion.parse``) replacing every configuration's, the first primary;
+    fraction and steps then change that first one."""
     _choose("studie", studies, STUDIES)
     _choose("model", models, tuple(MODELS))
     _choose("init", inits, ("1", "2", "paper"))
@@ -383,6 +390,12 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
         raise SpecError(f"--fraction must be in (0, 1], got {fraction}")
     if steps is not None and steps <= 0:
         raise SpecError(f"--steps must be a positive integer, got {steps}")
+    parsed = None
+    if criteria:
+        try:
+            parsed = tuple(dict.fromkeys(Criterion.parse(c) for c in criteria))
+        except ValueError as err:
+            raise SpecError(f"--criteria: {err}") from None
     out = []
     for study in (s for s in studies if s != "fig2"):
         for c in catalogue(study, quick):
@@ -403,12 +416,18 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
                 changes["ranks"] = tuple(ranks)
             if seeds:
                 changes["seeds"] = tuple(range(seeds))
+            if parsed:
+                if (c.optimizer == "sgd") != all(k.kind == "diverged" for k in parsed):
+                    raise SpecError(f"--criteria {','.join(criteria)}: {c.label} needs "
+                                    + ("diverged@T<T> (gradient descent)" if c.optimizer == "sgd" else
+                                       "f<F>@T<T> or best<Q>@T<T> (Adam)") + "; narrow --studies or --models")
+                changes["criteria"] = parsed
             if fraction is not None or steps is not None:
-                first = c.primary
+                first = changes.get("criteria", c.criteria)[0]
                 if c.optimizer == "sgd":
                     changes["criteria"] = (Criterion(steps or first.steps),)
                 else:
-                    changes["criteria"] = (Criterion(steps or first.steps, fraction or first.fraction),)
+                    changes["criteria"] = (Criterion(steps or first.steps, fraction or first.fraction, first.kind),)
             out.append(replace(c, **changes))
     labels = [c.label for c in out]
     if len(set(labels)) != len(labels):
