@@ -389,13 +389,21 @@ def _fig2(grid: pd.DataFrame | None) -> pd.DataFrame | None:
 
 
 def search_cost(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs per edge and CPU time per shard, per configuration and x: how the search scales."""
+    """Runs per edge and CPU time per shard, per configuration and x: how the search scales.
+    A factory's shards also say how much of it built the model (build_cpu_s: pretraining, or
+    loading the cached base; shared by the inits of a shard) and trained the populations."""
     x = "width" if runs.groupby("config").width.nunique().max() > 1 else "rank"
-    per_shard = runs.groupby(["config", "width", "rank", "seed"]).agg(
-        runs=("rate", "size"), rounds=("round", "max"), cpu_s=("cpu_s", "first") if "cpu_s" in runs else ("rate", "size"))
+    agg = dict(runs=("rate", "size"), rounds=("round", "max"),
+               cpu_s=("cpu_s", "first") if "cpu_s" in runs else ("rate", "size"))
+    if "build_cpu_s" in runs:
+        agg["build_cpu_s"] = ("build_cpu_s", "first")
+    per_shard = runs.groupby(["config", "width", "rank", "seed"]).agg(**agg)
+    if "round_cpu_s" in runs:
+        per_round = runs.groupby(["config", "width", "rank", "seed", "round"]).round_cpu_s.first()
+        per_shard["train_cpu_s"] = per_round.groupby(["config", "width", "rank", "seed"]).sum()
     edge_runs = runs[runs.role == "edge"].groupby(["config", "width", "rank", "seed", "slice"]).size()
     per_edge = edge_runs.groupby(["config", "width", "rank"]).mean().rename("runs_per_edge_slice")
-    out = per_shard.groupby(["config", "width", "rank"]).agg(runs=("runs", "mean"), rounds=("rounds", "max"),
-                                                             cpu_s=("cpu_s", "mean")).join(per_edge)
+    cols = {c: (c, "max" if c == "rounds" else "mean") for c in per_shard.columns}
+    out = per_shard.groupby(["config", "width", "rank"]).agg(**cols).join(per_edge)
     out["rounds"] += 1
     return out.reset_index()

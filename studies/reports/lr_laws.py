@@ -284,7 +284,9 @@ def report_text(meta: dict, tables: LawsTables, figures: dict[str, str]) -> str:
                       "so every LoRA gradient is exactly zero and no rate trains:", "", _md(dead), ""]
     lines += ["## Search cost", "",
               "Runs per shard (all slices and criteria of one configuration at one width / rank and seed), runs per "
-              "edge slice, rounds and CPU seconds per shard (process time: this machine may be shared).", "",
+              "edge slice, rounds and CPU seconds per shard (process time: this machine may be shared). A factory's "
+              "shard holds every init of one (width, seed): its cpu_s and build_cpu_s (pretraining the base, or "
+              "loading it from the cache) are the shard's, train_cpu_s this configuration's populations.", "",
               _md(tables.cost), ""]
     lines += ["## Figures", ""] + [f"![{c}]({p})" for c, p in figures.items()]
     lines += ["", "## Appendix: edges per width (geometric mean over seeds, 95% interval)", "",
