@@ -5,14 +5,11 @@ returns one figure with a single legend below the panels, so no legend covers a 
 """
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from figures.style import label_log_axis, scheme_looks, series_looks  # noqa: E402
+from figures.style import label_log_axis, scheme_looks, series_looks
 
 RMS = "RMS over coordinates"
 INIT_LABELS = {"1": "Init[1]: B = 0, A random", "2": "Init[2]: A = 0, B random", "zero": "both zero"}

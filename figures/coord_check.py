@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import textwrap
 
-import matplotlib
+import matplotlib.ticker
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.ticker  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from figures.style import scheme_looks  # noqa: E402
-from scaling.theory import fmt  # noqa: E402
+from figures.style import scheme_looks
+from scaling.exponents import fmt
 
 PANEL_METRICS = ("delta1", "delta2", "delta3", "z_a", "dz_b")
 # What each metric is and its unit, for the y-axis (scaling.measure).

@@ -6,16 +6,13 @@ the seeds.
 """
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.ticker import LogLocator, NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import LogLocator, NullFormatter  # noqa: E402
-
-from figures.style import label_log_axis, series_colours, series_looks  # noqa: E402
+from figures.style import label_log_axis, series_colours, series_looks
 
 DEV_ACCURACY = "dev accuracy (fraction correct)"
 

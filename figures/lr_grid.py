@@ -5,17 +5,14 @@ drawn as diverged (grey), never coloured by the mean of its surviving seeds.
 """
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.colors import ListedColormap, LogNorm
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import ListedColormap, LogNorm  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from figures.style import label_log_axis, series_colours  # noqa: E402
-from scaling.optimum import DEFAULT_REL_TOL, diverged_seeds, near_optimal, seed_mean_log_loss  # noqa: E402
+from figures.style import label_log_axis, series_colours
+from scaling.optimum import DEFAULT_REL_TOL, diverged_seeds, near_optimal, seed_mean_log_loss
 
 ETA_A_LABEL, ETA_B_LABEL = "eta_A (learning rate of A)", "eta_B (learning rate of B)"
 PARTLY_DIVERGED, ALL_DIVERGED = "#8c8c8c", "#d9d9d9"  # mid grey: some seeds; near-blank: every seed

@@ -2,14 +2,11 @@
 the predicted slopes, and the ratio profile (identified optimum or ridge)."""
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from figures.style import series_colours  # noqa: E402
+from figures.style import label_log_axis, series_colours, series_looks
 
 SLICE_LABELS = {"b-edge": "B edge: eta_B (eta_A ~ 1/n held)", "a-edge": "A edge: eta_A (eta_B held)",
                 "one-rate": "one-rate edge: eta", "ratio": "ratio edge: eta_A (lambda ~ n held)",
@@ -154,5 +151,29 @@ def plot_rank(summary: pd.DataFrame, laws: pd.DataFrame, title: str = ""):
     ax.set_xscale("log", base=2)
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title + "  (dotted: predicted slope)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_transfer_gaps(table: pd.DataFrame, title: str = ""):
+    """The transfer test: each rule's loss gap (loss after T steps at the rule's rates over the
+    loss at rates retuned at that width; geometric mean over seeds, 95% interval) against width,
+    one line per rule; 1 is as good as retuning. A diverged rule is drawn at the top edge."""
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    rules = list(dict.fromkeys(table.rule))
+    finite = table.gap[np.isfinite(table.gap)]
+    top = float(max(finite.max() * 1.5, 2.0)) if len(finite) else 10.0
+    for rule, look in zip(rules, series_looks(len(rules))):
+        g = table[table.rule == rule].sort_values("width")
+        y = np.where(np.isfinite(g.gap), g.gap, top)
+        lo = np.where(np.isfinite(g.gap_low), g.gap_low, top)
+        hi = np.where(np.isfinite(g.gap_high), g.gap_high, top)
+        ax.errorbar(g.width, y, yerr=[y - lo, hi - y], capsize=3, label=rule, **look.line())
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set(xscale="log", yscale="log", xlabel="width n (rates tuned at the narrowest)",
+           ylabel="loss(T) at the rule's rates / at retuned rates", title=title)
+    label_log_axis(ax, sorted(table.width.unique()))
+    ax.set_ylim(0.9, top * 1.1)
+    ax.legend(fontsize=7, title="transfer rule", title_fontsize=7)
     fig.tight_layout()
     return fig

@@ -1,20 +1,20 @@
 """Phase diagram over (gA, gB): theory's classes as regions, measured schemes as points coloured
-by the share of their checks that PASS."""
+by the share of their checks that PASS; and the trainable region's edges with measured edges.
+The theory comes computed (``scaling.phase``): these functions only draw it."""
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.colors import ListedColormap
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from scaling.rules import parse_scheme  # noqa: E402
-from scaling.theory import CLASSES, phase_diagram  # noqa: E402
+from scaling.laws import DEFAULT_HELD, SLICES
+from scaling.phase import PhaseDiagram, PhaseEdges
+from scaling.rules import parse_scheme
+from scaling.theory import CLASSES
 
 PASS_CMAP = "cividis"  # colour-blind safe, and dark to light reads as little to much
 
@@ -29,13 +29,14 @@ def phase_points(exponents: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).assign(share_pass=lambda d: d.n_pass / d.n_checks)
 
 
-def plot_phase_diagram(optimizer: str, init: str, model: str = "linear",
-                       measured: pd.DataFrame | None = None, ax=None, measured_on: str | None = None):
-    """The theory's class at every (gA, gB) for ``model``; measured: ``phase_points`` rows,
-    drawn as circles coloured by their share of PASS (colour bar), labelled with the scheme and
-    PASS count N/M, ringed in red where any check FAILed. measured_on: what the points were
-    measured on, for the title (default: ``model``)."""
-    gAs, gBs, grid = phase_diagram(optimizer, init, model)
+def plot_phase_diagram(diagram: PhaseDiagram, measured: pd.DataFrame | None = None, ax=None,
+                       measured_on: str | None = None):
+    """The theory's class at every (gA, gB) (``scaling.phase.phase_diagram``); measured:
+    ``phase_points`` rows, drawn as circles coloured by their share of PASS (colour bar),
+    labelled with the scheme and PASS count N/M, ringed in red where any check FAILed.
+    measured_on: what the points were measured on, for the title (default: the diagram's model)."""
+    optimizer, init, model = diagram.optimizer, diagram.init, diagram.model
+    gAs, gBs, grid = diagram.gA, diagram.gB, diagram.classes
     colours = sns.color_palette("pastel", len(CLASSES))
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 6.0))
@@ -95,60 +96,56 @@ def _on_slice(slice_: str, held: float, g: float) -> tuple[float, float]:
     return {"b-edge": (held, g), "a-edge": (g, held), "one-rate": (g, g), "ratio": (g, g + held)}[slice_]
 
 
-def plot_phase_edges(optimizer: str, init: str, model: str = "linear", measured: pd.DataFrame | None = None,
-                     alpha_scaling: str = "r", slices=None, ax=None, gA_range=(-2.0, 1.0), gB_range=(-2.0, 1.0)):
-    """The phase diagram with the trainable region's edges (exponents in n, r fixed).
+def measured_slices(measured: pd.DataFrame | None) -> dict[str, list[float]] | None:
+    """The slices and held n-exponents a measured edge table (columns slice, held) was taken on,
+    for ``scaling.phase.phase_edges``; None (every slice at its default) when there is none."""
+    if measured is None or not len(measured):
+        return None
+    return {s: ([_held_n(h) for h in dict.fromkeys(measured[measured.slice == s].held.map(str))] if "held" in measured
+                else [DEFAULT_HELD[s][0] if DEFAULT_HELD[s] else 0.0]) for s in dict.fromkeys(measured.slice)}
 
-    Draws theory's classes (where ``scaling.theory`` covers the setting), the boundary of OUTPUT
-    stability from ``scaling.laws`` (solid: the B edge at every gA; dashed where the hidden
-    features leave O(1) earlier than the loss sees), every slice as a line in (gA, gB) with the theory's edge on
-    it (open diamond), and, from ``measured`` (columns slice, held, slope, lo, hi: the fitted
-    n-slope of each slice's edge, its CI and the held exponent), the measured edge as a point on
-    its line with the CI drawn along the line.
+
+def plot_phase_edges(edges: PhaseEdges, measured: pd.DataFrame | None = None, ax=None):
+    """The phase diagram with the trainable region's edges (exponents in n, r fixed;
+    ``scaling.phase.phase_edges``).
+
+    Draws theory's classes (where the theory has them), the boundary of OUTPUT stability (solid:
+    the B edge at every gA; dashed where the hidden features leave O(1) earlier than the loss
+    sees), every slice as a line in (gA, gB) with the theory's edge on it (open diamond), and,
+    from ``measured`` (columns slice, held, slope, lo, hi: the fitted n-slope of each slice's
+    edge, its CI and the held exponent), the measured edge as a point on its line with the CI
+    drawn along the line.
     """
     from figures.style import series_colours
-    from scaling.laws import DEFAULT_HELD, SLICES, predict_edge
 
+    optimizer, init, model = edges.optimizer, edges.init, edges.model
+    gA_range, gB_range = edges.gA_range, edges.gB_range
     if ax is None:
         _, ax = plt.subplots(figsize=(7.2, 4.6))
-    try:
-        plot_phase_diagram(optimizer, init, model, ax=ax)
-    except ValueError:  # scaling.theory has no classes here (e.g. GD on the paper-mlp): edges only
+    if edges.diagram is not None:
+        plot_phase_diagram(edges.diagram, ax=ax)
+    else:  # the theory has no classes here (e.g. GD on the paper-mlp): edges only
         ax.set(xlabel="gA (eta_A ~ n^gA)", ylabel="gB (eta_B ~ n^gB)", title=f"{optimizer}, init {init}, model {model}")
-    # The boundary: for each gA, the B edge of the b-edge slice held at eta_A = n^gA (the
-    # largest gB whose output stays O(1); stability is monotone in gB). Edges settle by step 3.
-    gAs = np.round(np.arange(gA_range[0], gA_range[1] + 1e-9, 0.02), 6)
-    edges = [predict_edge(model, optimizer, init, "b-edge", (a, 0), alpha_scaling, "n", steps=3) for a in gAs]
-    loss = np.array([np.nan if e.exponent is None and e.upper is None else e.exponent if e.exponent is not None
-                     else e.upper for e in edges], dtype=float)
-    feature = np.array([v if e.exponent is not None or e.upper is None else
-                        (np.nan if e.lower is None else e.lower) for e, v in zip(edges, loss)], dtype=float)
+    gAs, loss, feature = (edges.boundary[c].to_numpy() for c in ("gA", "output_edge", "feature_edge"))
     floor = gB_range[0] - 1.0  # where no gB is stable at this gA: the boundary drops off the chart
     for curve, style, label in ((loss, "-", "output edge (theory)"), (feature, "--", "feature edge (theory)")):
         if np.isnan(curve).all() or (style == "--" and np.array_equal(curve, loss, equal_nan=True)):
             continue
         ax.plot(gAs, np.where(np.isnan(curve), floor, curve), color="black", ls=style, lw=1.6, label=label)
-    if slices is None:
-        slices = list(dict.fromkeys(measured.slice)) if measured is not None and len(measured) else list(SLICES)
     colours = dict(zip(SLICES, series_colours(len(SLICES))))
-    for s in slices:
-        helds = ([_held_n(h) for h in dict.fromkeys(measured[measured.slice == s].held.map(str))]
-                 if measured is not None and "held" in measured and (measured.slice == s).any()
-                 else [DEFAULT_HELD[s][0] if DEFAULT_HELD[s] else 0.0])
-        for h in helds:
-            ends = [_on_slice(s, h, g) for g in (min(gA_range[0], gB_range[0]) - 1, max(gA_range[1], gB_range[1]) + 1)]
-            ax.plot(*zip(*ends), color=colours[s], lw=0.9, alpha=0.8, label=f"slice {s}" + (f" (held n^{h:g})" if s != "one-rate" else ""))
-            pred = predict_edge(model, optimizer, init, s, (h, 0), alpha_scaling, "n", steps=3)
-            if pred.exponent is not None:
-                ax.plot(*_on_slice(s, h, pred.exponent), marker="D", ms=8, mfc="none", mec=colours[s], mew=1.6, ls="none")
-            if measured is None:
-                continue
-            rows = measured[(measured.slice == s) & (measured.held.map(_held_n) == h)] if "held" in measured else \
-                measured[measured.slice == s]
-            for _, row in rows.iterrows():
-                lo, hi = _on_slice(s, h, row.lo), _on_slice(s, h, row.hi)
-                ax.plot([lo[0], hi[0]], [lo[1], hi[1]], color=colours[s], lw=3, alpha=0.6, solid_capstyle="butt")
-                ax.plot(*_on_slice(s, h, row.slope), marker="o", ms=6, color=colours[s], mec="black", ls="none", zorder=4)
+    for s, h, pred in edges.slices.itertuples(index=False):
+        ends = [_on_slice(s, h, g) for g in (min(gA_range[0], gB_range[0]) - 1, max(gA_range[1], gB_range[1]) + 1)]
+        ax.plot(*zip(*ends), color=colours[s], lw=0.9, alpha=0.8, label=f"slice {s}" + (f" (held n^{h:g})" if s != "one-rate" else ""))
+        if not np.isnan(pred):
+            ax.plot(*_on_slice(s, h, pred), marker="D", ms=8, mfc="none", mec=colours[s], mew=1.6, ls="none")
+        if measured is None:
+            continue
+        rows = measured[(measured.slice == s) & (measured.held.map(_held_n) == h)] if "held" in measured else \
+            measured[measured.slice == s]
+        for _, row in rows.iterrows():
+            lo, hi = _on_slice(s, h, row.lo), _on_slice(s, h, row.hi)
+            ax.plot([lo[0], hi[0]], [lo[1], hi[1]], color=colours[s], lw=3, alpha=0.6, solid_capstyle="butt")
+            ax.plot(*_on_slice(s, h, row.slope), marker="o", ms=6, color=colours[s], mec="black", ls="none", zorder=4)
     ax.plot([], [], marker="D", mfc="none", mec="grey", ls="none", label="predicted edge")
     if measured is not None:
         ax.plot([], [], marker="o", color="grey", mec="black", ls="none", label="measured edge (95% CI along the slice)")

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def save_figure(fig, stem: Path, formats=("png", "pdf"), dpi: int = 110) -> Path:

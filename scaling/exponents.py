@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import total_ordering
 
 Number = int | float | Fraction
+NEG_INF = -math.inf  # an exactly-zero quantity, where exponents are read as floats
 
 
 def as_fraction(x: Number) -> Fraction:
@@ -45,40 +45,93 @@ def fmt_fraction(q: Fraction) -> str:
     return str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"
 
 
-@total_ordering
-@dataclass(frozen=True)
+def fmt(x: Number) -> str:
+    """An exponent as text, the one way the package prints one: a short signed fraction (+1,
+    -1/2, 0), 'zero' for an exact zero (NEG_INF), '+inf', and '' for nan (no exponent)."""
+    if x == NEG_INF:
+        return "zero"
+    if x == math.inf:
+        return "+inf"
+    if isinstance(x, float) and math.isnan(x):
+        return ""
+    q = as_fraction(x)
+    return ("+" if q > 0 else "") + fmt_fraction(q)
+
+
 class Exponent:
-    """n^n r^r, ordered lexicographically (n first): the regime n -> inf before r -> inf."""
+    """n^n r^r, ordered lexicographically (n first): the regime n -> inf before r -> inf.
 
-    n: Fraction = Fraction(0)
-    r: Fraction = Fraction(0)
+    Immutable. ``n`` and ``r`` are exact fractions; inside, both are kept as integers over one
+    common denominator in lowest terms, so that the algebra's inner loop is integer arithmetic.
+    """
 
-    def __post_init__(self):
-        object.__setattr__(self, "n", as_fraction(self.n))
-        object.__setattr__(self, "r", as_fraction(self.r))
+    __slots__ = ("_n", "_r", "_d")
+
+    def __init__(self, n: Number = 0, r: Number = 0):
+        qn, qr = as_fraction(n), as_fraction(r)
+        d = math.lcm(qn.denominator, qr.denominator)
+        _set(self, qn.numerator * (d // qn.denominator), qr.numerator * (d // qr.denominator), d)
+
+    @property
+    def n(self) -> Fraction:
+        return Fraction(self._n, self._d)
+
+    @property
+    def r(self) -> Fraction:
+        return Fraction(self._r, self._d)
 
     # -- the algebra, read on the quantities n^n r^r themselves ----------------------------
     def __mul__(self, other: Exponent) -> Exponent:
         """A product of quantities: exponents add."""
         if not isinstance(other, Exponent):
             return NotImplemented
-        return Exponent(self.n + other.n, self.r + other.r)
+        if self._d == other._d:
+            return _make(self._n + other._n, self._r + other._r, self._d)
+        d = math.lcm(self._d, other._d)
+        a, b = d // self._d, d // other._d
+        return _make(self._n * a + other._n * b, self._r * a + other._r * b, d)
 
     def __truediv__(self, other: Exponent) -> Exponent:
         """A quotient: exponents subtract."""
-        return Exponent(self.n - other.n, self.r - other.r)
+        return self * _make(-other._n, -other._r, other._d)
 
     def __pow__(self, k: Number) -> Exponent:
         """A power of the quantity: exponents scale."""
         k = as_fraction(k)
-        return Exponent(self.n * k, self.r * k)
+        return _make(self._n * k.numerator, self._r * k.numerator, self._d * k.denominator)
 
     def __or__(self, other: Exponent) -> Exponent:
         """A sum of quantities: the larger one (no cancellation)."""
         return max(self, other)
 
+    # -- order (n first, then r) and identity ----------------------------------------------
+    def _key(self, other: Exponent) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Both exponents over the product of their denominators: their order is the key's."""
+        return (self._n * other._d, self._r * other._d), (other._n * self._d, other._r * self._d)
+
     def __lt__(self, other: Exponent) -> bool:
-        return (self.n, self.r) < (other.n, other.r)
+        a, b = self._key(other)
+        return a < b
+
+    def __le__(self, other: Exponent) -> bool:
+        a, b = self._key(other)
+        return a <= b
+
+    def __gt__(self, other: Exponent) -> bool:
+        a, b = self._key(other)
+        return a > b
+
+    def __ge__(self, other: Exponent) -> bool:
+        a, b = self._key(other)
+        return a >= b
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Exponent):
+            return NotImplemented
+        return self._n == other._n and self._r == other._r and self._d == other._d  # lowest terms
+
+    def __hash__(self) -> int:
+        return hash((self._n, self._r, self._d))
 
     # -- reading it ----------------------------------------------------------------------
     def of(self, variable: str) -> Fraction:
@@ -88,11 +141,11 @@ class Exponent:
     def project(self, variable: str) -> Exponent:
         """The exponent as seen when only ``variable`` grows: "n" drops the rank part (r fixed),
         "r" keeps both (n -> inf first, then r)."""
-        return Exponent(self.n, 0) if variable == "n" else self
+        return _make(self._n, 0, self._d) if variable == "n" and self._r else self
 
     def bounded(self) -> bool:
         """Theta(n^n r^r) = O(1) in the regime: the exponent is at most (0, 0) lexicographically."""
-        return self <= ONE
+        return (self._n, self._r) <= (0, 0)
 
     def __str__(self) -> str:
         parts = [v if q == 1 else f"{v}^{fmt_fraction(q)}" for v, q in (("n", self.n), ("r", self.r)) if q != 0]
@@ -100,6 +153,19 @@ class Exponent:
 
     def __repr__(self) -> str:
         return f"Exponent(n={fmt_fraction(self.n)}, r={fmt_fraction(self.r)})"
+
+
+def _set(e: Exponent, n: int, r: int, d: int) -> None:
+    """n/d, r/d in lowest terms (d > 0)."""
+    g = math.gcd(n, r, d)
+    e._n, e._r, e._d = n // g, r // g, d // g
+
+
+def _make(n: int, r: int, d: int) -> Exponent:
+    """The Exponent (n/d, r/d), d > 0 (the algebra's inner loop: no fractions built)."""
+    e = object.__new__(Exponent)
+    _set(e, n, r, d)
+    return e
 
 
 ONE = Exponent()          # Theta(1)
@@ -128,7 +194,7 @@ class Monomial:
 
     def at(self, g: Exponent) -> Exponent:
         """Its exponent when x = n^g.n r^g.r."""
-        return self.coef * g ** self.power
+        return self.coef if self.power == 0 else self.coef * g ** self.power
 
     def root(self) -> Exponent | None:
         """The x at which it is Theta(1) (None if it does not depend on x)."""
@@ -162,18 +228,29 @@ class Poly:
 
     def __or__(self, other: Poly) -> Poly:
         """A sum of quantities: the larger one (no cancellation)."""
+        if not other.monomials or self == other:
+            return self
+        if not self.monomials:
+            return other
         return _envelope(self.monomials + other.monomials)
 
     def __mul__(self, other: Poly | Exponent) -> Poly:
         """A product: exponents add (anything times an exact zero is an exact zero)."""
-        if isinstance(other, Exponent):
-            other = Poly.const(other)
+        if isinstance(other, Exponent):  # every line moves by the same amount: still the envelope
+            return Poly(tuple(Monomial(m.coef * other, m.power) for m in self.monomials))
+        if len(self.monomials) == 1:
+            self, other = other, self
+        if len(other.monomials) == 1:  # one monomial: every line gains the same line, still the envelope
+            (c, k), = ((m.coef, m.power) for m in other.monomials)
+            return Poly(tuple(Monomial(m.coef * c, m.power + k) for m in self.monomials))
         return _envelope(tuple(Monomial(a.coef * b.coef, a.power + b.power)
                                for a in self.monomials for b in other.monomials))
 
     __rmul__ = __mul__
 
     def project(self, variable: str) -> Poly:
+        if variable != "n" or not any(m.coef.r for m in self.monomials):
+            return self
         return _envelope(tuple(Monomial(m.coef.project(variable), m.power) for m in self.monomials))
 
     def at(self, g: Exponent) -> Exponent | None:
@@ -216,6 +293,8 @@ class Poly:
 def _envelope(monomials: tuple[Monomial, ...]) -> Poly:
     """The upper envelope of the lines coef + power * g (g in the lexicographically ordered
     plane of exponents): per power the largest coef, then the classic hull over the powers."""
+    if len(monomials) < 2:
+        return Poly(monomials)
     best: dict[Fraction, Exponent] = {}
     for m in monomials:
         if m.power not in best or m.coef > best[m.power]:
@@ -226,8 +305,9 @@ def _envelope(monomials: tuple[Monomial, ...]) -> Poly:
         while len(hull) >= 2:
             (k1, c1), (k2, c2) = hull[-2], hull[-1]
             # line 2 is never on top if line 3 overtakes line 1 no later than line 2 does
-            # (crossings g13 <= g12, written on exponents: (c1/c3)^(1/(k3-k1)) <= (c1/c2)^(1/(k2-k1)))
-            if (c1 / c) ** (1 / (k - k1)) <= (c1 / c2) ** (1 / (k2 - k1)):
+            # (crossings g13 <= g12, written on exponents: (c1/c3)^(1/(k3-k1)) <= (c1/c2)^(1/(k2-k1)),
+            # compared with both sides raised to (k3-k1)(k2-k1) > 0, which keeps the order)
+            if (c1 / c) ** (k2 - k1) <= (c1 / c2) ** (k - k1):
                 hull.pop()
             else:
                 break

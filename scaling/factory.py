@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from scaling.monitor import _lora_factors, find_lora_layers
+from scaling.monitor import all_lora_weights, find_lora_layers
 
 
 class FactoryError(ValueError):
@@ -58,13 +58,18 @@ class Task:
     model: an nn.Module with LoRA layers; batches: one batch or ``batches(step)`` (step 1-based);
     loss_fn: ``loss_fn(model, batch) -> scalar tensor`` (None: ``model(**batch).loss``);
     info: numbers about this model that the study keeps as columns of its rows (e.g. the
-    base's pretraining loss).
+    base's pretraining loss); readout: how the output reads the last features, which moves the
+    predicted learning-rate edges (``scaling.laws``): "mean-field" (output weights of size 1/n:
+    a Theta(1) change of every feature moves the output by Theta(1)), "standard" (size n^-1/2,
+    PyTorch's default nn.Linear init: the same change moves it by n^1/2), None (not declared:
+    the laws are predicted as for a mean-field readout, and the report says so).
     """
 
     model: nn.Module
     batches: Any
     loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None = None
     info: dict[str, float] = field(default_factory=dict)  # numbers kept with the runs' rows
+    readout: str | None = None
 
     def batch(self, step: int):
         """The batch of optimiser step ``step`` (1-based); the fixed batch if there is one."""
@@ -80,6 +85,9 @@ class Task:
         return not callable(self.batches)
 
 
+READOUTS = ("mean-field", "standard", None)
+
+
 def as_task(output, name: str = "the factory") -> Task:
     """A Task from what a factory returned: a Task or a tuple (model, batches[, loss_fn])."""
     if isinstance(output, Task):
@@ -93,6 +101,8 @@ def as_task(output, name: str = "the factory") -> Task:
         raise FactoryError(f"{name} returned a model of type {type(task.model).__name__}, not an nn.Module")
     if task.loss_fn is not None and not callable(task.loss_fn):
         raise FactoryError(f"{name}: loss_fn must be callable(model, batch)")
+    if task.readout not in READOUTS:
+        raise FactoryError(f"{name}: readout must be one of {', '.join(map(str, READOUTS))}, got {task.readout!r}")
     return task
 
 
@@ -207,13 +217,23 @@ class TaskShape:
 
     layers: the LoRA layers the monitor measures, in forward order; skipped: LoRA layers it
     cannot (embeddings, convolutions); init: "1" (every B = 0), "2" (every A = 0) or "zero";
-    upstream: layer -> the other LoRA layers whose output reaches its input.
+    upstream: LoRA layer (measured or a convolution) -> the other LoRA layers whose output
+    reaches its input; chain: the most LoRA layers on one path through the model (a stack of
+    L LoRA layers feeding each other: L).
     """
 
     layers: list[str]
     skipped: list[str]
     init: str
     upstream: dict[str, list[str]]
+
+    @property
+    def chain(self) -> int:
+        """The longest chain of LoRA layers feeding each other (1: no LoRA layer feeds another)."""
+        depth: dict[str, int] = {}
+        for name in self.upstream:  # forward order: every upstream layer comes first
+            depth[name] = 1 + max((depth.get(u, 1) for u in self.upstream[name]), default=0)
+        return max(depth.values(), default=1)
 
 
 @torch.no_grad()
@@ -226,11 +246,13 @@ def inspect_task(task: Task, name: str = "the factory") -> TaskShape:
     features, whatever the learning rates do."""
     model = task.model
     layers, skipped = find_lora_layers(model)
-    if not layers:
-        extra = f" (unmeasurable: {', '.join(skipped[:3])})" if skipped else ""
-        raise FactoryError(f"{name}: the model has no LoRA layer to measure (PEFT LoRA on Linear / GPT-2 Conv1D, "
+    factors = all_lora_weights(model)
+    if not factors:
+        extra = f" (unusable: {', '.join(skipped[:3])})" if skipped else ""
+        raise FactoryError(f"{name}: the model has no LoRA layer (PEFT LoRA on Linear, Conv or GPT-2 Conv1D, "
                            f"or scaling.lora_layers.LoRALinear){extra}")
-    factors = {n: _lora_factors(m)[:2] for n, m in layers.items()}
+    modules = dict(model.named_modules())
+    trained = {n: modules[n] for n in factors}
     zero_a = {n: not bool(A.any()) for n, (A, B) in factors.items()}
     zero_b = {n: not bool(B.any()) for n, (A, B) in factors.items()}
     if all(zero_b.values()) and not any(zero_a.values()):
@@ -244,7 +266,7 @@ def inspect_task(task: Task, name: str = "the factory") -> TaskShape:
                            "(Init[2]); the theory predicts those two (and both zero)")
     seen: dict[str, torch.Tensor] = {}
     hooks = [m.register_forward_pre_hook(lambda m, args, n=n: seen.__setitem__(n, args[0].detach().clone()))
-             for n, m in layers.items()]
+             for n, m in trained.items()]
     batch = task.batch(1)
     try:
         try:
@@ -272,4 +294,4 @@ def inspect_task(task: Task, name: str = "the factory") -> TaskShape:
     finally:
         for h in hooks:
             h.remove()
-    return TaskShape(order, skipped, init, upstream)
+    return TaskShape([n for n in order if n in layers], skipped, init, upstream)

@@ -11,24 +11,21 @@ The internal bound Z_A = O(1) is not an edge: under Init[1] Z_A grows inside the
 n^1/2 for one shared rate: the "internal instability" of the initialisation paper) while the
 output stays O(1), and the loss at a fixed step does not see it.
 
-Derivation. The recursions below follow one optimiser step at a time, with every quantity a
-max-plus polynomial in the varied rate (``scaling.exponents``: exponents in n and r, the
-regime n -> inf first, then r). For a LoRA layer W = W* + s B A (scale s = alpha r^-sigma),
-input z with Theta(1) coordinates, Z_A = A z, the output changes per step by
+Derivation. The recursion of ``scaling.recursion`` (the one behind the per-step predictions of
+``scaling.theory`` too) follows one optimiser step at a time, with every quantity a max-plus
+polynomial in the varied rate (``scaling.exponents``: exponents in n and r, the regime
+n -> inf first, then r); this module solves its output-changing terms for the edge. For a
+LoRA layer W = W* + s B A (scale s = alpha r^-sigma), input z with Theta(1) coordinates,
+Z_A = A z, the output changes per step by
   delta1 = s B dA z,  delta2 = s dB Z_A,  delta3 = s dB dA z.
 What decides the rank exponents is which sums over the r rank directions are ALIGNED (r terms
-of one sign) and which are RANDOM (sqrt(r)):
-- Adam (sign-like steps: entries of dA, dB are eta_A, eta_B; dA z = eta_A n, aligned with z).
-  dB = -eta_B sign(G) sign(Z_A)^T, so delta2 = s eta_B ||Z_A||_1 sign(G): r aligned terms.
-  B's own updates are rows along sign(Z_A), and dA z ~ sign(B^T G) is along sign(Z_A) too:
-  the update part of delta1 and delta3 are r aligned terms. B0's random part is not: per output
-  coordinate, sum_k B0_ik sign((B0^T G)_k) has r random signs (sqrt r), and only its component
-  along the error G (B0^T G summed: the "B0 path") is aligned, with weight n^-1/2 per
-  coordinate. With ONE output (``toy``) B0^T G is B0 itself and the sum is aligned.
-- GD (toy, paper-mlp: one scalar output f): the output moves by -U (eta_A ||df/dA||^2 +
-  eta_B ||df/dB||^2) + a cross term: sums of squares over r, always aligned. GD also has a
-  bilinear feedback: one step multiplies (Z_A, B^T G) by 1 + sqrt(eta_A eta_B s^2 U^2 n), so
-  eta_A eta_B s^2 n = O(1) is needed for the run not to diverge as steps accumulate.
+of one sign) and which are RANDOM (sqrt(r)); ``scaling.recursion.adam`` and ``.gd`` state it
+per term. In short: under Adam every part of the deltas built from updates is aligned, while
+B0's part of delta1 has r random signs per output coordinate and only its component along the
+error (the "B0 path", n^-1/2 per coordinate) is aligned, unless there is one output (``toy``).
+Under GD (one scalar output f) the deltas are sums of squares over r, always aligned, and a
+bilinear feedback multiplies (Z_A, B^T G) by 1 + sqrt(eta_A eta_B s^2 U^2 n) per step, so
+eta_A eta_B s^2 n = O(1) is needed for the run not to diverge as steps accumulate.
 
 Initial sizes are OUR models' (toy_models/init.py): A0 ~ N(0, 1/n) so Z_A(0) entries are
 Theta(1), whatever r; B0 ~ N(0, 1), entries Theta(1) (``b0_variance="1"``). muA (Chen,
@@ -47,16 +44,15 @@ identified.
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 
 import pandas as pd
 
-from scaling.exponents import (N, ONE, R, SQRT_R, Exponent, Poly, as_fraction, fmt_fraction,
-                               regime_condition)
-from scaling.theory import LATE_STEP, NEG_INF, Step
+from scaling.exponents import NEG_INF, ONE, Exponent, Poly, fmt, fmt_fraction, regime_condition
+from scaling.recursion import ASSUMPTIONS as RECURSION_ASSUMPTIONS
+from scaling.recursion import LATE_STEP, Run, Step, Term, run
 
 SLICES = ("b-edge", "a-edge", "one-rate", "ratio")
 OPTIMUM_SLICES = SLICES + ("plane",)
@@ -65,7 +61,6 @@ MODELS = ("toy", "linear", "mlp", "paper-mlp")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 INITS = ("1", "2", "paper", "zero")
 VARIABLES = ("n", "r")
-CLAIMS = ("exact", "upper bound", "none")
 # s = alpha r^-sigma: alpha / r, alpha / sqrt(r), alpha (PEFT's lora_alpha = alpha * r)
 ALPHA_SCALINGS = {"r": Fraction(1), "sqrt-r": Fraction(1, 2), "none": Fraction(0)}
 SCALE_TEXT = {"r": "s = alpha/r", "sqrt-r": "s = alpha/sqrt(r)", "none": "s = alpha"}
@@ -74,29 +69,12 @@ B0_VARIANCES = {"1": Exponent(0, 0), "1/r": Exponent(0, Fraction(-1, 2))}
 DEFAULT_HELD = {"b-edge": (-1, 0), "a-edge": (0, 0), "ratio": (1, 0), "one-rate": None}
 HELD_NAME = {"b-edge": "eta_A", "a-edge": "eta_B", "ratio": "lambda"}
 VARIED_NAME = {"b-edge": "eta_B", "a-edge": "eta_A", "one-rate": "eta", "ratio": "eta_A"}
-INV_SQRT_N = Exponent(Fraction(-1, 2), 0)
 
-ASSUMPTIONS = {
-    "adam": ["the layer's input z has Theta(1) coordinates; Adam's steps are sign-like (entries eta)",
-             "dA z = Theta(eta_A n): aligned with the input, needs n >> batch size",
-             "sums over the rank are aligned (r) or random (sqrt r) as stated per term; an aligned sum "
-             "over r needs r >> batch size to beat its own random part (below that it grows like sqrt r)",
-             "no cancellation while the output is O(1)"],
-    "sgd": ["one scalar output f, loss 0.5 * mean over the batch of (f - y)^2 (mean = sum over one output)",
-            "the input's squared norm is Theta(n) and dominates cross terms (toy: n >> batch size; "
-            "paper-mlp: ReLU features have a mean, so cross-sample products are Theta(n) too)",
-            "the edge is where gradient descent diverges as steps accumulate"],
+ASSUMPTIONS = {  # the recursion's (scaling.recursion.ASSUMPTIONS) and, for a law, these
+    "adam": ["sums over the rank are aligned (r) or random (sqrt r) as stated per term; an aligned sum "
+             "over r needs r >> batch size to beat its own random part (below that it grows like sqrt r)"],
+    "sgd": ["the edge is where gradient descent diverges as steps accumulate"],
 }
-
-
-def fmt(x: float) -> str:
-    """An exponent as a short signed fraction: +1, -1/2, 0; 'zero' for an exact zero (-inf)."""
-    if x == NEG_INF:
-        return "zero"
-    if math.isnan(x):
-        return ""
-    q = as_fraction(x)
-    return ("+" if q > 0 else "") + fmt_fraction(q)
 
 
 @dataclass
@@ -129,6 +107,19 @@ class LawPrediction:
     upper: float | None = None
     law_nr: str = ""
     assumptions: list[str] = field(default_factory=list)
+
+    @classmethod
+    def given(cls, exponent: float | None, claim: str = "exact", reason: str = "", lower: float | None = None,
+              upper: float | None = None) -> LawPrediction:
+        """A law stated rather than derived here (law "given"): a hand derivation, or one
+        combined from derived ones (``edge_difference``); reason says what it is."""
+        return cls("given", "", "", "", "", "", "", exponent, claim, "", [], reason=reason, lower=lower, upper=upper)
+
+    @property
+    def note(self) -> str:
+        """What a report prints beside the exponent: why it is not predicted or only bounded,
+        or what a given law is; empty for an exact derived law (its binding term says why)."""
+        return self.reason if self.exponent is None or self.claim != "exact" or self.law == "given" else ""
 
     # -- rendering ----------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -196,100 +187,6 @@ class LawPrediction:
         if self.assumptions:
             lines += ["", "Assumptions:"] + [f"- {a}" for a in self.assumptions]
         return "\n".join(lines)
-
-
-# -- the recursions ----------------------------------------------------------------------------
-@dataclass
-class Term:
-    """One output-changing term at one step: its size as a polynomial in the varied rate."""
-
-    name: str
-    step: int
-    expression: str
-    poly: Poly
-    kind: str      # "descent" (along -G: lowers the loss), "noise" (random), "feedback" (GD growth)
-    visible: bool  # the loss sees it at this size
-
-
-@dataclass
-class _Run:
-    terms: list[Term]
-    states: list[tuple[int, str, str, Poly, str]]  # (step, quantity, expression, size, reason)
-
-
-def _adam(model: str, init: str, eta_a: Poly, eta_b: Poly, s: Exponent, sigma_b: Exponent, steps: int) -> _Run:
-    """Adam on one LoRA layer (toy, linear; every hidden layer of the mlp).
-
-    State: Z_A's entries (Z_A(0) Theta(1) under Init[1]), B0's random part (Init[2]) and B's
-    update part, tracked apart because they sum over r differently."""
-    z_a = Poly.ONE if init == "1" else Poly.ZERO
-    b0 = Poly.const(sigma_b) if init == "2" else Poly.ZERO
-    b_upd = Poly.ZERO
-    terms, states = [], [(0, "Z_A(0)", "A0 z", z_a, "A0 ~ N(0, 1/n): n random terms of size n^-1/2"
-                          if z_a else "A0 = 0"),
-                         (0, "B0", "entries of B0", b0, f"Init[2]: entries ~ {sigma_b}" if b0 else "B0 = 0")]
-    one_output = model == "toy"
-    for t in range(1, steps + 1):
-        d_az = eta_a * N if (b0 or b_upd) else Poly.ZERO
-        d_b = eta_b if z_a else Poly.ZERO
-        states += [(t, "dA z", "eta_A sum_j |z_j|", d_az,
-                    "n aligned terms of size eta_A" if d_az else "grad_A = s B^T G z^T is zero while B = 0"),
-                   (t, "dB", "eta_B sign(G Z_A^T)", d_b,
-                    "entries eta_B" if d_b else "grad_B = s G Z_A^T is zero while Z_A = 0")]
-        if one_output:
-            terms.append(Term("delta1 (B0 path)", t, "s B0 dA z: one output, r aligned terms", s * R * b0 * d_az,
-                              "descent", True))
-        else:
-            terms.append(Term("delta1 (B0 noise)", t, "s B0 dA z per output: r random signs", s * SQRT_R * b0 * d_az,
-                              "noise", model == "linear"))
-            terms.append(Term("delta1 (B0 path)", t, "its part along G: r aligned, n^-1/2 each",
-                              s * R * INV_SQRT_N * b0 * d_az, "descent", True))
-        terms += [Term("delta1", t, "s B_upd dA z: r aligned terms", s * R * b_upd * d_az, "descent", True),
-                  Term("delta2", t, "s dB Z_A(t-1): r aligned terms", s * R * d_b * z_a, "descent", True),
-                  Term("delta3", t, "s dB dA z: r aligned terms", s * R * d_b * d_az, "descent", True)]
-        z_a, b_upd = z_a | d_az, b_upd | d_b
-        states += [(t, "Z_A", "Z_A(t-1) + dA z", z_a, "internal: not an output term"),
-                   (t, "B_upd", "sum of dB", b_upd, "B's own updates")]
-    return _Run(terms, states)
-
-
-def _gd(model: str, init: str, eta_a: Poly, eta_b: Poly, s: Exponent, sigma_b: Exponent, steps: int) -> _Run:
-    """Gradient descent on a LoRA model with one scalar output f (toy; paper-mlp).
-
-    beta is the r-vector the A-gradient sees: B^T itself for the toy; B^T G' (G' = W_out *
-    relu', ||G'||^2 = Theta(1)) for the paper-mlp, whose B0 part is a random sum over n of
-    size sigma_B and whose update part dB^T G' = eta_B s U Z_A ||G'||^2 is the toy's."""
-    z0 = Poly.ONE if init in ("1", "paper") else Poly.ZERO
-    b0 = Poly.const(sigma_b) if init in ("2", "paper") else Poly.ZERO
-    z_upd = b_upd = Poly.ZERO
-    out = s * SQRT_R * z0 * b0  # the LoRA branch at init: s Z_A(0) . beta0, r random signs
-    terms, states = [], [(0, "Z_A(0)", "A0 z", z0, "A0 ~ N(0, 1/n)" if z0 else "A0 = 0"),
-                         (0, "beta(0)", "B0^T (toy) / B0^T G' (paper-mlp)", b0,
-                          f"entries ~ {sigma_b}" if b0 else "B0 = 0")]
-    for t in range(1, steps + 1):
-        z_a, beta = z0 | z_upd, b0 | b_upd
-        u = Poly.ONE | out
-        d_az = eta_a * s * u * N * beta           # -eta_A s U ||z||^2 beta
-        d_beta = eta_b * s * u * z_a              # -eta_B s U Z_A (||G'||^2 = Theta(1))
-        cross = SQRT_R * z0 * b0 | R * (z_upd * beta | z0 * b_upd)   # Z_A . beta
-        states += [(t, "U", "f - y", u, "Theta(1) while the output is"),
-                   (t, "dA z", "eta_A s U ||z||^2 beta", d_az, "||z||^2 = n" if d_az else "zero while beta = 0"),
-                   (t, "d beta", "eta_B s U Z_A", d_beta, "" if d_beta else "zero while Z_A = 0")]
-        deltas = [Term("delta1", t, "eta_A s^2 U ||z||^2 ||beta||^2", s * R * beta * d_az, "descent", True),
-                  Term("delta2", t, "eta_B s^2 U ||Z_A||^2", s * R * d_beta * z_a, "descent", True),
-                  Term("delta3", t, "eta_A eta_B s^3 U^2 n Z_A.beta", s * (eta_b * s * u) * (eta_a * s * u * N) * cross,
-                       "descent", True)]
-        terms += deltas
-        if d_az and d_beta:
-            terms.append(Term("feedback", t, "eta_A eta_B s^2 U^2 n", eta_a * eta_b * s * s * u * u * N, "feedback", True))
-        if model == "paper-mlp":
-            terms.append(Term("delta1 (features)", t, "s B0 dA z per hidden unit: r random signs",
-                              s * SQRT_R * b0 * d_az, "noise", True))
-        for d in deltas:  # the output accumulates its changes (U = f - y grows with it)
-            out = out | d.poly
-        z_upd, b_upd = z_upd | d_az, b_upd | d_beta
-        states += [(t, "Z_A", "Z_A(0) + sum dA z", z0 | z_upd, "internal"), (t, "beta", "beta(0) + sum d beta", b0 | b_upd, "")]
-    return _Run(terms, states)
 
 
 # -- solving for the edge ----------------------------------------------------------------------
@@ -375,11 +272,9 @@ def _sigma(alpha_scaling: str) -> Exponent:
     return Exponent(0, -ALPHA_SCALINGS[alpha_scaling])
 
 
-@functools.lru_cache(maxsize=512)
-def _run(model, optimizer, init, eta_a, eta_b, alpha_scaling, steps, b0_variance) -> _Run:
-    """The recursion for one setting (cached: corners and optima reuse the edges' runs)."""
-    fn = _gd if optimizer == "sgd" else _adam
-    return fn(model, init, eta_a, eta_b, _sigma(alpha_scaling), B0_VARIANCES[b0_variance], steps)
+def _run(model, optimizer, init, eta_a, eta_b, alpha_scaling, steps, b0_variance) -> Run:
+    """The recursion for one setting (``scaling.recursion.run``, cached there)."""
+    return run(optimizer, model, init, eta_a, eta_b, _sigma(alpha_scaling), B0_VARIANCES[b0_variance], steps)
 
 
 def _exp_at(p: Poly, edge, variable: str) -> float:
@@ -397,7 +292,7 @@ def _root_text(root, var: str) -> str:
     return "O(1) whatever the rate" if root == math.inf else "never O(1): grows without the varied rate"
 
 
-def _derivation(run: _Run, edge: _Edge, variable: str, var: str, setting_steps: list[Step]) -> list[Step]:
+def _derivation(run: Run, edge: _Edge, variable: str, var: str, setting_steps: list[Step]) -> list[Step]:
     """The recursion step by step, steps 0..3 and the last: each state and term where it changes
     (a term that is an exact zero throughout, e.g. B0's under Init[1], is left out), with its
     exponent at the edge and the largest rate at which it is still O(1)."""
@@ -407,9 +302,11 @@ def _derivation(run: _Run, edge: _Edge, variable: str, var: str, setting_steps: 
     for step in range(0, last_step + 1):
         if 3 < step < last_step:  # the pattern is set by step 3; the last step shows where it went
             continue
-        for (t, q, expr, p, why) in run.states:
-            if t == step and shown.get(q, None) != p:
-                steps.append(Step(f"{q} ({t})", f"{expr} = {p.text(var)}", _exp_at(p, edge.value, variable), why))
+        for state in run.states:
+            p, q = state.value.size, state.quantity
+            if state.step == step and state.role == "state" and shown.get(q, None) != p:
+                steps.append(Step(f"{q} ({step})", f"{state.expression} = {p.text(var)}", _exp_at(p, edge.value, variable),
+                                  state.reason))
                 shown[q] = p
         for term in run.terms:
             if term.step != step:
@@ -451,11 +348,11 @@ def predict_edge(model: str, optimizer: str, init: str, slice: str, held=None, a
     which the output must stay O(1) (Adam's exponents settle by step 3; GD's edge is where
     the run diverges as steps accumulate). b0_variance: "1" (ours) or "1/r" (muA's Init[B])."""
     _check(model, optimizer, init, slice, alpha_scaling, variable, b0_variance, steps)
-    optimizer_key = "adam" if optimizer == "adamw" else optimizer
+    optimizer_key = key = "adam" if optimizer == "adamw" else optimizer
     h = _held(slice, held)
     base = dict(law="edge", slice=slice, model=model, optimizer=optimizer, init=init, alpha_scaling=alpha_scaling,
                 variable=variable, held=None if h is None else (float(h.n), float(h.r)), steps=steps,
-                b0_variance=b0_variance, assumptions=ASSUMPTIONS["sgd" if optimizer_key == "sgd" else "adam"])
+                b0_variance=b0_variance, assumptions=RECURSION_ASSUMPTIONS[key] + ASSUMPTIONS[key])
     why_not = _unsupported(model, optimizer_key, init)
     if why_not:
         return LawPrediction(exponent=None, claim="none", binding="", derivation=[], reason=why_not, **base)
@@ -673,6 +570,16 @@ def predict(law: str, model: str, optimizer: str, init: str, slice: str | None =
     raise ValueError(f"unknown law {law!r}; choose from {', '.join(LAWS)}")
 
 
+def edge_difference(first: LawPrediction, second: LawPrediction) -> LawPrediction:
+    """The law of the ratio of two edges (one slice, two settings): the difference of their
+    exponents, exact where both are."""
+    if first.exponent is None or second.exponent is None:
+        return LawPrediction.given(None, "none", "no prediction for one of the two")
+    return LawPrediction.given(first.exponent - second.exponent,
+                               "exact" if first.claim == second.claim == "exact" else "none",
+                               "the difference of the two predicted exponents")
+
+
 TABLE_COLUMNS = ("law", "slice", "model", "optimizer", "init", "alpha_scaling", "variable", "predicted", "claim",
                  "binding", "reason", "held", "lower", "upper", "law_nr")
 
@@ -714,23 +621,3 @@ def law_frame(predictions: list[LawPrediction], short: bool = False) -> pd.DataF
                          "init": df.init, "scale": [SCALE_TEXT[p.alpha_scaling] for p in predictions],
                          "predicted": [law(p) for p in predictions], "claim": df.claim,
                          "binding / why": [p.binding if p.exponent is not None else p.reason[:70] for p in predictions]})
-
-
-def law_table(models=("toy", "linear", "mlp", "paper-mlp"), optimizers=("adam", "sgd"), inits=("1", "2"),
-              alpha_scalings=("r",), variable: str = "n", **kw) -> pd.DataFrame:
-    """Every prediction as a row: law, slice, model, optimizer, init, alpha_scaling, variable,
-    predicted (exponent or None), claim, binding, reason (+ held, lower, upper, law_nr)."""
-    return law_frame(all_predictions(models, optimizers, inits, alpha_scalings, variable, **kw))
-
-
-def output_stable(model: str, optimizer: str, init: str, gA: float, gB: float, alpha_scaling: str = "r",
-                  steps: int = LATE_STEP, loss_visible: bool = True) -> bool | None:
-    """Whether (eta_A, eta_B) = (n^gA, n^gB) keeps the output O(1) for ``steps`` steps (r fixed);
-    None where there is no derivation. For the phase diagram's edge lines."""
-    optimizer_key = "adam" if optimizer == "adamw" else optimizer
-    if _unsupported(model, optimizer_key, init):
-        return None
-    run = _run(model, optimizer_key, init, Poly.const(Exponent(gA, 0)), Poly.const(Exponent(gB, 0)),
-               alpha_scaling, steps, "1")
-    terms = [t for t in run.terms if t.visible or not loss_visible]
-    return all(t.poly.project("n").root() == math.inf for t in terms)

@@ -30,6 +30,7 @@ class LoRALinear(nn.Module):
         if init not in ("1", "2"):
             raise ValueError(f"init must be '1' or '2', got {init!r}")
         self.base = base.requires_grad_(False)
+        self.detach_input = False  # the stacking control (``detach_lora_inputs``)
         alpha = float(rank if alpha is None else alpha)
         self.scale = alpha / rank if alpha_scaling == "r" else alpha / math.sqrt(rank)
         dev, dt = base.weight.device, base.weight.dtype
@@ -51,7 +52,8 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., in_features) -> (..., out_features)."""
-        return self.base(x) + self.scale * (x @ self.lora_A.T) @ self.lora_B.T
+        z = x.detach() if self.detach_input else x
+        return self.base(x) + self.scale * (z @ self.lora_A.T) @ self.lora_B.T
 
 
 def add_lora(model: nn.Module, targets: tuple[str, ...], **lora_kwargs) -> nn.Module:
@@ -67,3 +69,29 @@ def add_lora(model: nn.Module, targets: tuple[str, ...], **lora_kwargs) -> nn.Mo
     if not found:
         raise ValueError(f"no nn.Linear named one of {', '.join(targets)} in the model")
     return model
+
+
+def _detach_first_input(module, args):
+    return (args[0].detach(),) + tuple(args[1:])
+
+
+def detach_lora_inputs(model: nn.Module, names) -> list:
+    """The stacking control: the LoRA layers ``names`` (module names, e.g. those with another LoRA
+    layer upstream) read a detached copy of their input in their LoRA branch only, so no gradient
+    reaches the layers below through their B A; their frozen base still passes it. Forward values
+    do not change. Works on ``LoRALinear`` (a flag) and on PEFT's LoRA layers (a forward pre-hook on
+    the active adapter's ``lora_A``). Returns the hook handles (empty for LoRALinear)."""
+    modules = dict(model.named_modules())
+    handles = []
+    for name in names:
+        layer = modules[name]
+        if isinstance(layer, LoRALinear):
+            layer.detach_input = True
+            continue
+        lora_a = getattr(layer, "lora_A", None)
+        if not isinstance(lora_a, nn.ModuleDict) or not len(lora_a):
+            raise ValueError(f"{name} is not a LoRA layer (LoRALinear or PEFT)")
+        for adapter in (getattr(layer, "active_adapters", None) or list(lora_a.keys())):
+            if adapter in lora_a:
+                handles.append(lora_a[adapter].register_forward_pre_hook(_detach_first_input))
+    return handles

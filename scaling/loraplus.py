@@ -1,7 +1,7 @@
 """The LoRA+ optimiser for real models: B trains ``loraplus_lr_ratio`` times faster than A.
 
 ``create_loraplus_optimizer`` has PEFT's signature (``peft.optimizers.create_loraplus_optimizer``)
-and fixes the faults that PEFT 0.21.2 and the paper's code share (THEORY.md, last section):
+and fixes the faults that PEFT 0.21.2 and the paper's code share (docs: "LoRA+ in your training loop"):
 
 ======================================  ====================================  ==============================
 parameter                               PEFT 0.21.2 / paper's code            here
@@ -87,6 +87,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from scaling.transfer import LORAPLUS, TransferRule
 
 ROLES = ("lora_A", "lora_B", "lora_embedding", "other")
 _ROLE_ORDER = ("lora_A", "lora_embedding", "lora_B", "other")  # PEFT's group order, then ours
@@ -237,7 +239,8 @@ def create_loraplus_optimizer(model: nn.Module, optimizer_cls: type[torch.optim.
                               loraplus_lr_embedding: float = 1e-6, weight_decay: float | None = None,
                               classify: Callable | None = None, ratio_fn: Callable | None = None,
                               loraplus_lr_other: float | None = None, loraplus_reference_width: int | None = None,
-                              group_layout: str = "compact", **optimizer_kwargs) -> torch.optim.Optimizer:
+                              group_layout: str = "compact", base_width: int | None = None, width: int | None = None,
+                              transfer: TransferRule | None = None, **optimizer_kwargs) -> torch.optim.Optimizer:
     """A ``optimizer_cls`` over the LoRA+ parameter groups of ``model``.
 
     Drop-in for ``peft.optimizers.create_loraplus_optimizer``: ``loraplus_weight_decay`` is
@@ -246,7 +249,20 @@ def create_loraplus_optimizer(model: nn.Module, optimizer_cls: type[torch.optim.
     optimiser (betas, eps, ...). ``load_state_dict`` also takes the state of PEFT's optimiser,
     or of our other layout, for the same model. With a bitsandbytes 8-bit optimiser,
     nn.Embedding weights are registered for 32-bit state, as bitsandbytes requires.
+
+    Rates tuned at another width (mup's base shapes): with ``base_width=n0`` and ``width=n``,
+    ``lr`` and ``lr x ratio`` are the rates tuned at n0, moved to n by ``transfer`` (a
+    ``scaling.transfer.TransferRule``; default LoRA+'s: eta_A ~ 1/n, eta_B held): A trains at
+    lr (n/n0)^gA, B at lr x ratio (n/n0)^gB. Only the LoRA factors move; embedding factors
+    and non-LoRA parameters keep their rates (loraplus_lr_embedding; lr, or loraplus_lr_other).
     """
+    if (base_width is None) != (width is None):
+        raise ValueError("give base_width and width together (the width the rates were tuned at, and this one)")
+    if base_width is not None:
+        lr, loraplus_lr_ratio, loraplus_lr_other = _transferred(lr, loraplus_lr_ratio, loraplus_lr_other,
+                                                                base_width, width, transfer or LORAPLUS)
+    elif transfer is not None:
+        raise ValueError("transfer= needs base_width and width")
     alias = optimizer_kwargs.pop("loraplus_weight_decay", None)
     if weight_decay is not None and alias is not None and weight_decay != alias:
         raise ValueError(f"weight_decay={weight_decay} and loraplus_weight_decay={alias} disagree; give one")
@@ -266,6 +282,18 @@ def create_loraplus_optimizer(model: nn.Module, optimizer_cls: type[torch.optim.
             if isinstance(module, nn.Embedding):
                 manager.register_module_override(module, "weight", {"optim_bits": 32})
     return optimizer
+
+
+def _transferred(lr: float, ratio, other: float | None, base_width: int, width: int,
+                 rule: TransferRule) -> tuple[float, float, float]:
+    """(lr, ratio, lr of the other parameters) at ``width`` for rates tuned at ``base_width``."""
+    if not (isinstance(base_width, int) and isinstance(width, int) and base_width > 0 and width > 0):
+        raise ValueError(f"base_width and width must be positive integers, got {base_width!r} and {width!r}")
+    if isinstance(ratio, str):
+        raise ValueError("loraplus_lr_ratio='auto' already sets each layer's ratio from its width; give a number "
+                         "with base_width and width")
+    eta_a, eta_b = rule.rates(lr, lr * ratio, base_width, width)
+    return eta_a, eta_b / eta_a, lr if other is None else other
 
 
 class _ForeignStateAdapter:

@@ -42,6 +42,27 @@ def _lora_factors(layer: nn.Module):
     return lora_a[name].weight, lora_b[name].weight, float(layer.scaling[name]), name
 
 
+def lora_weights(layer: nn.Module):
+    """(A's weight, B's weight) of any LoRA layer whose factors are modules with a weight (PEFT's
+    Linear, Conv1D and Conv2d LoRA, or LoRALinear), measurable or not; None otherwise (PEFT's
+    embedding LoRA keeps its factors elsewhere)."""
+    if isinstance(layer, LoRALinear):
+        return layer.lora_A, layer.lora_B
+    lora_a, lora_b = getattr(layer, "lora_A", None), getattr(layer, "lora_B", None)
+    if not isinstance(lora_a, nn.ModuleDict) or not isinstance(lora_b, nn.ModuleDict) or not len(lora_a):
+        return None
+    name = next(a for a in (getattr(layer, "active_adapters", None) or list(lora_a.keys())) if a in lora_a)
+    return lora_a[name].weight, lora_b[name].weight
+
+
+def all_lora_weights(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{name: (A's weight, B's weight)} of every LoRA layer with module factors (``lora_weights``),
+    measurable or not, in model order."""
+    found, skipped = find_lora_layers(model)
+    modules = dict(model.named_modules())
+    return {n: w for n in modules if n in found or n in skipped for w in [lora_weights(modules[n])] if w is not None}
+
+
 def update_metrics(z, A0, B0, A1, B1, gA, gB, A_init, B_init, scale: float) -> dict[str, torch.Tensor]:
     """``scaling.measure.layer_metrics`` in float64, the monitor's arithmetic: one step of one
     LoRA layer for R runs at once. z (N, n_in) or (R, N, n_in); A* (R, r, n_in); B* (R, n_out, r);

@@ -6,7 +6,7 @@ when the argmin is interior (both neighbours finite); at the grid's end, or next
 diverged rate, the argmin itself is kept and flagged as not interior.
 
 Over two rates the optimum can slide along a ridge: where only the product eta_A eta_B matters
-(Adam, Init[1], once A0 is negligible: THEORY.md), every ratio lambda = eta_B / eta_A has the
+(Adam, Init[1], once A0 is negligible: docs, concepts, "The trainable region"), every ratio lambda = eta_B / eta_A has the
 same best loss. The *profile* P(lambda) = min over eta_A of the seed-mean log-loss shows it:
 lambda* is *identified* when the ratios within ``rel_tol`` of the best profile value form a set
 bounded on both sides by ratios that are measurably worse (and whose own minimum over eta_A
@@ -58,16 +58,6 @@ def slice_optimum(log_rates: np.ndarray, log_loss: np.ndarray) -> tuple[np.ndarr
     vertex, value = np.where(ok, vertex, x0), np.where(ok, value, best)
     finite = np.isfinite(best)
     return np.where(finite, vertex, np.nan), np.where(finite, value, np.nan), interior
-
-
-def near_set_span(log_rates: np.ndarray, mean_log_loss: np.ndarray, rel_tol: float = DEFAULT_REL_TOL) -> float:
-    """Decades of rate spanned by the rates within ``rel_tol`` of the best seed-mean loss."""
-    m = np.where(np.isfinite(mean_log_loss), mean_log_loss, np.inf)
-    if not np.isfinite(m).any():
-        return np.nan
-    near = near_optimal(m, rel_tol) & np.isfinite(m)
-    sel = np.asarray(log_rates)[near]
-    return float((sel.max() - sel.min()) / np.log(10))
 
 
 def ratio_profile(losses: np.ndarray, log_ratios: np.ndarray, log_etas: np.ndarray,

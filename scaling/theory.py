@@ -1,15 +1,16 @@
 """Predicted width exponents of a LoRA layer's feature updates, with their derivations.
 
-The prediction is a small "gamma calculus": every quantity is Theta(n^gamma) and tracked by
-its exponent gamma alone, -inf meaning "exactly zero". Products add exponents, sums take
-the max (no cancellation assumed), and the optimiser step is followed step by step from
-the initialisation, so crossovers in t (a term that is zero or subleading at t = 1 and
-dominates later) come out of the recursion rather than being guessed. Exponents are the
-n -> infinity limit at a FIXED step t.
+The prediction is the gamma calculus (``scaling.exponents``) run at fixed rates: every quantity
+is Theta(n^gamma), products add exponents, sums take the max (no cancellation assumed), and an
+exactly-zero quantity is tracked as such. The optimiser step is followed step by step from the
+initialisation (``scaling.recursion``, the same recursion the learning-rate laws solve), so
+crossovers in t (a term that is zero or subleading at t = 1 and dominates later) come out of
+the recursion rather than being guessed. Exponents are the n -> infinity limit at a FIXED step
+t, with r and alpha/r Theta(1); here they are floats, and an exact zero is -inf (``NEG_INF``).
 
-Quantities (THEORY.md): Z_A = A z, Z_B = B Z_A for a LoRA layer with input z (coordinates
-Theta(1)); one step changes Z_B by delta1 = B dA z, delta2 = dB A z, delta3 = dB dA z.
-Rates eta_A = Theta(n^gA), eta_B = Theta(n^gB); rank r and alpha/r are Theta(1).
+Quantities: Z_A = A z, Z_B = B Z_A for a LoRA layer with input z (coordinates Theta(1)); one
+step changes Z_B by delta1 = B dA z, delta2 = dB A z, delta3 = dB dA z.
+Rates eta_A = Theta(n^gA), eta_B = Theta(n^gB).
 
 Covered:
 - Adam / AdamW, Init[1] (B0 = 0, A0 ~ N(0, 1/n)) and Init[2] (A0 = 0, B0 = Theta(1)), and
@@ -54,54 +55,28 @@ reasons"; measurements in docs/investigations/init2_b0_path.md).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
+from scaling.exponents import NEG_INF, Exponent, Poly, fmt
+from scaling.recursion import ASSUMPTIONS as RECURSION_ASSUMPTIONS
+from scaling.recursion import LATE_STEP, Step, run
 
-NEG_INF = -math.inf
 PREDICTED_METRICS = ("delta1", "delta2", "delta3", "z_a", "dz_a", "dz_b")
 CLASSES = ("unstable", "efficient", "A-side lazy", "B-side lazy", "both lazy", "frozen")
 SUPPORTED = {("adam", "toy"), ("adam", "linear"), ("adam", "mlp"), ("adamw", "toy"),
              ("adamw", "linear"), ("adamw", "mlp"), ("sgd", "toy")}
 INIT_NAMES = {"1": "Init[1] (B0 = 0, A0 ~ N(0, 1/n))", "2": "Init[2] (A0 = 0, B0 = Theta(1))",
               "zero": "both zero"}
-LATE_STEP = 6  # every recursion here has reached its pattern by then: used to classify
 CLAIMS = ("exact", "upper bound", "none")
 OVERSHOOT_MODELS = ("linear",)  # Init[2]'s first A-step overshoots A's target (see "Overshoot")
 
-ASSUMPTIONS = {
-    "adam": ["each LoRA layer's input z has Theta(1) coordinates (a stable base network)",
-             "Adam's update is sign-like: entries of dA, dB are Theta(eta) once their gradient is non-zero",
-             "dA z = Theta(eta_A n): the update of A is aligned with the input (needs n >> batch size)",
-             "rank r, alpha and the output-side gradient are Theta(1) and non-zero; no cancellations"],
-    "sgd": ["the paper's toy model f(x) = (W* + b a^T) x, x with Theta(1) coordinates, W* x = Theta(1)",
-            "loss 0.5 * mean over the batch of (f - y)^2 (one output: mean = sum over outputs)",
-            "||x||^2 = Theta(n) dominates the cross terms x_i^T x_j = Theta(sqrt n) (needs n >> batch size)",
-            "no cancellations between terms"],
+ASSUMPTIONS = {  # the recursion's (scaling.recursion.ASSUMPTIONS) and, per prediction, these
+    "adam": ["rank r, alpha and the output-side gradient are Theta(1) and non-zero"],
+    "sgd": [],
     "mlp": ["every hidden layer is a LoRA layer with the Adam derivation; deeper layers' inputs stay "
             "Theta(1) only while the scheme is stable, so for unstable schemes only the first layer's "
             "prediction is sharp"],
 }
-
-
-def fmt(g: float) -> str:
-    """An exponent as text: 'zero' for -inf, otherwise a short signed number."""
-    if g == NEG_INF:
-        return "zero"
-    if math.isinf(g):
-        return "+inf"
-    return f"{g:+.3g}".replace("+0", "0") if g != 0 else "0"
-
-
-@dataclass
-class Step:
-    """One line of a derivation: quantity ~ expression, its exponent, and why."""
-
-    quantity: str
-    expression: str
-    exponent: float
-    reason: str
 
 
 @dataclass
@@ -197,104 +172,6 @@ class Prediction:
                           rf"% classification: {self.classification}; claim: {self.claim}"])
 
 
-# -- the recursions -------------------------------------------------------------------------
-# Each quantity is kept as its two largest terms, Terms = ((exponent, what), ...) largest first
-# with distinct exponents; () is exactly zero. The leading exponent is the prediction; the second
-# is the runner-up that a plain max() would drop (scaling.gamma.fit_corrected uses it).
-def _plus(*gs: float) -> float:
-    """Exponent of a product: the sum, exactly zero if any factor is."""
-    return NEG_INF if any(g == NEG_INF for g in gs) else float(sum(gs))
-
-
-def _term(g: float, what: str) -> tuple:
-    return () if g == NEG_INF else ((float(g), what),)
-
-
-def _add(*xs: tuple) -> tuple:
-    """Terms of a sum: the two largest distinct exponents (terms of the same order merge)."""
-    out: list = []
-    for g, what in sorted((p for x in xs for p in x), key=lambda p: -p[0]):
-        if not out or g < out[-1][0] - 1e-12:
-            out.append((g, what))
-    return tuple(out[:2])
-
-
-def _mul(what: str, *xs: tuple) -> tuple:
-    """Terms of a product called ``what``: the sum of the leading exponents, and each factor's
-    runner-up times the other factors' leading terms."""
-    if any(not x for x in xs):
-        return ()
-    lead = sum(x[0][0] for x in xs)
-    return _add(((lead, what),), *[((lead - x[0][0] + x[1][0], x[1][1]),) for x in xs if len(x) > 1])
-
-
-def _lead(x: tuple) -> float:
-    return x[0][0] if x else NEG_INF
-
-
-def _adam(init: str, gA: float, gB: float, steps: int):
-    """Adam on a LoRA layer. State: zA = Z_A's terms, b = the terms of B's entries."""
-    zA = _term({"1": 0.0}.get(init, NEG_INF), "Z_A(0) = A0 z, the initial features")
-    b = _term({"2": 0.0}.get(init, NEG_INF), "B0, the initial B")
-    history, derivation, cum = [], [], ()  # cum: Z_A(t) - Z_A(0)
-    derivation.append(Step("Z_A(0)", "A0 z", _lead(zA), "sum of n independent N(0,1/n) x Theta(1) terms" if zA else "A0 = 0"))
-    derivation.append(Step("B(0)", "entries of B0", _lead(b), "Init[2]: B0 entries Theta(1)" if b else "B0 = 0"))
-    for t in range(1, steps + 1):
-        # grad_A = B^T G z^T vanishes iff B = 0; grad_B = G Z_A^T vanishes iff Z_A = 0.
-        dAz = _term(_plus(gA, 1), "the updates dA z") if b else ()
-        dB = _term(gB, "the learned part of B, sum of dB") if zA else ()
-        d1, d2, d3 = _mul("delta1", b, dAz), _mul("delta2", dB, zA), _mul("delta3", dB, dAz)
-        new_zA, new_b = _add(zA, dAz), _add(b, dB)
-        if t <= 2 or t == steps:
-            derivation += [
-                Step(f"dA z ({t})", "eta_A * sum_j |z_j|", _lead(dAz),
-                     "grad_A is zero while B = 0" if not dAz else "sign-like Adam step aligned with z: n terms of size eta_A"),
-                Step(f"dB ({t})", "eta_B * sign(G Z_A^T)", _lead(dB),
-                     "grad_B is zero while Z_A = 0" if not dB else "sign-like Adam step: entries eta_B"),
-                Step(f"delta1 ({t})", "B(t-1) dA z", _lead(d1), f"gamma[B(t-1)] + gamma[dA z] = {fmt(_lead(b))} + {fmt(_lead(dAz))}"),
-                Step(f"delta2 ({t})", "dB Z_A(t-1)", _lead(d2), f"gamma[dB] + gamma[Z_A(t-1)] = {fmt(_lead(dB))} + {fmt(_lead(zA))} (r terms)"),
-                Step(f"delta3 ({t})", "dB dA z", _lead(d3), f"gamma[dB] + gamma[dA z] = {fmt(_lead(dB))} + {fmt(_lead(dAz))}"),
-                Step(f"Z_A ({t})", "Z_A(t-1) + dA z", _lead(new_zA), f"max({fmt(_lead(zA))}, {fmt(_lead(dAz))}): updates accumulate"),
-                Step(f"B ({t})", "B(t-1) + dB", _lead(new_b), f"max({fmt(_lead(b))}, {fmt(_lead(dB))})"),
-            ]
-        zA, b, cum = new_zA, new_b, _add(cum, dAz)
-        terms = {"delta1": d1, "delta2": d2, "delta3": d3, "z_a": zA, "dz_a": cum, "dz_b": _add(d1, d2, d3)}
-        history.append({**{k: _lead(v) for k, v in terms.items()}, "terms": terms})
-    return history, derivation
-
-
-def _sgd_toy(init: str, gA: float, gB: float, steps: int):
-    """Gradient descent on f(x) = (W* + b a^T) x. State: ax = a^T x's terms, b = b's terms."""
-    ax = _term({"1": 0.0}.get(init, NEG_INF), "a0^T x, the initial features")
-    b = _term({"2": 0.0}.get(init, NEG_INF), "b0, the initial b")
-    history, cum = [], ()  # cum: a(t)^T x - a(0)^T x
-    derivation = [Step("a^T x (0)", "a0^T x", _lead(ax), "n terms of size 1/sqrt(n), independent" if ax else "a0 = 0"),
-                  Step("b (0)", "b0", _lead(b), "Init[2]: b0 = Theta(1)" if b else "b0 = 0")]
-    for t in range(1, steps + 1):
-        # U = W* x + b a^T x - y: the initial error W* x - y is Theta(1)
-        u = _add(_term(0.0, "the initial error W* x - y"), _mul("the learned output b a^T x", b, ax))
-        db = _mul("db", _term(gB, "eta_b"), u, ax)                  # grad_b = U a^T x
-        dax = _mul("the updates da^T x", _term(_plus(gA, 1), "eta_a ||x||^2"), u, b)  # -eta_a U b ||x||^2
-        d1, d2, d3 = _mul("delta1", b, dax), _mul("delta2", db, ax), _mul("delta3", db, dax)
-        new_ax, new_b = _add(ax, dax), _add(b, db)
-        if t <= 2 or t == steps:
-            derivation += [
-                Step(f"U ({t})", "W* x + b a^T x - y", _lead(u), f"max(0, gamma[b] + gamma[a^T x]) = max(0, {fmt(_lead(b))} + {fmt(_lead(ax))})"),
-                Step(f"db ({t})", "-eta_b U a^T x", _lead(db), f"gB + gamma[U] + gamma[a^T x]"),
-                Step(f"da^T x ({t})", "-eta_a U b ||x||^2", _lead(dax), "gA + gamma[U] + gamma[b] + 1 (||x||^2 = n, aligned)"),
-                Step(f"delta1 ({t})", "-eta_a b^2 U ||x||^2", _lead(d1), f"gamma[b] + gamma[da^T x] = {fmt(_lead(b))} + {fmt(_lead(dax))}"),
-                Step(f"delta2 ({t})", "-eta_b (a^T x)^2 U", _lead(d2), f"gamma[db] + gamma[a^T x] = {fmt(_lead(db))} + {fmt(_lead(ax))}"),
-                Step(f"delta3 ({t})", "eta_a eta_b U^2 b (a^T x) ||x||^2", _lead(d3), f"gamma[db] + gamma[da^T x]"),
-                Step(f"a^T x ({t})", "a(t-1)^T x + da^T x", _lead(new_ax), f"max({fmt(_lead(ax))}, {fmt(_lead(dax))})"),
-                Step(f"b ({t})", "b(t-1) + db", _lead(new_b), f"max({fmt(_lead(b))}, {fmt(_lead(db))})"),
-            ]
-        ax, b, cum = new_ax, new_b, _add(cum, dax)
-        terms = {"delta1": d1, "delta2": d2, "delta3": d3, "z_a": ax, "dz_a": cum, "dz_b": _add(d1, d2, d3)}
-        history.append({**{k: _lead(v) for k, v in terms.items()}, "terms": terms,
-                        "output": max(0.0, _plus(_lead(b), _lead(ax)))})
-    return history, derivation
-
-
 # -- corrections to scaling ----------------------------------------------------------------
 FLUCTUATION_OMEGA = 1.0
 _FLUCTUATIONS = ("finite-width fluctuations: zero-mean random parts of relative size n^-1/2 (the batch's cross "
@@ -371,13 +248,50 @@ def classify(late: dict[str, float]) -> str:
     return "A-side lazy" if lazy_a else "B-side lazy"
 
 
-def _history(model: str, optimizer: str, init: str, gA: float, gB: float, steps: int):
+def _check(model: str, optimizer: str, init: str) -> None:
     if (optimizer, model) not in SUPPORTED:
         raise ValueError(f"no derivation for {optimizer} on model {model!r}: SGD exponents depend on the "
                          "loss normalisation and readout, and are derived for the toy model only")
     if init not in INIT_NAMES:
         raise ValueError(f"no derivation for init {init!r}; choose from {', '.join(INIT_NAMES)}")
-    return (_sgd_toy if optimizer == "sgd" else _adam)(init, float(gA), float(gB), steps)
+
+
+def _n(q) -> float:
+    """A quantity's exponent in n at fixed rates (NEG_INF: exactly zero)."""
+    return float(q.terms[0][0].n) if q.terms else NEG_INF
+
+
+def _history(model: str, optimizer: str, init: str, gA: float, gB: float, steps: int):
+    """The recursion at eta_A = n^gA, eta_B = n^gB: per step the metrics' exponents, their two
+    largest terms ("terms": metric -> [(exponent, what)]) and, for SGD, the output's exponent;
+    and the derivation (steps 0, 1, 2 and the last)."""
+    _check(model, optimizer, init)
+    rates = Poly.const(Exponent(gA, 0)), Poly.const(Exponent(gB, 0))
+    recursion = run("sgd" if optimizer == "sgd" else "adam", model, init, *rates, steps=steps)
+    history = []
+    for m in recursion.metrics:
+        h = {k: _n(m[k]) for k in PREDICTED_METRICS}
+        h["terms"] = {k: [(float(e.n), what) for e, what in m[k].terms] for k in PREDICTED_METRICS}
+        if "output" in m:
+            h["output"] = _n(m["output"])
+        history.append(h)
+    derivation = [_derivation_step(s) for s in recursion.states if s.step <= 2 or s.step == steps]
+    return history, derivation
+
+
+def _derivation_step(s) -> Step:
+    """A recorded quantity as a derivation line: its exponent in n, how it follows from its
+    parts, and the term its sum drops."""
+    why = [s.reason] if s.reason else []
+    values = [fmt(_n(q)) for _, q in s.parts]
+    if s.op == "+":
+        why.insert(0, " + ".join(f"gamma[{label}]" for label, _ in s.parts) + " = " + " + ".join(values))
+    elif s.op == "max":
+        why.insert(0, f"max({', '.join(values)})")
+    if len(s.value.terms) > 1:
+        e, what = s.value.terms[1]
+        why.append(f"drops {what} (gamma {fmt(float(e.n))})")
+    return Step(f"{s.quantity} ({s.step})", s.expression, _n(s.value), "; ".join(why))
 
 
 def predict(model: str, optimizer: str, init: str, gA: float, gB: float, step: int) -> Prediction:
@@ -422,10 +336,25 @@ def predict(model: str, optimizer: str, init: str, gA: float, gB: float, step: i
                                   "no finite exponent is predicted")))
         notes.append(f"past the blow-up at step {blowup}: exponents are "
                      + ("upper bounds (cancellation allowed)" if claim == "upper bound" else "not predicted (divergence)"))
-    assumptions = ASSUMPTIONS["sgd" if optimizer == "sgd" else "adam"] + (ASSUMPTIONS["mlp"] if model == "mlp" else [])
+    key = "sgd" if optimizer == "sgd" else "adam"
+    assumptions = RECURSION_ASSUMPTIONS[key] + ASSUMPTIONS[key] + (ASSUMPTIONS["mlp"] if model == "mlp" else [])
     return Prediction(model, optimizer, init, float(gA), float(gB), step, exps,
                       classify(history[-1]), derivation, notes, assumptions, claim, blowup,
                       corrections(model, optimizer, init, float(gA), step, history, claim))
+
+
+def classes_along_gB(model: str, optimizer: str, init: str, gA: float, gBs) -> list[str]:
+    """``predict(model, optimizer, init, gA, gB, LATE_STEP).classification`` for every gB in gBs,
+    from ONE run of the recursion with eta_B varied (the learning-rate laws' b-edge slice at
+    eta_A = n^gA), its late-step exponents read at each eta_B = n^gB: a row of the phase diagram
+    for the cost of one prediction."""
+    _check(model, optimizer, init)
+    optimizer = "adam" if optimizer == "adamw" else optimizer
+    late = run("sgd" if optimizer == "sgd" else "adam", model, init, Poly.const(Exponent(gA, 0)), Poly.rate(),
+               steps=LATE_STEP).metrics[-1]
+    sizes = {k: q.size.project("n") for k, q in late.items()}
+    points = [Exponent(gB, 0) for gB in gBs]
+    return [classify({k: NEG_INF if p.is_zero else float(p.at(g).n) for k, p in sizes.items()}) for g in points]
 
 
 @dataclass
@@ -492,13 +421,3 @@ def blowup_step(history: list[dict[str, float]]) -> int | None:
         if max(h["z_a"], h["dz_b"], h.get("output", NEG_INF)) > 1e-12:
             return t
     return None
-
-
-def phase_diagram(optimizer: str, init: str, model: str = "linear",
-                  gA_range=(-2.0, 1.0), gB_range=(-2.0, 1.0), resolution: float = 0.05):
-    """Classification over a (gA, gB) grid: (gA values, gB values, class index array (len gB, len gA))."""
-    gAs = np.round(np.arange(gA_range[0], gA_range[1] + 1e-9, resolution), 6)
-    gBs = np.round(np.arange(gB_range[0], gB_range[1] + 1e-9, resolution), 6)
-    grid = np.array([[CLASSES.index(predict(model, optimizer, init, a, b, LATE_STEP).classification)
-                      for a in gAs] for b in gBs])
-    return gAs, gBs, grid

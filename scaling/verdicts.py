@@ -31,18 +31,69 @@ separate the two terms). A corrected interval that misses the band is a FAIL how
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
 
 from scaling.gamma import DEFAULT_SETTLE_TOL, MIN_CORRECTED_WIDTHS, fit_with_correction
 from scaling.rules import parse_scheme
-from scaling.theory import NEG_INF, PREDICTED_METRICS, first_step_loss_drop, fmt, predict
+from scaling.exponents import NEG_INF, fmt
+from scaling.theory import PREDICTED_METRICS, first_step_loss_drop, predict
 
 DEFAULT_TOLERANCE = 0.15
 # Data a verdict needs: a slope from two widths has no local slope to check, and an interval
 # from one seed is no interval at all, so neither can PASS or FAIL anything.
 MIN_WIDTHS, MIN_SEEDS = 3, 2
+
+
+# Why a check is not a PASS, by kind. A FAIL is "contradicted"; an INCONCLUSIVE reason's kind is
+# found from how it starts, after any "corrected (omega = x): " tag: (start, label, what it means).
+# Every reason these functions write has a kind (tests/test_verdicts.py checks that none is left
+# unnamed), so the reports never file a check under "other".
+FAIL_KIND = ("contradicted", "the measured interval misses the predicted exponent +- tolerance")
+REASON_KINDS = [
+    ("local slopes not settled", "slopes still moving",
+     "the local slopes between neighbouring widths still change: these widths have not reached the asymptotic regime"),
+    ("crossover", "sum not yet dominated",
+     "a sum (z_a, delta2 or dz_b) whose predicted leading term is still the smaller one at the widest width"),
+    ("no sharp prediction", "after an unstable layer",
+     "a layer after an unstable one gets inputs that grow with n: the theory makes no sharp prediction"),
+    ("past the blow-up", "SGD past its blow-up", "SGD diverges past its blow-up: no exponent is predicted"),
+    ("fewer than two widths left", "censored",
+     "the edge was not crossed inside the search range at too many widths (censored): too few widths are left to fit"),
+    ("fewer than two widths", "diverged", "fewer than two widths kept finite values"),
+    ("no prediction", "no prediction", "the theory predicts no exponent for this law (bounds at most)"),
+    ("lambda* not identified", "ridge",
+     "the loss-optimal ratio lies on a ridge (only the product eta_A eta_B is pinned down): it has no exponent"),
+    ("too little data", "too little data", "fewer than 3 widths or 2 seeds: no verdict can rest on them"),
+    ("the best fit puts the correction on its bound", "correction as large as the leading term",
+     "the corrected fit needs a correction as large as the leading term at the narrowest width, where its ansatz "
+     "no longer holds: these widths cannot separate the two terms"),
+    ("interval", "correction not separated",
+     "the corrected exponent's interval is wider than the tolerance band: the widths and seeds cannot yet "
+     "separate the exponent from its correction"),
+    ("fewer than", "too few widths for a correction", "too few widths with finite values to fit a correction"),
+]
+_CORRECTED = re.compile(r"^corrected \(omega = [^)]*\): ")
+
+
+def reason_kind(verdict: str, reason: str) -> str:
+    """The short label of why a check is not a PASS: "" for a PASS, FAIL_KIND's for a FAIL, an
+    INCONCLUSIVE reason's from REASON_KINDS ("unnamed" where none covers it: a bug)."""
+    if verdict == "PASS":
+        return ""
+    if verdict == "FAIL":
+        return FAIL_KIND[0]
+    text = _CORRECTED.sub("", reason)
+    return next((label for start, label, _ in REASON_KINDS if text.startswith(start)), "unnamed")
+
+
+def kind_meaning(label: str) -> str:
+    """What a reason kind means, in one sentence."""
+    if label == FAIL_KIND[0]:
+        return FAIL_KIND[1]
+    return next(meaning for _, kind, meaning in REASON_KINDS if kind == label)
 
 
 def too_little_data(n_widths: int, n_seeds: int) -> str | None:
@@ -52,11 +103,13 @@ def too_little_data(n_widths: int, n_seeds: int) -> str | None:
         return (f"too little data to judge: {n_widths} widths and {n_seeds} seeds (a verdict needs at "
                 f"least {MIN_WIDTHS} widths and {MIN_SEEDS} seeds)")
     return None
+
+
 EXPONENT_COLUMNS = ["model", "optimizer", "init", "scheme", "metric", "layer", "step", "slope",
                     "ci_low", "ci_high", "predicted", "verdict", "reason", "r2", "local_slopes",
                     "n_widths", "n_seeds", "n_diverged", "classification", "claim", "drift",
                     "omega", "correction", "gamma_corrected", "gamma_corrected_lo", "gamma_corrected_hi", "share",
-                    "fit", "judged", "verdict_straight"]
+                    "fit", "judged", "verdict_straight", "reason_kind"]
 
 
 def verdict(fit, predicted: float, all_zero: bool, tol: float, claim: str = "exact") -> tuple[str, str]:
@@ -160,7 +213,8 @@ def _row(config: tuple, metric: str, layer: str, step: int, fit, predicted: floa
                 gamma_corrected=cfit.slope if cfit else np.nan, gamma_corrected_lo=cfit.ci_low if cfit else np.nan,
                 gamma_corrected_hi=cfit.ci_high if cfit else np.nan, share=cfit.share if cfit else np.nan,
                 fit=cfit.quality if cfit else np.nan, judged="straight" if straight is None else "corrected",
-                verdict_straight=verdict_ if straight is None else straight[0])
+                verdict_straight=verdict_ if straight is None else straight[0],
+                reason_kind=reason_kind(verdict_, reason))
 
 
 def _judge(m: pd.DataFrame, predicted: float, tol: float, settle_tol: float, claim: str, correction,

@@ -15,6 +15,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
+from scaling.transfer import read_run
 from scaling.verdicts import DEFAULT_TOLERANCE
 from studies import companions, coord_check, factory_check, finetune, lr_grid, validate
 from studies.factory_check import FactoryCheckSpec, check_factory
@@ -25,6 +26,7 @@ from studies.lr_laws import factory as laws_factory
 from studies.lr_laws import fig2 as laws_fig2
 from studies.lr_laws.config import LAWS, LawsConfig
 from studies.lr_laws.search import run_laws
+from studies.lr_laws.transfer import TransferConfig, run_transfer
 from studies.reports import companions as companions_report
 from studies.reports import coord_check as coord_check_report
 from studies.reports import factory_check as factory_check_report
@@ -33,7 +35,7 @@ from studies.reports import lr_grid as lr_grid_report
 from studies.reports import lr_laws as lr_laws_report
 from studies.reports import validate as validate_report
 from studies.run.context import RunContext
-from studies.run.spec import CoordCheckSpec
+from studies.run.spec import CoordCheckSpec, SpecError
 from studies.run.study import Report, Study
 
 
@@ -79,7 +81,10 @@ class FactoryCheckStudy(Study):
         self.spec, self.tolerance, self.title, self.figure = spec, tolerance, title, figure
 
     def check(self, device: torch.device) -> None:
-        check_factory(self.spec, device)
+        shape = check_factory(self.spec, device)
+        if not shape.layers:
+            raise SpecError(f"factory {self.spec.name}: coord-check measures linear LoRA layers and this model has "
+                            f"only {', '.join(shape.skipped[:3])}; lr-laws --factory studies its learning rates")
 
     def store_spec(self) -> dict:
         return {"study": "coord-check", **self.spec.to_dict()}
@@ -227,29 +232,45 @@ class LawsStudy(Study):
     kind = "lr-laws"
 
     def __init__(self, configs: list[LawsConfig], studies: list[str], quick: bool = False,
-                 tolerance: float = DEFAULT_TOLERANCE, kinds: list[str] | None = None):
+                 tolerance: float = DEFAULT_TOLERANCE, kinds: list[str] | None = None,
+                 transfers: list[TransferConfig] = (), target_widths: tuple[int, ...] = (),
+                 check_against: str | None = None):
         self.configs, self.studies, self.quick, self.tolerance = configs, list(studies), quick, tolerance
         self.kinds = tuple(kinds or LAWS)
+        self.transfers, self.target_widths = list(transfers), tuple(target_widths)
+        self.check_against = check_against  # a run that measured the target widths
         self.fig2 = "fig2" in self.studies
         self.factory = any(c.factory is not None for c in configs)
-        self.raw_tables = ("runs", "fig2_grid") if self.fig2 else ("runs",)
-
-    def check(self, device: torch.device) -> None:
-        if self.factory:
-            laws_factory.check_factories(self.configs, device)
+        self.raw_tables = ("runs",) + (("fig2_grid",) if self.fig2 else ()) + (
+            ("transfer_runs",) if self.transfers else ())
 
     def store_spec(self) -> dict:
-        return {"study": self.kind, "studies": self.studies, "quick": self.quick,
+        spec = {"study": self.kind, "studies": self.studies, "quick": self.quick,
                 "configs": [c.to_dict() for c in self.configs]}
+        if self.transfers:  # only when asked for: runs stored before the transfer test keep their spec
+            spec["transfers"] = [t.to_dict() for t in self.transfers]
+        return spec
 
     def meta_spec(self) -> dict:
-        return {**self.store_spec(), "tolerance": self.tolerance, "kinds": list(self.kinds)}
+        return {**self.store_spec(), "tolerance": self.tolerance, "kinds": list(self.kinds),
+                "target_widths": list(self.target_widths), "check_against": self.check_against}
 
     @classmethod
     def from_meta(cls, meta: dict) -> "LawsStudy":
         spec = meta["spec"]
         return cls([LawsConfig.from_dict(d) for d in spec["configs"]], spec.get("studies", []), spec.get("quick", False),
-                   spec.get("tolerance", meta.get("tolerance", DEFAULT_TOLERANCE)), spec.get("kinds"))
+                   spec.get("tolerance", meta.get("tolerance", DEFAULT_TOLERANCE)), spec.get("kinds"),
+                   [TransferConfig.from_dict(d) for d in spec.get("transfers", [])], tuple(spec.get("target_widths", ())),
+                   spec.get("check_against"))
+
+    def check(self, device: torch.device) -> None:
+        if self.check_against is not None:
+            if not self.target_widths:
+                raise SpecError("--check-against compares recommendations at --target-width with a run that "
+                                "measured those widths: give --target-width too")
+            read_run(self.check_against)  # ValueError (one line) when it is no lr-laws run
+        if self.factory:
+            laws_factory.check_factories(self.configs, device)
 
     def execute(self, ctx: RunContext) -> dict[str, pd.DataFrame]:
         if self.factory:
@@ -259,6 +280,8 @@ class LawsStudy(Study):
         raw = {"runs": runs}
         if self.fig2:
             raw["fig2_grid"] = laws_fig2.run_fig2(ctx, self.quick)
+        if self.transfers:
+            raw["transfer_runs"] = run_transfer(self.transfers, ctx)
         return raw
 
     def meta_extra(self, raw) -> dict:
@@ -269,7 +292,9 @@ class LawsStudy(Study):
     def analyse(self, raw):
         dead = laws_fig2.dead_start() if self.fig2 else None
         return laws_analysis.analyse(raw["runs"], self.configs, self.tolerance, kinds=self.kinds,
-                                     fig2_grid=raw.get("fig2_grid"), dead=dead)
+                                     fig2_grid=raw.get("fig2_grid"), dead=dead, transfer_rows=raw.get("transfer_runs"),
+                                     transfers=self.transfers, target_widths=self.target_widths,
+                                     measured_at_targets=read_run(self.check_against) if self.check_against else None)
 
     def render(self, out: Path, tables, meta: dict) -> Report:
         return lr_laws_report.render(out, tables, meta)

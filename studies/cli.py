@@ -192,6 +192,9 @@ def toy_model_options(model: str = TOY_DEFAULTS["model"], optimizer: str = TOY_D
                    help="toy/linear teacher directions: independent | b0-aligned (inside span(B0))")
     p.add_argument("--b0-scale", type=float, default=d["b0_scale"],
                    help="multiply the initial B (Init[2], paper) by this: scales the Init[2] 'B0 path'")
+    p.add_argument("--detach-lora-inputs", dest="detach_lora_input", action="store_true",
+                   help="the stacking control (mlp, depth >= 2): every LoRA layer but the first reads a detached copy "
+                        "of its input in its LoRA branch, so no gradient reaches the layers below through B A")
     return p
 
 
@@ -257,12 +260,26 @@ def build_parser() -> argparse.ArgumentParser:
                  epilog="--out defaults to runs/lr-laws (runs/lr-laws-quick with --quick; runs/lr-laws-factory "
                         "with --factory).")
     ll.add_argument("--studies", **_csv(name_list), default=None,
-                    help="width | gd | rank | fig2, comma-separated (default all four)")
+                    help="width | gd | rank | fig2 | transfer, comma-separated (default all five)")
+    ll.add_argument("--target-width", **_csv(int_list), default=None,
+                    help="also recommend eta_A, eta_B and one shared rate at these widths, comma-separated, from "
+                         "the measured laws (recommended.csv)")
+    ll.add_argument("--transfer", action="store_true",
+                    help="with --factory: also run the transfer test on the factory's model (tune at the narrowest "
+                         "width, move the rates by each rule, transfer.csv); the toys run it as the 'transfer' study")
+    ll.add_argument("--check-against", default=None, metavar="DIR",
+                    help="with --target-width: an lr-laws run that measured those widths; the recommendations are "
+                         "set against its measurements (extrapolation_check.csv)")
     for name, what in (("models", "toy | linear | mlp | paper-mlp"), ("inits", "1 | 2 | paper"),
                        ("scales", "LoRA scale: r (alpha/r) | sqrt-r | none (alpha)"),
                        ("slices", "b-edge | a-edge | one-rate | ratio"), ("laws", "edge | corner | optimum | profile")):
         ll.add_argument(f"--{name}", **_csv(name_list), default=None, help=f"only these, comma-separated: {what}")
     ll.add_argument("--ranks", **_csv(int_list), default=None, help="override the rank study's ranks, comma-separated")
+    ll.add_argument("--depth", type=int, default=None,
+                    help="the mlp's number of stacked LoRA layers (default 1; only with --models mlp)")
+    ll.add_argument("--detach-lora-inputs", dest="detach_lora_input", action="store_true",
+                    help="the stacking control: every LoRA layer with a LoRA layer upstream reads a detached copy of "
+                         "its input in its LoRA branch (--models mlp with --depth 2 or more, or --factory)")
     ll.add_argument("--fraction", type=float, default=None,
                     help="the primary edge criterion's share: f of f<F>@T (loss(T) <= f loss(0)) or q of best<Q>@T; "
                          "in (0, 1]")

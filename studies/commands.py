@@ -11,7 +11,9 @@ import matplotlib.pyplot as plt
 from figures.phase import plot_phase_diagram
 from scaling.laws import all_predictions, law_frame
 from scaling.rules import split_schemes
-from scaling.theory import INIT_NAMES, NEG_INF, SUPPORTED, first_step_loss_drop, fmt, predict
+from scaling.exponents import NEG_INF, fmt
+from scaling.phase import phase_diagram
+from scaling.theory import INIT_NAMES, SUPPORTED, first_step_loss_drop, predict
 from studies import catalogue
 from studies.catalogue import (CoordCheckStudy, FactoryCheckStudy, FinetuneStudy, LawsStudy, LrGridStudy,
                                 ValidateStudy)
@@ -19,7 +21,9 @@ from studies.factory_check import FactoryCheckSpec
 from studies.finetune import FinetuneSpec
 from studies.gallery import build_gallery
 from studies.lr_grid import LrGridSpec
+from studies.lr_laws.config import STUDIES as LAWS_STUDIES
 from studies.lr_laws.config import select_configs
+from studies.lr_laws.transfer import factory_transfers, select_transfers
 from studies.lr_laws.factory import factory_configs
 from studies.run.context import RunOptions, resolve_device
 from studies.run.spec import CoordCheckSpec, SpecError, toy_model_defaults
@@ -65,14 +69,15 @@ def toy_spec(args) -> CoordCheckSpec:
                           alpha=args.alpha, alpha_scaling=args.alpha_scaling,
                           batch_size=args.batch_size, data=args.data, depth=args.depth,
                           dtype=args.dtype, loss_reduction=args.loss_reduction, teacher=args.teacher,
-                          b0_scale=args.b0_scale)
+                          b0_scale=args.b0_scale, detach_lora_input=args.detach_lora_input)
 
 
 def factory_spec(args) -> FactoryCheckSpec:
     """coord-check --factory: the toy models' options are refused (the factory makes the model)."""
-    given = [name for name, default in toy_model_defaults().items() if getattr(args, name) != default]
+    given = [name for name, default in toy_model_defaults().items()
+             if getattr(args, name) != default]
     if given:
-        option = "--" + given[0].replace("_", "-")
+        option = "--detach-lora-inputs" if given[0] == "detach_lora_input" else "--" + given[0].replace("_", "-")
         why = "runs train with Adam" if given[0] == "optimizer" else "the model comes from the factory"
         raise SpecError(f"{option} is an option of the built-in toy models; with --factory {why}")
     return FactoryCheckSpec(factory=args.factory, widths=tuple(args.widths), seeds=seeds(args.seeds),
@@ -104,20 +109,30 @@ def lr_grid(args) -> int:
 
 def lr_laws(args) -> int:
     tolerance = check_tolerance(args.tolerance)
+    targets = tuple(args.target_width or ())
+    if any(n <= 0 for n in targets):
+        raise SpecError(f"--target-width must be positive widths, got {','.join(map(str, targets))}")
     if args.factory:
-        for name in ("models", "scales", "laws", "ranks", "studies"):
+        for name in ("models", "scales", "laws", "ranks", "studies", "depth"):
             if getattr(args, name) is not None:
                 raise SpecError(f"--{name} does not apply with --factory (the factory makes the model)")
         configs = factory_configs(args.factory, args.quick, _names(args.inits), args.widths, args.seeds,
                                   args.fraction, args.steps, args.range, _names(args.slices),
-                                  criteria=_names(args.criteria))
-        study = LawsStudy(configs, ["factory"], args.quick, tolerance)
+                                  criteria=_names(args.criteria), detach=args.detach_lora_input)
+        transfers = factory_transfers(configs) if args.transfer else []
+        study = LawsStudy(configs, ["factory"] + (["transfer"] if transfers else []), args.quick, tolerance,
+                          transfers=transfers, target_widths=targets, check_against=args.check_against)
         return run(study, args, "runs/lr-laws-factory")
-    studies = args.studies if args.studies is not None else ["width", "gd", "rank", "fig2"]
+    if args.transfer:
+        raise SpecError("--transfer is for --factory runs; on the toys the transfer test is the 'transfer' study "
+                        "(--studies transfer)")
+    studies = args.studies if args.studies is not None else list(LAWS_STUDIES)
     configs = select_configs(studies, args.quick, args.models, args.inits, args.scales, args.slices, args.laws,
-                             args.widths, args.ranks, args.seeds, args.fraction, args.steps, args.range,
-                             _names(args.criteria))
-    study = LawsStudy(configs, studies, args.quick, tolerance, kinds=args.laws)
+                             args.widths, args.ranks, args.seeds, args.fraction, args.steps, args.range, args.depth,
+                             args.detach_lora_input, _names(args.criteria))
+    transfers = select_transfers(studies, args.quick, args.models, args.inits, args.widths, args.seeds)
+    study = LawsStudy(configs, studies, args.quick, tolerance, kinds=args.laws, transfers=transfers,
+                      target_widths=targets, check_against=args.check_against)
     return run(study, args, "runs/lr-laws-quick" if args.quick else "runs/lr-laws")
 
 
@@ -156,7 +171,7 @@ def figures(args) -> int:
 
 
 # -- theory --------------------------------------------------------------------------------------------
-MAX_THEORY_STEP = 10**6  # the recursions settle by scaling.theory.LATE_STEP (6); a bound keeps memory finite
+MAX_THEORY_STEP = 10_000  # the recursions settle by scaling.recursion.LATE_STEP (6); a bound keeps time and memory finite
 
 
 def _check_theory_args(args) -> None:
@@ -197,7 +212,7 @@ def theory(args) -> int:
     _check_theory_args(args)
     if args.phase_diagram:
         out = _figure_path("--out", args.out or f"runs/theory/phase_{args.optimizer}_init{args.init}_{args.model}.png")
-        fig = plot_phase_diagram(args.optimizer, args.init, args.model)
+        fig = plot_phase_diagram(phase_diagram(args.optimizer, args.init, args.model))
         fig.savefig(out, dpi=120)
         plt.close(fig)
         print(f"wrote {out}")

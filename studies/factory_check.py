@@ -146,7 +146,7 @@ def population_shard(factory: Factory, width: int, rank: int, seeds: tuple[int, 
     del tasks
     frame = result.frame
     names = short_layer_names(shape.layers)
-    upstream = {names[n]: len(u) for n, u in shape.upstream.items()}
+    upstream = {names[n]: len(u) for n, u in shape.upstream.items() if n in names}
     frame = (frame.assign(layer=frame.layer.map(lambda n: names.get(n, n)))
              .merge(runs.reset_index(drop=True).rename_axis("run").reset_index(), on="run")
              .merge(info, on="member"))

@@ -6,7 +6,7 @@ faster): PEFT LoRA on the chosen modules of a sequence classifier, ``scaling.lor
 (betas 0.9, 0.99; eps 1e-8; the paper's settings) with a linear decay to 0 and no warm-up, and
 the feature-learning monitor on. Dev accuracy and loss
 are recorded every ``eval_every`` steps. Fairness: a LoRA+ gain can be a disguised larger
-learning rate (THEORY.md), so for every ratio the best lr must not sit at an edge of the grid;
+learning rate (docs, the finetune command), so for every ratio the best lr must not sit at an edge of the grid;
 with ``bracket`` on, the grid is extended outward (by its own spacing) until it does, at most
 ``max_extensions`` times per ratio, and the report says whether each ratio ended bracketed.
 """

@@ -49,6 +49,8 @@ BAD_INPUTS = {
     "non-positive alpha": ["--alpha", "0"],
     "non-positive b0 scale": ["--b0-scale", "0"],
     "infinite b0 scale": ["--b0-scale", "inf"],
+    "stacking control on one layer": ["--model", "mlp", "--depth", "1", "--detach-lora-inputs"],
+    "stacking control on linear": ["--model", "linear", "--detach-lora-inputs"],
 }
 
 

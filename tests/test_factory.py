@@ -14,8 +14,11 @@ import torch
 from scaling.factory import FactoryError, Task, inspect_task, load_factory
 from studies.cli import main
 
+
+
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = str(REPO / "docs" / "examples" / "tiny_mlp_factory.py") + ":make"
+EXAMPLES = REPO / "docs" / "examples"
+EXAMPLE = str(EXAMPLES / "tiny_mlp_factory.py") + ":make"
 SMALL = ["--widths", "32,64,128", "--seeds", "2", "--steps", "3", "--schemes", "loraplus,lora-const",
          "--executor", "inline", "--device", "cpu"]
 
@@ -169,3 +172,25 @@ def test_as_task_refuses_what_is_not_a_model():
     with pytest.raises(FactoryError, match="not an nn.Module"):
         as_task(("model", None))
     assert isinstance(as_task((torch.nn.Linear(2, 2), torch.zeros(1, 2))), Task)
+
+
+def test_the_example_factories_map_their_stacked_lora_layers():
+    """The pre-LayerNorm block (LoRA on query, value, fc1) and the conv net (LoRA on two
+    stacked convolutions, which the monitor does not measure but lr-laws trains): every LoRA
+    layer is found, the chains of LoRA layers feeding each other are two long, and Init[2]
+    reaches the convolutions' factors too."""
+    pytest.importorskip("peft")
+    from scaling.factory import inspect_task, load_factory
+    from scaling.monitor import all_lora_weights
+    from studies.families.pretrain import apply_init
+
+    block = inspect_task(load_factory(str(EXAMPLES / "prenorm_block_factory.py") + ":make")(32, 2, 0))
+    assert [n.rsplit(".", 1)[-1] for n in block.layers] == ["query", "value", "fc1"] and block.chain == 2
+    assert [n.rsplit(".", 1)[-1] for n in block.upstream[block.layers[2]]] == ["query", "value"]
+    conv = load_factory(str(EXAMPLES / "conv_factory.py") + ":make")(16, 2, 0)
+    shape = inspect_task(conv)
+    assert shape.layers == [] and len(shape.skipped) == 2 and shape.init == "1" and shape.chain == 2
+    torch.manual_seed(0)
+    apply_init(conv.model, "2")
+    assert all(not A.any() and B.any() for A, B in all_lora_weights(conv.model).values())
+    assert inspect_task(conv).init == "2"

@@ -79,6 +79,7 @@ def test_the_cli_measures_and_judges_the_laws_on_a_factory(tmp_path, capsys):
     (["--factory", "no/such/file.py:make"], "no such file"),
     (["--factory", "bert", "--models", "linear"], "--models does not apply with --factory"),
     (["--factory", "bert", "--inits", "paper"], "init 1 or 2"),
+    (["--factory", "bert", "--depth", "2"], "--depth does not apply with --factory"),
 ])
 def test_bad_factory_input_is_one_error_line(tmp_path, capsys, argv, fragment):
     out = tmp_path / "x"
@@ -86,3 +87,36 @@ def test_bad_factory_input_is_one_error_line(tmp_path, capsys, argv, fragment):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and fragment in err[0]
     assert not out.exists()
+
+
+def test_the_factory_path_finds_the_toy_engines_edges():
+    """The toy mlp written as a factory (toy_models.as_factory) through lr-laws --factory's shard
+    gives the toy engine's candidates, losses and edges: the two engines agree, with and without
+    the stacking control (which changes the losses)."""
+    from dataclasses import replace
+
+    from studies.lr_laws.analysis import edge_table
+    from studies.lr_laws.config import ADAM_CRITERIA, LawsConfig, adam_slices
+    from studies.lr_laws.search import laws_shard
+    toy = LawsConfig(model="mlp", optimizer="adam", init="1", depth=2, widths=(32,), seeds=(0,),
+                     slices=adam_slices(False)[:1], criteria=ADAM_CRITERIA[:1], batch_size=8, per_decade=2,
+                     refine_rounds=1, dtype="float64")
+    ref = "toy_models.as_factory:mlp_depth2_float64"
+    losses = []
+    for detach in (False, True):
+        engine = replace(toy, detach_lora_input=detach)
+        factory = replace(engine, model=ref, factory=ref, batch_size=None, depth=1)
+        a = laws_shard(engine, 32, 4, 0, torch.device("cpu"))
+        b = factory_laws_shard((factory,), 32, 4, 0, "cpu", chunk_size=None)
+        both = a.merge(b, on=["slice", "round", "rate"], suffixes=("_toy", "_factory"), how="outer",
+                       validate="one_to_one")
+        assert len(both) == len(a) == len(b) and both["round"].max() == 1
+        np.testing.assert_allclose(both.loss_t20_factory, both.loss_t20_toy, rtol=1e-9)
+        np.testing.assert_array_equal(both.diverged_step_factory, both.diverged_step_toy)
+        edges = [edge_table(r.assign(config=c.label), [c]).set_index("slice").edge
+                 for r, c in ((a, engine), (b, factory))]
+        assert edges[0].notna().all()
+        pd.testing.assert_series_equal(edges[0], edges[1])
+        losses.append(a[a["round"] == 0].set_index("rate").loss_t20)
+    moved = (losses[1] / losses[0] - 1).abs()
+    assert moved.max() > 1e-3  # the control is not a no-op

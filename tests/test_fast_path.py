@@ -22,7 +22,8 @@ CONFIGS = {  # model -> list of ModelConfig keyword sets (float64 is added)
     "linear": [{"init": "paper"}, {"init": "1", "loss_reduction": "sum"},
                {"init": "2", "alpha": 8.0, "alpha_scaling": "sqrt-r"}],
     "mlp": [{"init": "paper", "input_dim": 4, "depth": 3}, {"init": "1", "depth": 1},
-            {"init": "2", "input_dim": 3, "loss_reduction": "sum", "alpha": 2.0}],
+            {"init": "2", "input_dim": 3, "loss_reduction": "sum", "alpha": 2.0},
+            {"init": "1", "depth": 3, "detach_lora_input": True}],
     "paper-mlp": [{}, {"init": "1"}, {"init": "2", "alpha": 3.0, "alpha_scaling": "sqrt-r"}],
 }
 
@@ -51,7 +52,7 @@ def test_the_toy_models_have_fast_paths():
     assert set(fast_models()) >= {"toy", "linear", "mlp", "paper-mlp"}
 
 
-@pytest.mark.parametrize("name,k", [(n, k) for n in CONFIGS for k in range(3)])
+@pytest.mark.parametrize("name,k", [(n, k) for n in CONFIGS for k in range(len(CONFIGS[n]))])
 def test_loss_and_grads_equal_autograd(name, k):
     cfg = ModelConfig(**{"width": 24, "rank": 3, "dtype": "float64", "batch_size": 40,
                          **CONFIGS[name][k]})
@@ -72,6 +73,20 @@ def test_loss_and_grads_equal_autograd(name, k):
             torch.testing.assert_close(zi.expand_as(zr), zr, rtol=RTOL, atol=0)
         loss_only, no_grads, _ = model.loss_and_grads(x, y, As, Bs, grads=False)
         assert no_grads is None and rel(loss_only, loss_ref) <= RTOL
+
+
+def test_the_stacking_control_cuts_only_the_lora_path_to_the_layers_below():
+    """Detached LoRA inputs: the same loss, the same gradients of the top layer, other
+    gradients of the layer below (its gradient no longer flows back through B2 A2)."""
+    cfg = ModelConfig(width=24, rank=3, dtype="float64", batch_size=40, depth=2)
+    plain = build_model("mlp", cfg, seed=0)
+    control = build_model("mlp", ModelConfig(**{**cfg.__dict__, "detach_lora_input": True}), seed=0)
+    As, Bs = random_factors(plain, runs=2)
+    x, y = plain.train_batch(1)
+    loss, (dA1, dA2, dB1, dB2), _ = plain.loss_and_grads(x, y, As, Bs)
+    loss_c, (dA1_c, dA2_c, dB1_c, dB2_c), _ = control.loss_and_grads(x, y, As, Bs)
+    assert rel(loss_c, loss) <= RTOL and rel(dA2_c, dA2) <= RTOL and rel(dB2_c, dB2) <= RTOL
+    assert rel(dA1_c, dA1) > 1e-3 and rel(dB1_c, dB1) > 1e-3
 
 
 @pytest.mark.parametrize("block_bytes", [1, 3 * 24 * 40 * 8, None])

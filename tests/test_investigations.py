@@ -46,3 +46,21 @@ def test_corrections_to_scaling_monte_carlo_runs_and_fits():
     assert (table.se > 0).all() and len(table) == 8 * 4
     fit = mc.correction_fit(table)
     assert {"A (n^-1/2)", "B (n^-1)", "A / se"} <= set(fit.columns) and len(fit) == 8
+
+
+def test_stacked_lora_ladder_and_trace_run(tmp_path, capsys):
+    mod = _load("stacked_lora")
+    table = mod.main(["ladder", "--depths", "1,2", "--widths", "32,64", "--seeds", "2", "--control",
+                      "--primary-only", "--out", str(tmp_path / "ladder")])
+    assert set(table.depth) == {1, 2} and set(table.control) == {"", "detached"}
+    assert {"B edge", "A edge", "one-rate edge", "ratio edge", "corner lambda_c"} <= set(table.law)
+    one = table[(table.law == "B edge") & (table.control == "")].set_index("depth").predicted
+    assert one[1] == 0 and one[2] == -0.25  # scaling.stacked's prediction beside each row
+    assert (tmp_path / "ladder" / "ladder.csv").is_file()
+    trace = mod.main(["trace", "--depth", "2", "--widths", "32,64", "--seeds", "1", "--steps", "2",
+                      "--out", str(tmp_path / "trace.csv")])
+    first = trace[(trace.step == 1) & (trace.metric == "input_gain")]
+    # step 1: B2 = 0, so no gradient reached layer 1 through B2 A2: its input moved in a random
+    # direction relative to A2's rows (gain about 1, not n^1/2)
+    assert len(first) == 2 and first.value.between(0.5, 2).all()
+    assert "path_ratio" in set(trace.metric) and "input_gain" in capsys.readouterr().out

@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 
 from scaling.exponents import N, ONE, R, Exponent, Monomial, Poly, regime_condition
-from scaling.laws import (OPTIMUM_SLICES, SLICES, TABLE_COLUMNS, law_table, output_stable, predict,
+from scaling.laws import (OPTIMUM_SLICES, SLICES, TABLE_COLUMNS, all_predictions, law_frame, predict,
                           predict_corner, predict_edge, predict_optimum)
 from scaling.theory import predict as predict_deltas
 
@@ -160,16 +160,21 @@ def test_gd_paper_mlp_needs_both_factors_random():
     assert predict_corner("paper-mlp", "sgd", "paper").exponent == 1.0
 
 
-def test_output_stable_agrees_with_the_one_variable_theory():
-    """On a (gA, gB) grid, 'the output stays O(1)' from this calculus (r fixed) against the
-    existing recursion of scaling.theory (every step's max(delta1..3) <= 0): two independent
-    derivations of the same n-exponents (Init[2]'s B0 noise and B0 path have delta1's n-exponent)."""
+def test_b_edges_agree_with_the_per_step_predictions():
+    """On a (gA, gB) grid, 'the output stays O(1)' read two ways off the one recursion: from the
+    laws (the B edge of the b-edge slice held at eta_A = n^gA, solved over the loss-visible terms
+    as polynomials in eta_B: stable iff gB <= edge) and from scaling.theory's per-step exponents at
+    fixed rates (every step's dz_b <= 0). Init[2]'s B0 noise and B0 path have delta1's n-exponent."""
     grid = [x / 4 for x in range(-8, 3)]
     for model, init in itertools.product(("toy", "linear"), ("1", "2")):
-        for gA, gB in itertools.product(grid, grid):
-            mine = output_stable(model, "adam", init, gA, gB)
-            theirs = all(predict_deltas(model, "adam", init, gA, gB, t).exponents["dz_b"] <= 1e-12 for t in range(1, 7))
-            assert mine == theirs, (model, init, gA, gB)
+        for gA in grid:
+            p = predict_edge(model, "adam", init, "b-edge", (gA, 0))
+            edge = p.exponent if p.exponent is not None else p.lower  # past the overshoot: the solved root
+            for gB in grid:
+                laws_say = edge is not None and gB <= edge
+                theory_says = all(predict_deltas(model, "adam", init, gA, gB, t).exponents["dz_b"] <= 1e-12
+                                  for t in range(1, 7))
+                assert laws_say == theory_says, (model, init, gA, gB)
 
 
 # -- optima -------------------------------------------------------------------------------------
@@ -212,8 +217,8 @@ def test_unsupported_and_impossible_settings_say_why():
         predict("ridge", "linear", "adam", "1")
 
 
-def test_law_table_and_renderings():
-    df = law_table(models=("toy", "linear"), optimizers=("adam", "sgd"), inits=("1", "2"))
+def test_law_frame_and_renderings():
+    df = law_frame(all_predictions(models=("toy", "linear"), optimizers=("adam", "sgd"), inits=("1", "2")))
     assert list(df.columns) == list(TABLE_COLUMNS)
     assert len(df) == 2 * 2 * 2 * (len(SLICES) + 1 + len(OPTIMUM_SLICES))
     corner = df[(df.law == "corner") & (df.model == "linear") & (df.optimizer == "adam")]
@@ -256,10 +261,11 @@ def test_phase_edges_figure_draws_slices_and_measured_points():
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from figures.phase import plot_phase_edges
+    from figures.phase import measured_slices, plot_phase_edges
+    from scaling.phase import phase_edges
     measured = pd.DataFrame({"slice": ["b-edge", "one-rate"], "held": [-1.0, "(0, 0)"], "slope": [0.05, -0.55],
                              "lo": [-0.1, -0.7], "hi": [0.2, -0.4]})
-    fig = plot_phase_edges("adam", "1", "linear", measured)
+    fig = plot_phase_edges(phase_edges("adam", "1", "linear", slices=measured_slices(measured)), measured)
     ax = fig.axes[0]
     xy = {tuple(round(float(v), 3) for v in l.get_xydata()[0]) for l in ax.lines if len(l.get_xydata()) == 1}
     assert (-1.0, 0.0) in xy and (-0.5, -0.5) in xy           # predicted edges on their slices

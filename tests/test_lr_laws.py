@@ -13,7 +13,8 @@ from scaling.edges import Criterion, corner_frame, fit_edge_law, locate_edge, re
 from scaling.profile import ratio_profile, slice_optimum
 from studies.cli import main
 from studies.lr_grid import log_grid, train_pairs
-from studies.lr_laws.analysis import LawPrediction, analyse, edge_table, judge, paired_configs
+from scaling.laws import LawPrediction
+from studies.lr_laws.analysis import analyse, edge_table, judge, paired_configs
 from studies.lr_laws.config import LawsConfig, SliceSpec, catalogue, select_configs
 from studies.lr_laws.fig2 import dead_start, fig2_table
 from studies.lr_laws.search import laws_shard
@@ -156,9 +157,9 @@ def synthetic_edges(slope: float, widths=(64, 128, 256, 512, 1024), seeds=8, noi
 def test_fit_recovers_the_slope_and_the_verdict_rule_judges_it():
     fit, left = fit_edge_law(synthetic_edges(-1.0), "width")
     assert left == [] and fit.ci_low < -1.0 < fit.ci_high and fit.ci_high - fit.ci_low < 0.2
-    assert judge(fit, LawPrediction(-1.0), 0.15)[0] == "PASS"
-    assert judge(fit, LawPrediction(0.0), 0.15)[0] == "FAIL"
-    verdict, why = judge(fit, LawPrediction(None, "none", "a ridge"), 0.15)
+    assert judge(fit, LawPrediction.given(-1.0), 0.15)[0] == "PASS"
+    assert judge(fit, LawPrediction.given(0.0), 0.15)[0] == "FAIL"
+    verdict, why = judge(fit, LawPrediction.given(None, "none", "a ridge"), 0.15)
     assert verdict == "INCONCLUSIVE" and "a ridge" in why
 
 
@@ -224,13 +225,13 @@ def test_analyse_judges_every_law_against_the_given_predictions():
                         slices=(SliceSpec("b-edge", held=0.01, held_n=-1.0), SliceSpec("a-edge", held=0.03)))
 
     def predictor(kind, c, s=None):
-        return LawPrediction({"edge": {"b-edge": 0.0, "a-edge": -1.0}.get(getattr(s, "name", ""))}.get(kind, 1.0))
+        return LawPrediction.given({"edge": {"b-edge": 0.0, "a-edge": -1.0}.get(getattr(s, "name", ""))}.get(kind, 1.0))
     laws = analyse(pd.DataFrame(rows), [config], predictor=predictor).laws.set_index("law")
     assert laws.loc["corner lambda_c", "slope"] == pytest.approx(1.0, abs=0.02)
     assert laws.loc["corner lambda_c", "verdict"] == "PASS" and laws.loc["B edge", "verdict"] == "PASS"
 
     def wrong(kind, c, s=None):
-        return LawPrediction(0.0)
+        return LawPrediction.given(0.0)
     assert analyse(pd.DataFrame(rows), [config], predictor=wrong).laws.set_index("law").loc[
         "corner lambda_c", "verdict"] == "FAIL"
 
@@ -304,6 +305,9 @@ def test_select_configs_narrows_and_overrides():
     (["--range", "1:1"], "empty"),
     (["--range", "0:1"], "0 < LOW"),
     (["--fraction", "0"], "--fraction"),
+    (["--depth", "2"], "apply to the mlp only"),
+    (["--models", "mlp", "--detach-lora-inputs"], "--depth 2 or more"),
+    (["--models", "mlp", "--depth", "0"], "--depth must be a positive integer"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(tmp_path, capsys, argv, fragment):
     out = tmp_path / "never"
@@ -362,3 +366,25 @@ def test_validate_corner_law_runs_in_its_own_store_and_gives_its_rows(tmp_path, 
     laws = analyse(runs, [small], kinds=("edge", "corner")).laws
     assert list(laws.law) == ["B edge", "A edge", "corner lambda_c"]
     assert (tmp_path / "lr_corner" / "manifest.json").is_file()
+
+
+def test_every_setting_that_trains_differently_reaches_the_label():
+    from studies.lr_laws.config import ADAM_CRITERIA, adam_slices, check_labels
+    # the catalogue's labels keep their names (stored runs and reports refer to them)
+    labels = {c.label for s in ("width", "gd", "rank") for c in catalogue(s)}
+    assert {"mlp/adam/init1/r", "linear/adam/init2/r/teacher b0-aligned", "mlp/adam/init2/r/B0 x 0.25",
+            "toy/sgd/init1/r", "paper-mlp/sgd/initpaper/r", "linear/adam/init1/none/n=1024 vs r"} <= labels
+    base = LawsConfig(model="mlp", optimizer="adam", init="1", widths=(64, 128), seeds=(0,),
+                      slices=adam_slices(False)[:1], criteria=ADAM_CRITERIA[:1], batch_size=8)
+    variants = [replace(base, depth=2), replace(base, depth=3), replace(base, batch_size=16),
+                replace(base, batch_size=None), replace(base, dtype="float64"), replace(base, data="fresh"),
+                replace(base, alpha=2.0), replace(base, n0=128), replace(base, depth=2, detach_lora_input=True)]
+    names = [c.label for c in [base] + variants]
+    assert len(set(names)) == len(names)
+    assert names[1] == "mlp/adam/init1/r/depth 2" and names[4] == "mlp/adam/init1/r/batch 32"
+    # what still shares a label (a search setting) is refused rather than merged
+    with pytest.raises(SpecError, match="share the label.*seeds"):
+        check_labels([base, replace(base, seeds=(0, 1))])
+    check_labels([base, base])
+    with pytest.raises(SpecError, match="stacked LoRA layers"):
+        replace(base, detach_lora_input=True)

@@ -181,7 +181,7 @@ def test_z_a_at_step_zero_is_initial_feature_rms():
 
 
 def test_paper_linear_toy_closed_form():
-    """THEORY.md, Sec. 3.1 of the paper: f = (W* + b a^T) x, one sample, loss (f - y)^2 / 2,
+    """The paper's toy model (its Sec. 3.1; docs, concepts, "Feature updates"): f = (W* + b a^T) x, one sample, loss (f - y)^2 / 2,
     gradient descent, U = f - y:
     delta1 = -eta_a b^2 U ||x||^2, delta2 = -eta_b (a^T x)^2 U, delta3 = eta_a eta_b U^2 b (a^T x) ||x||^2."""
     n = 40

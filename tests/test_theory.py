@@ -1,4 +1,4 @@
-"""scaling.theory: predicted exponents against THEORY.md, claims past blow-up and overshoot."""
+"""scaling.theory: predicted exponents against the hand derivations, claims past blow-up and overshoot."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,11 @@ import math
 
 import pytest
 
-from scaling.theory import NEG_INF, phase_diagram, predict
+from scaling.exponents import NEG_INF
+from scaling.phase import phase_diagram
+from scaling.theory import predict
 
-# THEORY.md, Adam / Init[1]: gamma[delta1] = gB + 1 + gA, gamma[delta2] = gB + max(0, 1 + gA),
+# The paper's Theorem 1, Adam / Init[1]: gamma[delta1] = gB + 1 + gA, gamma[delta2] = gB + max(0, 1 + gA),
 # gamma[delta3] = gB + 1 + gA, gamma[Z_A] = max(0, 1 + gA). Step 3: the first step whose delta2
 # sees a Z_A that updates have already changed (B0 = 0 leaves A untouched at step 1).
 TABLE_ADAM_INIT1 = {(-1.0, 0.0): (0.0, 0.0, 0.0, 0.0), (-1.0, -1.0): (-1.0, -1.0, -1.0, 0.0),
@@ -96,7 +98,8 @@ def test_unsupported_combinations_raise():
 
 
 def test_phase_diagram_marks_the_loraplus_point_efficient():
-    gAs, gBs, grid = phase_diagram("adam", "1", resolution=0.5)
+    d = phase_diagram("adam", "1", resolution=0.5)
+    gAs, gBs, grid = d.gA, d.gB, d.classes
     i, j = list(gBs).index(0.0), list(gAs).index(-1.0)
     assert grid[i, j] == 1  # CLASSES.index("efficient")
     assert not math.isnan(grid.sum())

@@ -9,14 +9,23 @@ import pytest
 import torch
 
 from scaling.gamma import PowerLawFit
-from scaling.theory import NEG_INF, predict
+from scaling.exponents import NEG_INF
+from scaling.theory import predict
 from scaling.verdicts import compare, crossover, verdict
 from studies.run.runner import run_coord_check
 from studies.run.spec import CoordCheckSpec
 
 
-def fit(slope, lo, hi, settled=True):
-    return PowerLawFit(slope, lo, hi, r2=1.0, settled=settled)
+def fit(slope, lo, hi, settled=True, widths=5, seeds=8):
+    return PowerLawFit(slope, lo, hi, r2=1.0, settled=settled, n_widths=widths, n_seeds=seeds)
+
+
+def test_one_seed_or_two_widths_never_pass_or_fail():
+    """An interval from one seed is no interval, a slope from two widths has no local slope to
+    check: neither can PASS or FAIL anything, however far from the prediction."""
+    for thin in (fit(-0.5, -0.5, -0.5, seeds=1), fit(-0.5, -0.6, -0.4, widths=2), fit(0.0, -0.1, 0.1, widths=2)):
+        v, why = verdict(thin, 0.0, False, 0.15)
+        assert v == "INCONCLUSIVE" and why.startswith("too little data")
 
 
 def test_exact_claim_pass_and_fail():
@@ -141,7 +150,7 @@ from scaling.verdicts import corrected_verdict  # noqa: E402
 
 def cfit(slope, lo, hi, share=0.1, share_ci=(-0.2, 0.4), at_bound=False, settled=True):
     return CorrectedFit(slope, lo, hi, r2=1.0, settled=settled, omega=0.5, share=share, share_ci=share_ci,
-                        at_bound=at_bound)
+                        at_bound=at_bound, n_widths=5, n_seeds=8)
 
 
 def test_corrected_verdict_rules():
@@ -180,3 +189,24 @@ def test_compare_judges_the_corrected_exponent_and_keeps_the_straight_verdict():
     assert zero.judged == "straight" and zero.verdict == "PASS" and np.isnan(zero.omega)
     straight_only = compare(pd.DataFrame(rows), steps=(2,), corrected=False)
     assert (straight_only.verdict != "PASS").all() and (straight_only.judged == "straight").all()
+
+
+def test_every_reason_a_verdict_gives_has_a_named_kind():
+    """No check is filed under an unnamed kind ("other"): every reason the verdict functions and
+    the laws' judge write maps to a kind in scaling.verdicts.REASON_KINDS."""
+    from scaling.laws import LawPrediction
+    from scaling.verdicts import reason_kind
+    from studies.lr_laws.analysis import judge
+    reasons = [verdict(fit(0.0, -0.1, 0.1, settled=False), 0.0, False, 0.15), verdict(None, 0.0, False, 0.15),
+               verdict(fit(0.0, -0.1, 0.1, widths=2), 0.0, False, 0.15), verdict(fit(0, 0, 0), 0.0, False, 0.15, "none"),
+               corrected_verdict(cfit(0.0, -0.5, 0.5), 0.0, 0.15, 0.5),
+               corrected_verdict(cfit(0.1, 0.05, 0.15, share=1.0, share_ci=(0.6, 1.0), at_bound=True), 0.0, 0.15, 0.5),
+               corrected_verdict(cfit(0.0, -0.1, 0.1, settled=False), 0.0, 0.15, 0.5),
+               corrected_verdict(None, 0.0, 0.15, 0.5),
+               judge(fit(0.0, -0.1, 0.1), LawPrediction.given(None, "none", "a ridge"), 0.15),
+               ("INCONCLUSIVE", "crossover: the term(s) predicted to dominate dz_b"),
+               ("INCONCLUSIVE", "no sharp prediction: an unstable earlier layer makes this layer's input grow"),
+               verdict(fit(0.5, 0.4, 0.6), 0.0, False, 0.15), verdict(fit(0.0, -0.1, 0.1), NEG_INF, False, 0.15)]
+    kinds = [reason_kind(v, why) for v, why in reasons]
+    assert "unnamed" not in kinds and "" not in kinds, list(zip(kinds, reasons))
+    assert len(set(kinds)) >= 9

@@ -47,6 +47,9 @@ class ModelConfig:
       changing any predicted exponent.
     teacher_rank: linear models only: the rank of the teacher's low-rank part (None: the LoRA
       rank). Fixing it keeps the target the same at every LoRA rank (a rank study).
+    detach_lora_input: mlp only, the stacking control: every LoRA layer but the first reads a
+      detached copy of its input in its LoRA branch, so no gradient reaches the layers below
+      through B_l A_l (the frozen W*_l path still carries it). Forward values are unchanged.
     """
 
     width: int
@@ -64,6 +67,7 @@ class ModelConfig:
     teacher: str = "independent"
     b0_scale: float = 1.0
     teacher_rank: int | None = None
+    detach_lora_input: bool = False
 
     @property
     def lora_scale(self) -> float:
@@ -151,8 +155,10 @@ class LoraModel:
     def base_key(self) -> tuple:
         """What the frozen base (everything ``_build`` sets) depends on: the model, seed, device
         and configuration, except the LoRA init and B0's scale, which enter only ``lora_init``
-        (Init[2]'s B0 that the "b0-aligned" teacher copies is drawn from its own stream)."""
-        return type(self), self.seed, self.device, replace(self.cfg, init=None, b0_scale=1.0)
+        (Init[2]'s B0 that the "b0-aligned" teacher copies is drawn from its own stream), and the
+        stacking control, which changes only the backward pass."""
+        return type(self), self.seed, self.device, replace(self.cfg, init=None, b0_scale=1.0,
+                                                           detach_lora_input=False)
 
     # -- randomness ----------------------------------------------------------------------
     def generator(self, stream: str, step: int = 0) -> torch.Generator:

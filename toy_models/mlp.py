@@ -52,9 +52,9 @@ class MlpModel(LoraModel):
     def forward(self, x, As, Bs):
         h = self.input_features(x)
         inputs = []
-        for w, A, B in zip(self.w_hidden, As, Bs):
+        for l, (w, A, B) in enumerate(zip(self.w_hidden, As, Bs)):
             inputs.append(h)
-            pre = self.lora(h, A, B)
+            pre = self.lora(h.detach() if self.detached(l) else h, A, B)
             if w is not None:
                 pre = pre + h @ w.T
             h = torch.relu(pre)
@@ -65,7 +65,7 @@ class MlpModel(LoraModel):
 
         Per layer, with dpre the gradient at the pre-activation (R, N, n):
         dB = scale dpre^T Z_A, dZ_A = scale dpre B, dA = dZ_A^T h, and the gradient passed
-        down is dpre W* + dZ_A A. No gradient of a frozen weight is ever formed, and the
+        down is dpre W* + dZ_A A (dpre W* alone under the stacking control). No gradient of a frozen weight is ever formed, and the
         first layer's W* h_0 (shared by all runs) is cached.
         """
         s, L = self.scale, len(As)
@@ -97,8 +97,16 @@ class MlpModel(LoraModel):
             dA[l] = lora_down_grad(dza, inputs[l])                  # (R, r, n)
             if l > 0:
                 w = self.w_hidden[l]
-                g = torch.bmm(dza, As[l]) if w is None else torch.baddbmm(dpre @ w, dza, As[l])
+                if self.detached(l):  # the control: only the frozen path carries the gradient down
+                    g = dpre @ w
+                else:
+                    g = torch.bmm(dza, As[l]) if w is None else torch.baddbmm(dpre @ w, dza, As[l])
         return loss, dA + dB, inputs
+
+    def detached(self, layer: int) -> bool:
+        """Whether LoRA layer ``layer`` (0-based) reads a detached copy of its input (the
+        stacking control, ``ModelConfig.detach_lora_input``): every layer but the first."""
+        return self.cfg.detach_lora_input and layer > 0
 
 
 class PaperMlpModel(MlpModel):

@@ -19,6 +19,7 @@ import torch
 from figures.coord_check import plot_coord_check
 from figures.course import QUICK, save
 from figures.phase import phase_points, plot_phase_diagram
+from scaling.phase import phase_diagram
 from scaling.verdicts import compare
 from studies.run.runner import run_coord_check
 from studies.run.spec import CoordCheckSpec
@@ -38,7 +39,7 @@ save(plot_coord_check(results, 3, exponents, title="n x n LoRA layer, Adam, Init
 # above, coloured by the share of their checks that PASS.
 
 # %%
-save(plot_phase_diagram("adam", "1", "linear", phase_points(exponents)), "lesson3_phase")
+save(plot_phase_diagram(phase_diagram("adam", "1", "linear"), phase_points(exponents)), "lesson3_phase")
 
 # %% [markdown]
 # **Exercises** (solutions in `solutions/lesson3.md`)

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 5: initialisation and scaling choices
 #
-# Three questions practitioners ask (THEORY.md):
+# Three questions practitioners often ask:
 # * Why B = 0 and A random (Init[1]), and not the reverse (Init[2])?
 # * What if both are zero?
 # * Why alpha/r, and is alpha/sqrt(r) (rsLoRA) better?

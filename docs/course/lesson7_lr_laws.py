@@ -97,6 +97,40 @@ axes[2].legend(fontsize=7)
 save(fig, "lesson7_lr_laws")
 
 # %% [markdown]
+# **From exponents to rates.** A practitioner tuned at a small width and wants the rates at a larger
+# one. An edge law is a line in log-log coordinates, so it extrapolates: fit it on the widths
+# measured and read it at the target width, with an interval from the seeds (bootstrap over seeds,
+# `scaling.transfer.extrapolate`). Holding the exponent at the theory's value fits only the
+# intercept and gives a narrower interval -- if the theory is right. The further the target lies
+# beyond the widths measured, the wider the interval (and the louder the warning).
+
+# %%
+from scaling.transfer import extrapolate
+
+target = 4 * widths[-1]
+one_rate = edges[edges.slice_name == "one-rate"]
+free = extrapolate(one_rate.width, one_rate.edge, one_rate.seed, target)
+held = extrapolate(one_rate.width, one_rate.edge, one_rate.seed, target, exponent=-0.5)
+for name, e in (("measured exponent", free), ("theory's exponent -1/2", held)):
+    print(f"one-rate edge at n = {target} ({name}): {e.value:.3g} [{e.low:.3g}, {e.high:.3g}]  {e.warning()}")
+
+# %% [markdown]
+# `loraplus-scaling lr-laws --target-width N` does this for every configuration, for the edges and
+# the optima (`recommended.csv`), and `--check-against RUN` sets the recommendations against a run
+# that measured width N. The **transfer test** (`--studies transfer`) asks the practitioner's question
+# directly: tune (eta_A, eta_B) and one shared rate at the narrowest width, move them by each rule --
+# LoRA+ (eta_A ~ 1/n, eta_B held), one rate held, one rate by its measured law, muA's rule -- and
+# compare each with the rates retuned at the wider width. `create_loraplus_optimizer(...,
+# base_width=n0, width=n)` applies a rule in a training loop.
+#
+# **Stacked LoRA layers.** Everything above is for ONE LoRA layer. Real models stack them (query,
+# value, fc1 in every block, each feeding the next block). Under Adam and Init[1] the error reaching a
+# lower layer through the upper layer's B A aligns the lower layer's step with the upper layer's A,
+# and the B edge then falls like n^-(L-1)/(2L) for L layers in series (`scaling.laws.predict_edge(...,
+# depth=L)`); detaching the LoRA branches' inputs removes the link and gives the one-layer law back.
+# The investigation note "Stacked LoRA layers" has the derivation and the measurements.
+
+# %% [markdown]
 # **Exercises** (solutions in `solutions/lesson7.md`)
 # 1. Derive the one-rate edge under Init[1] from the two output edges above. Then do it for
 #    Init[2] (A0 = 0, B0 random): which term binds first, and what exponent follows?

@@ -1,4 +1,4 @@
-"""A complete model factory for the width studies (README, "Width studies on your own model").
+"""A complete model factory for the width studies (the documentation's page "Study your own model", docs/own-model.md).
 
     loraplus-scaling coord-check --factory docs/examples/tiny_mlp_factory.py:make \
         --widths 64,128,256,512 --seeds 4 --schemes loraplus,lora-const --out runs/my-mlp
@@ -55,4 +55,4 @@ def make(width: int, rank: int, seed: int, dtype=torch.float32) -> Task:
     gen = torch.Generator().manual_seed(10_000 + seed)
     x = torch.randn(SAMPLES, INPUTS, generator=gen, dtype=dtype)
     y = torch.sin(x.sum(-1, keepdim=True) / INPUTS ** 0.5)
-    return Task(model, (x, y), mse)
+    return Task(model, (x, y), mse, readout="mean-field")  # the readout's entries are 1/n

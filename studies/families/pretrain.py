@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from scaling.factory import Task
-from scaling.monitor import _lora_factors, find_lora_layers
+from scaling.monitor import all_lora_weights
 
 # PEFT asks transformers for a deprecated attribute on every get_peft_model: a line per shard of
 # noise in every family run's log, about neither the user's code nor ours.
@@ -70,8 +70,7 @@ def apply_init(model: nn.Module, init: str) -> None:
         return
     if init != "2":
         raise ValueError(f"init must be '1' or '2', got {init!r}")
-    for layer in find_lora_layers(model)[0].values():
-        A, B = _lora_factors(layer)[:2]
+    for A, B in all_lora_weights(model).values():  # convolutions' LoRA too
         A.zero_()
         B.normal_(0.0, 1.0)
 

@@ -8,18 +8,20 @@ from ``scaling.laws`` through ``law_prediction``; every function that judges tak
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from scaling import laws
+from scaling.laws import LawPrediction, edge_difference, predict_corner, predict_edge, predict_optimum
 from scaling.edges import corner_frame, fit_edge_law, locate_edge, width_summary
 from scaling.profile import ratio_profile, seed_mean_log, slice_optimum
-from scaling.verdicts import DEFAULT_TOLERANCE, verdict
+from scaling.transfer import check_against, recommend
+from scaling.verdicts import DEFAULT_TOLERANCE, reason_kind, verdict
 from studies.lr_laws.config import VARIED, LawsConfig
 from studies.lr_laws.fig2 import fig2_table
 from studies.lr_laws.search import trainable
+from studies.lr_laws.transfer import TransferConfig, best_rules, transfer_table
 
 # The law names the tables carry (column ``law``).
 SLICE_NAMES = {"b-edge": "B edge", "a-edge": "A edge", "one-rate": "one-rate edge", "ratio": "ratio edge"}
@@ -65,22 +67,11 @@ def edge_table(runs: pd.DataFrame, configs: list[LawsConfig]) -> pd.DataFrame:
 
 LAW_COLUMNS = ["law", "model", "optimizer", "init", "alpha_scaling", "variable", "predicted", "slope", "lo", "hi",
                "verdict", "reason", "kind", "config", "slice", "slice_name", "held_n", "criterion", "claim", "n_points", "n_seeds", "left_out",
-               "local_slopes", "prediction_note"]
-
-
-@dataclass(frozen=True)
-class LawPrediction:
-    """What the theory says about one law: exponent None when it predicts none (note says why)."""
-
-    exponent: float | None
-    claim: str = "exact"
-    note: str = ""
-    lower: float | None = None  # bounds the theory derives where it predicts no exponent
-    upper: float | None = None
+               "local_slopes", "prediction_note", "reason_kind"]
 
 
 def law_prediction(kind: str, config: LawsConfig, slice_spec=None) -> LawPrediction:
-    """The theory's exponent for a law from ``scaling.laws``. kind: edge | corner | optimum | profile (the optimal ratio over
+    """The theory's prediction for a law from ``scaling.laws`` (cached). kind: edge | corner | optimum | profile (the optimal ratio over
     the plane). The theory is asked about the configuration's own held exponents, LoRA scale and
     B0 variance, at its default step (its exponents settle within a few steps and do not move
     with T; asking for T = 50 gradient-descent steps costs minutes for the same answer)."""
@@ -101,19 +92,18 @@ def _cached_prediction(kind, model, optimizer, init, alpha_scaling, variable, b0
     args = (model, optimizer, init)
     try:
         if kind == "edge":
-            p = laws.predict_edge(*args, slice_name, held, **common)
+            p = predict_edge(*args, slice_name, held, **common)
         elif kind == "corner":
-            p = laws.predict_corner(*args, held_a_edge=corner[0], held_b_edge=corner[1], **common)
+            p = predict_corner(*args, held_a_edge=corner[0], held_b_edge=corner[1], **common)
         elif kind == "optimum":
-            p = laws.predict_optimum(*args, slice_name, held, **common)
+            p = predict_optimum(*args, slice_name, held, **common)
         elif kind == "profile":
-            p = laws.predict_optimum(*args, "plane", None, **common)
+            p = predict_optimum(*args, "plane", None, **common)
         else:
             raise ValueError(f"unknown law kind {kind!r}")
     except (KeyError, ValueError, NotImplementedError) as err:
-        return LawPrediction(None, "none", f"scaling.laws gives no prediction here ({err})")
-    return LawPrediction(p.exponent, p.claim, p.reason if p.exponent is None or p.claim != "exact" else "",
-                         getattr(p, "lower", None), getattr(p, "upper", None))
+        return LawPrediction.given(None, "none", f"scaling.laws gives no prediction here ({err})")
+    return p
 
 
 def judge(fit, pred: LawPrediction, tol: float) -> tuple[str, str]:
@@ -144,7 +134,7 @@ def _law_row(kind: str, law: str, config: LawsConfig, fit, left_out, pred: LawPr
             "n_points": fit.n_widths if fit else 0, "n_seeds": fit.n_seeds if fit else 0,
             "left_out": " ".join(str(x) for x in left_out),
             "local_slopes": " ".join(f"{s:+.2f}" for s in fit.local_slopes) if fit else "",
-            "prediction_note": pred.note}
+            "prediction_note": pred.note, "reason_kind": reason_kind(v, why)}
 
 
 def x_of(config: LawsConfig) -> str:
@@ -264,7 +254,10 @@ class LawsTables:
     optima: the loss-optimal rate along each slice per (x, seed); profiles: the ratio profile per
     width; transfer: seed-mean L(T)/L(0) on every slice's grid (the transfer plot); cost: runs
     and CPU per shard; fig2 / fig2_grid / dead: the Fig. 2 question's table, its grid and the
-    printed model's dead start (None when not run); configs: the configurations measured."""
+    printed model's dead start (None when not run); configs: the configurations measured;
+    transfer_gaps, transfer_best: the transfer test's gaps per (config, width, rule) and the best
+    rule per configuration (empty when not run); recommended: the rates recommended at the
+    target widths asked for (scaling.transfer.recommend; empty when none was)."""
 
     edges: pd.DataFrame
     edge_summary: pd.DataFrame
@@ -278,11 +271,21 @@ class LawsTables:
     fig2: pd.DataFrame | None = None
     fig2_grid: pd.DataFrame | None = None
     dead: pd.DataFrame | None = None
+    transfer_gaps: pd.DataFrame = field(default_factory=pd.DataFrame)
+    transfer_best: pd.DataFrame = field(default_factory=pd.DataFrame)
+    recommended: pd.DataFrame = field(default_factory=pd.DataFrame)
+    extrapolation_check: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def files(self) -> dict[str, pd.DataFrame]:
         out = {name: getattr(self, name) for name in ("laws", "edges", "criteria", "optima", "profiles", "edge_summary")}
         if self.fig2 is not None:
             out["fig2"] = self.fig2
+        if len(self.transfer_gaps):
+            out["transfer"] = self.transfer_gaps
+        if len(self.recommended):
+            out["recommended"] = self.recommended
+        if len(self.extrapolation_check):
+            out["extrapolation_check"] = self.extrapolation_check
         return out
 
     def law(self, name: str, key) -> pd.Series | None:
@@ -294,8 +297,27 @@ class LawsTables:
 
 def analyse(runs: pd.DataFrame, configs: list[LawsConfig], tol: float = DEFAULT_TOLERANCE,
             predictor=law_prediction, kinds=("edge", "corner", "optimum", "profile"),
-            fig2_grid: pd.DataFrame | None = None, dead: pd.DataFrame | None = None) -> LawsTables:
-    """Every table the report needs (LawsTables) from the runs table (and the Fig. 2 grid)."""
+            fig2_grid: pd.DataFrame | None = None, dead: pd.DataFrame | None = None,
+            transfer_rows: pd.DataFrame | None = None, transfers: list[TransferConfig] = (),
+            target_widths: tuple[int, ...] = (), measured_at_targets: tuple | None = None) -> LawsTables:
+    """Every table the report needs (LawsTables) from the runs table (and the Fig. 2 grid, the
+    transfer test's rows, the target widths asked for). ``measured_at_targets``: (optima, laws,
+    edges) of a run that measured the target widths, to check the recommendations against."""
+    tables = _law_tables(runs, configs, tol, predictor, kinds, fig2_grid, dead)
+    if transfer_rows is not None and len(transfer_rows):
+        gaps = transfer_table(transfer_rows, list(transfers))
+        tables = replace(tables, transfer_gaps=gaps, transfer_best=best_rules(gaps) if len(gaps) else pd.DataFrame())
+    if target_widths and len(tables.optima):
+        tables = replace(tables, recommended=pd.concat(
+            [recommend(tables.optima, tables.laws, tables.edges, n) for n in target_widths], ignore_index=True))
+        if measured_at_targets is not None:
+            optima, _, edges = measured_at_targets
+            tables = replace(tables, extrapolation_check=check_against(tables.recommended, optima, edges))
+    return tables
+
+
+def _law_tables(runs, configs, tol, predictor, kinds, fig2_grid, dead) -> LawsTables:
+    """The laws' tables from the runs (and the Fig. 2 grid)."""
     if runs.empty:
         empty = pd.DataFrame()
         return LawsTables(empty, empty,
@@ -363,10 +385,7 @@ def analyse(runs: pd.DataFrame, configs: list[LawsConfig], tol: float = DEFAULT_
         fit, left = fit_edge_law(ratio, x, center=c1.center)
         s = next(s for s in c1.slices if s.name == "one-rate")
         p1, p2 = predictor("edge", c1, s), predictor("edge", c2, s)
-        pred = (LawPrediction(p1.exponent - p2.exponent, "exact" if p1.claim == p2.claim == "exact" else "none",
-                              "the difference of the two predicted exponents")
-                if p1.exponent is not None and p2.exponent is not None else
-                LawPrediction(None, "none", "no prediction for one of the two"))
+        pred = edge_difference(p1, p2)
         row = _law_row("edge", name, c1, fit, left, pred, tol, "one-rate", c1.primary.name)
         if name == INIT_PAIR:
             row["init"] = "1 / 2"

@@ -25,6 +25,15 @@ from toy_models.models import MODELS, ModelConfig
 SLICES = ("b-edge", "a-edge", "one-rate", "ratio")
 ALPHA_SCALINGS = ("r", "sqrt-r", "none")
 LAWS = ("edge", "corner", "optimum", "profile")
+# The value of each setting that every catalogue configuration of a width ("n") or rank ("r")
+# study uses, which its label therefore leaves unsaid (batch: under Adam; gradient descent runs
+# at the model's own batch). alpha None: alpha = r; teacher rank None: the LoRA rank.
+HOUSE = {"n": {"batch": 8, "alpha": None, "teacher_rank": None},
+         "r": {"batch": 8, "alpha": 1.0, "teacher_rank": 4}}
+
+
+def _or(value, default: str) -> str:
+    return default if value is None else f"{value:g}"
 ROLES = ("edge", "profile")
 VARIED = {"b-edge": "eta_b", "a-edge": "eta_a", "one-rate": "eta", "ratio": "eta_a"}
 HELD = {"b-edge": "eta_a", "a-edge": "eta_b", "one-rate": None, "ratio": "lambda"}
@@ -96,7 +105,9 @@ class ConfigKey:
     of a run. ``label`` is the name the tables carry (``config`` column); reports find a
     configuration's rows through its key, e.g. ``ConfigKey("linear", "adam", "1").label``.
 
-    rank_width: for a rank study (laws against r), the width it holds fixed (None: a width study)."""
+    rank_width: for a rank study (laws against r), the width it holds fixed (None: a width
+    study); detached: the stacking control; extra: any other setting that differs from the
+    catalogue's house value, as written in the label (``LawsConfig.key``)."""
 
     model: str
     optimizer: str
@@ -107,15 +118,18 @@ class ConfigKey:
     teacher: str = "independent"
     depth: int = 1
     rank_width: int | None = None
+    detached: bool = False
+    extra: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
-        extra = ("/B0 var 1/r" if self.b0_variance != "1" else "") + (
-            f"/B0 x {self.b0_scale:g}" if self.b0_scale != 1.0 else "") + (
-            f"/teacher {self.teacher}" if self.teacher != "independent" else "") + (
-            f"/depth {self.depth}" if self.depth != 1 else "") + (
-            f"/n={self.rank_width} vs r" if self.rank_width is not None else "")
-        return f"{self.model}/{self.optimizer}/init{self.init}/{self.alpha_scaling}{extra}"
+        parts = (["B0 var 1/r"] if self.b0_variance != "1" else []) + (
+            [f"B0 x {self.b0_scale:g}"] if self.b0_scale != 1.0 else []) + (
+            [f"teacher {self.teacher}"] if self.teacher != "independent" else []) + (
+            [f"n={self.rank_width} vs r"] if self.rank_width is not None else []) + (
+            [f"depth {self.depth}"] if self.depth != 1 else []) + list(self.extra) + (
+            ["LoRA inputs detached"] if self.detached else [])
+        return "/".join([self.model, self.optimizer, f"init{self.init}", self.alpha_scaling, *parts])
 
 
 @dataclass(frozen=True)
@@ -152,8 +166,11 @@ class LawsConfig:
     teacher_rank: int | None = None
     b0_variance: str = "1"
     b0_scale: float = 1.0
-    factory: str | None = None  # a factory reference (``studies.factory_laws``); model is then its name
+    factory: str | None = None  # a factory reference (``studies.lr_laws.factory``); model is then its name
     center: str = "mean"  # the seeds' centre of a width's log edges in fits and summaries (scaling.gamma.CENTERS)
+    # The stacking control: every LoRA layer with a LoRA layer upstream reads a detached copy of its
+    # input in its LoRA branch (no gradient reaches the layers below through B A; the frozen path stays)
+    detach_lora_input: bool = False
 
     def __post_init__(self):
         if self.factory is not None:
@@ -197,6 +214,9 @@ class LawsConfig:
                     self.model_config(w, r).check()
                 except ValueError as err:
                     raise SpecError(str(err)) from None
+        if self.detach_lora_input and self.factory is None and not (self.model == "mlp" and self.depth >= 2):
+            raise SpecError("the stacking control (detached LoRA inputs) needs stacked LoRA layers: "
+                            "the mlp at depth 2 or more, or a factory")
         if self.model == "paper-mlp" and self.init not in (None, "paper"):
             raise SpecError(f"paper-mlp has no base matrix between A and B, so init {self.init!r} never trains; "
                             "use init paper")
@@ -222,9 +242,32 @@ class LawsConfig:
         return "mlp" if self.factory is not None else self.model
 
     @property
+    def effective_batch(self) -> int | None:
+        """Samples per step: the given batch or the toy model's own (None for a factory, whose
+        batches are its own)."""
+        if self.factory is not None:
+            return None
+        return self.batch_size or MODELS[self.model].default_batch
+
+    @property
     def key(self) -> ConfigKey:
+        """The configuration's identity: its main settings, then every other setting of the model
+        or its training that differs from the catalogue's house value (``HOUSE``), so that two
+        configurations that train differently never share a label (``check_labels``) while the
+        catalogue's own labels stay short."""
+        house = HOUSE[self.variable]
+        extra = []
+        batch = self.effective_batch
+        if batch is not None and batch != (house["batch"] if self.optimizer != "sgd" else MODELS[self.model].default_batch):
+            extra.append(f"batch {batch}")
+        extra += ([f"data {self.data}"] if self.data != "fixed" else []) + (
+            [self.dtype] if self.dtype != "float32" else []) + (
+            [f"alpha {_or(self.alpha, 'r')}"] if self.alpha != house["alpha"] else []) + (
+            [f"teacher rank {_or(self.teacher_rank, 'r')}"] if self.teacher_rank != house["teacher_rank"] else []) + (
+            [f"n0={self.n0}"] if self.n0 != 64 else [])
         return ConfigKey(self.model, self.optimizer, self.init_name, self.alpha_scaling, self.b0_variance,
-                         self.b0_scale, self.teacher, self.depth, self.widths[0] if self.variable == "r" else None)
+                         self.b0_scale, self.teacher, self.depth, self.widths[0] if self.variable == "r" else None,
+                         self.detach_lora_input, tuple(extra))
 
     @property
     def label(self) -> str:
@@ -242,7 +285,8 @@ class LawsConfig:
         return ModelConfig(width=width, rank=rank, alpha=self.alpha, alpha_scaling=self.alpha_scaling,
                            init=self.init, batch_size=self.batch_size, data=self.data, depth=self.depth,
                            dtype=self.dtype, teacher=self.teacher, teacher_rank=self.teacher_rank,
-                           b0_scale=self.b0_scale * (1.0 if self.b0_variance == "1" else rank ** -0.5))
+                           b0_scale=self.b0_scale * (1.0 if self.b0_variance == "1" else rank ** -0.5),
+                           detach_lora_input=self.detach_lora_input)
 
     def points(self) -> list[tuple[int, int]]:
         """Every (width, rank) measured."""
@@ -253,7 +297,10 @@ class LawsConfig:
                 or width in self.profile_widths]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["detach_lora_input"]:  # added later: left out at its default so older stores still resume
+            del d["detach_lora_input"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "LawsConfig":
@@ -268,8 +315,20 @@ class LawsConfig:
         return cls(**d)
 
 
+def check_labels(configs: list[LawsConfig]) -> None:
+    """SpecError when two different configurations share a label: their runs would be merged
+    into one configuration's edges (the label is the runs' ``config`` column)."""
+    seen: dict[str, LawsConfig] = {}
+    for c in configs:
+        other = seen.setdefault(c.label, c)
+        if other != c:
+            a, b = other.to_dict(), c.to_dict()
+            differ = [k for k in a if a[k] != b[k]]
+            raise SpecError(f"two configurations share the label {c.label!r} but differ in {', '.join(differ)}")
+
+
 # -- the catalogue -------------------------------------------------------------------------------
-STUDIES = ("width", "gd", "rank", "fig2")
+STUDIES = ("width", "gd", "rank", "fig2", "transfer")
 ADAM_CRITERIA = (Criterion(20, 1.0), Criterion(20, 0.5), Criterion(20, 0.9))
 ADAM_T_CRITERIA = (Criterion(10, 1.0), Criterion(40, 1.0))
 GD_CRITERIA = (Criterion(50), Criterion(25), Criterion(100))
@@ -370,12 +429,13 @@ def _choose(name: str, given: list[str] | None, allowed) -> list[str] | None:
 
 def select_configs(studies: list[str], quick: bool = False, models=None, inits=None, scales=None, slices=None,
                    laws=None, widths=None, ranks=None, seeds: int | None = None, fraction: float | None = None,
-                   steps: int | None = None, rate_range: tuple[float, float] | None = None,
-                   criteria: list[str] | None = None) -> list[LawsConfig]:
+                   steps: int | None = None, rate_range: tuple[float, float] | None = None, depth: int | None = None,
+                   detach: bool = False, criteria: list[str] | None = None) -> list[LawsConfig]:
     """The configurations to run: the named studies' catalogue, narrowed by the filters and
-    changed by the overrides (all validated; SpecError with one line otherwise). criteria:
-    criterion names (``Criterion.parse``) replacing every configuration's, the first primary;
-    fraction and steps then change that first one."""
+    changed by the overrides (all validated; SpecError with one line otherwise). depth and detach
+    (the stacking control) apply to the mlp, and only the mlp's configurations may be selected then.
+    criteria: criterion names (``Criterion.parse``) replacing every configuration's, the first
+    primary; fraction and steps then change that first one."""
     _choose("studie", studies, STUDIES)
     _choose("model", models, tuple(MODELS))
     _choose("init", inits, ("1", "2", "paper"))
@@ -390,6 +450,10 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
         raise SpecError(f"--fraction must be in (0, 1], got {fraction}")
     if steps is not None and steps <= 0:
         raise SpecError(f"--steps must be a positive integer, got {steps}")
+    if depth is not None and (not isinstance(depth, int) or depth < 1):
+        raise SpecError(f"--depth must be a positive integer, got {depth}")
+    if detach and (depth or 1) < 2:
+        raise SpecError("--detach-lora-inputs needs stacked LoRA layers: give --depth 2 or more")
     parsed = None
     if criteria:
         try:
@@ -397,7 +461,7 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
         except ValueError as err:
             raise SpecError(f"--criteria: {err}") from None
     out = []
-    for study in (s for s in studies if s != "fig2"):
+    for study in (s for s in studies if s not in ("fig2", "transfer")):
         for c in catalogue(study, quick):
             if (models and c.model not in models) or (inits and c.init_name not in inits) or (
                     scales and c.alpha_scaling not in scales):
@@ -416,6 +480,11 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
                 changes["ranks"] = tuple(ranks)
             if seeds:
                 changes["seeds"] = tuple(range(seeds))
+            if depth is not None or detach:
+                if c.model != "mlp":
+                    raise SpecError(f"--depth and --detach-lora-inputs apply to the mlp only; the selection holds "
+                                    f"{c.label} (add --models mlp)")
+                changes.update(depth=depth or c.depth, detach_lora_input=detach)
             if parsed:
                 if (c.optimizer == "sgd") != all(k.kind == "diverged" for k in parsed):
                     raise SpecError(f"--criteria {','.join(criteria)}: {c.label} needs "
@@ -429,10 +498,8 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
                 else:
                     changes["criteria"] = (Criterion(steps or first.steps, fraction or first.fraction, first.kind),)
             out.append(replace(c, **changes))
-    labels = [c.label for c in out]
-    if len(set(labels)) != len(labels):
-        raise SpecError(f"two configurations share a label: {sorted(labels)}")
-    if not out and "fig2" not in studies:
+    check_labels(out)
+    if not out and not {"fig2", "transfer"} & set(studies):
         raise SpecError("nothing to run: the filters leave no configuration of " + ", ".join(studies))
     return out
 

@@ -41,6 +41,7 @@ import torch
 
 from scaling.edges import Criterion
 from scaling.factory import Factory, FactoryError, inspect_task, load_factory
+from scaling.lora_layers import detach_lora_inputs
 from toy_models.module_population import train_population
 from studies.factory_check import FactoryCheckSpec, check_factory
 from studies.families import FAMILIES
@@ -117,11 +118,11 @@ def factory_slices(rate_range: tuple[float, float] | None = None) -> tuple[Slice
 def factory_configs(refs: list[str], quick: bool = False, inits=None, widths=None, seeds: int | None = None,
                     fraction: float | None = None, steps: int | None = None,
                     rate_range: tuple[float, float] | None = None, slices=None, rank: int = 4,
-                    criteria: list[str] | None = None) -> list[LawsConfig]:
+                    criteria: list[str] | None = None, detach: bool = False) -> list[LawsConfig]:
     """One configuration per (factory, init), from each factory's defaults (``defaults_for``)
     and the options; SpecError (one line) for a bad option. ``criteria``: criterion names
     (``Criterion.parse``), the first primary; ``fraction`` / ``steps`` replace the primary's
-    share f (its kind kept) and T. The factories themselves are checked by ``check_factories``
+    share f (its kind kept) and T; ``detach``: the stacking control. The factories themselves are checked by ``check_factories``
     before anything runs."""
     inits = inits or ["1", "2"]
     for init in inits:
@@ -158,7 +159,8 @@ def factory_configs(refs: list[str], quick: bool = False, inits=None, widths=Non
                                       widths=tuple(widths or d.widths), ranks=(rank,),
                                       seeds=tuple(range(seeds or d.seeds)), slices=chosen, criteria=crit,
                                       per_decade=d.per_decade, refine_points=d.refine_points,
-                                      refine_rounds=d.refine_rounds, center=d.center))
+                                      refine_rounds=d.refine_rounds, center=d.center,
+                                      detach_lora_input=detach))
     return configs
 
 
@@ -177,9 +179,11 @@ def population_losses(frame: pd.DataFrame, runs: int, steps: int) -> dict[str, n
 def factory_laws_shard(configs: tuple[LawsConfig, ...], width: int, rank: int, seed: int,
                        device: str = "cpu", chunk_size: int | None = CHUNK) -> pd.DataFrame:
     """Every configuration of one factory at one (width, seed): the model is built once, each
-    init starts from the same base and LoRA draw. Returns search_slices' rows with cpu_s (the
-    shard's CPU seconds), build_cpu_s (building the model: pretraining, or loading the cached
-    base) and round_cpu_s (the CPU seconds of the population its round ran in)."""
+    init starts from the same base and LoRA draw; under the stacking control (all configurations
+    alike) every LoRA layer with a LoRA layer upstream reads a detached copy of its input in its
+    LoRA branch. Returns search_slices' rows with chain and readout, cpu_s (the shard's CPU
+    seconds), build_cpu_s (building the model: pretraining, or loading the cached base) and
+    round_cpu_s (the CPU seconds of the population its round ran in)."""
     start = time.process_time()
     dev = torch.device(device)
     factory = laws_factory(configs[0].factory)
@@ -189,6 +193,13 @@ def factory_laws_shard(configs: tuple[LawsConfig, ...], width: int, rank: int, s
     if shape.init != "1":
         raise FactoryError(f"factory {factory.name}: lr-laws starts from the factory's Init[1] model "
                            f"(A random, B = 0), this one is at init {shape.init}")
+    if len({c.detach_lora_input for c in configs}) != 1:
+        raise ValueError("one factory shard runs either the model or its stacking control, not both")
+    if configs[0].detach_lora_input:
+        stacked = [name for name, up in shape.upstream.items() if up]
+        if not stacked:
+            raise FactoryError(f"factory {factory.name}: the stacking control needs a LoRA layer fed by another one")
+        detach_lora_inputs(task.model, stacked)
     trainable = [p for p in task.model.parameters() if p.requires_grad]
     initial = [p.detach().clone() for p in trainable]
     frames = []
@@ -210,19 +221,22 @@ def factory_laws_shard(configs: tuple[LawsConfig, ...], width: int, rank: int, s
 
         found = search_slices(config, width, rank, seed, float("nan"), train)
         frames.append(found.assign(round_cpu_s=np.asarray(rounds)[found["round"].to_numpy(int)]))
-    return pd.concat(frames, ignore_index=True).assign(cpu_s=time.process_time() - start, build_cpu_s=build)
+    # what the predictions need to know about the model: its longest chain of LoRA layers in
+    # series and its declared readout ("" when not declared)
+    return pd.concat(frames, ignore_index=True).assign(chain=shape.chain, readout=task.readout or "",
+                                                       cpu_s=time.process_time() - start, build_cpu_s=build)
 
 
 def factory_laws_shards(configs: list[LawsConfig], device) -> list[Shard]:
     """One shard per (factory, width, rank, seed) holding every init of that factory; widest
     first (the longest shards start first)."""
-    by_factory: dict[str, list[LawsConfig]] = {}
+    by_factory: dict[tuple[str, bool], list[LawsConfig]] = {}
     for c in configs:
-        by_factory.setdefault(c.factory, []).append(c)
+        by_factory.setdefault((c.factory, c.detach_lora_input), []).append(c)
     shards = []
-    for ref, group in by_factory.items():
+    for (ref, detached), group in by_factory.items():
         slug = "".join(ch if ch.isalnum() else "_" for ch in group[0].model)
-        inits = "".join(c.init for c in group)
+        inits = "".join(c.init for c in group) + ("_detached" if detached else "")
         points = sorted({p for c in group for p in c.points()}, reverse=True)
         for w, r in points:
             for s in sorted({s for c in group for s in c.seeds}):

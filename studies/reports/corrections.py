@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from scaling.theory import fmt
+from scaling.exponents import fmt
 
 VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE")
 ORDER = {"FAIL": 0, "INCONCLUSIVE": 1, "PASS": 2}

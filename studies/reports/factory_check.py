@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from figures.coord_check import plot_coord_check
-from scaling.theory import fmt
+from scaling.exponents import fmt
 from studies.factory_check import FactoryCheckTables
 from studies.reports.validate import verdict_summary
 from studies.run.study import Report, exit_code

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from figures.lr_grid import plot_heatmap
-from figures.lr_laws import plain_log_ticks, plot_edges, plot_profile, plot_rank, plot_transfer
-from figures.phase import plot_phase_edges
+from figures.lr_laws import plain_log_ticks, plot_edges, plot_profile, plot_rank, plot_transfer, plot_transfer_gaps
+from figures.phase import measured_slices, plot_phase_edges
+from scaling.phase import phase_edges
 from studies.lr_laws.analysis import CORNER, INIT_PAIR, PROFILE, PROFILE_REL_TOL, SLICE_NAMES, LawsTables, x_of
 from studies.lr_laws.config import ConfigKey, LawsConfig
 from studies.reports.lr_laws_known import known_reasons
@@ -99,7 +100,7 @@ def plain_words(tables: LawsTables) -> list[str]:
         out.append("Rank (muA): under Init[1], how the LoRA scale moves the one-rate edge's rank exponent ("
                    + "; ".join(f"{r.law.replace('one-rate edge, ', '')}: {_ci(r, 'r')} vs {r.predicted:+g}, {r.verdict}"
                                for _, r in ok.iterrows()) + ").")
-    out += factory_words(tables)
+    out += factory_words(tables) + transfer_words(tables)
     fig2 = tables.fig2
     if fig2 is not None and len(fig2):
         last = fig2[fig2.step == fig2.step.max()]
@@ -124,6 +125,23 @@ def factory_words(tables: LawsTables) -> list[str]:
         if parts:
             out.append(f"On {model} (Adam, against width): " + "; ".join(parts) + ".")
     return out
+
+
+def transfer_words(tables: LawsTables) -> list[str]:
+    """One sentence per configuration of the transfer test: which rule keeps the rates best."""
+    out = []
+    for r in tables.transfer_best.itertuples():
+        gaps = tables.transfer_gaps[(tables.transfer_gaps.config == r.config) & (tables.transfer_gaps.width == r.width)]
+        others = "; ".join(f"{g.rule} {_gap(g.gap)}" for g in gaps.itertuples() if g.rule != r.best_rule)
+        tie = f" (not told apart from {r.tied_with})" if r.tied_with else ""
+        out.append(f"Transfer test, {r.config} (tuned at n = {int(gaps.n0.iloc[0])}, moved to n = {r.width}): "
+                   f"{r.best_rule} transfers best{tie}, its loss {_gap(r.gap)} [{r.gap_low:.2f}, {r.gap_high:.2f}] "
+                   f"times the retuned one; {others}.")
+    return out
+
+
+def _gap(value: float) -> str:
+    return "diverged" if not np.isfinite(value) else f"x{value:.2f}"
 
 
 def findings(tables: LawsTables) -> list[str]:
@@ -282,6 +300,29 @@ def report_text(meta: dict, tables: LawsTables, figures: dict[str, str]) -> str:
         if dead is not None and len(dead):
             lines += ["Init[1] and Init[2] on the printed model (no W): B A h_0 = 0 at the start and relu'(0) = 0, "
                       "so every LoRA gradient is exactly zero and no rate trains:", "", _md(dead), ""]
+    if len(tables.transfer_gaps):
+        lines += ["## Transfer: rates tuned at the narrowest width, moved by each rule", "",
+                  "At every width a grid of (eta_A, eta_B) (the same values on both axes) trains; the loss after T "
+                  "steps is the score. The best pair and the best shared rate at the narrowest width are moved to "
+                  "each wider width by each rule, and their loss is set against the loss at the pair retuned on "
+                  "that width's grid: gap 1 is as good as retuning (geometric mean over seeds, 95% interval; "
+                  "'inf' where the rule's rates diverged). The measured one-rate law is fitted on these widths "
+                  "(in-sample).", "",
+                  _md(tables.transfer_best, ".3g"), "", _md(tables.transfer_gaps, ".3g"), ""]
+    if len(tables.recommended):
+        lines += ["## Recommended rates at the target widths", "",
+                  "From the optimum laws (the ratio slice's eta_A for the LoRA+ pair, eta_B = lambda eta_A; the "
+                  "one-rate slice for one shared rate): the law's value at the target width with a 95% interval "
+                  "from the bootstrap over seeds (it carries the intercept's and the exponent's uncertainty). The "
+                  "exponent is the theory's where the measured law PASSes against it, the measured one otherwise.",
+                  "", _md(tables.recommended[["config", "target_width", "quantity", "value", "low", "high",
+                                              "exponent", "rule", "warning"]], ".3g"), ""]
+    if len(tables.extrapolation_check):
+        lines += ["## The recommendations against measurements at the target widths", "",
+                  "Each recommended rate beside the same quantity measured at its target width by the run given "
+                  "with --check-against (geometric mean over seeds, 95% interval): `inside`, the measured value "
+                  "lies in the recommended interval; `consistent`, the two intervals overlap.", "",
+                  _md(tables.extrapolation_check, ".3g"), ""]
     lines += ["## Search cost", "",
               "Runs per shard (all slices and criteria of one configuration at one width / rank and seed), runs per "
               "edge slice, rounds and CPU seconds per shard (process time: this machine may be shared). A factory's "
@@ -337,8 +378,12 @@ def draw_figures(out: Path, tables: LawsTables) -> dict[str, str]:
         measured = laws[(laws.config == c.label) & (laws.kind == "edge") & (laws.slice_name != "")] if len(laws) else laws
         if c.variable == "n" and c.teacher == "independent" and c.factory is None and len(measured):
             m = measured.rename(columns={"slice": "key"}).rename(columns={"slice_name": "slice", "held_n": "held"})
-            save(plot_phase_edges(c.optimizer, c.init_name, c.model, m[np.isfinite(m.slope)]), f"phase_{slug}",
-                 f"phase diagram with the measured edges: {c.label}")
+            m = m[np.isfinite(m.slope)]
+            save(plot_phase_edges(phase_edges(c.optimizer, c.init_name, c.model, slices=measured_slices(m)), m),
+                 f"phase_{slug}", f"phase diagram with the measured edges: {c.label}")
+    for config, t in (tables.transfer_gaps.groupby("config", sort=False) if len(tables.transfer_gaps) else ()):
+        save(plot_transfer_gaps(t, f"transfer test: {config}"), f"transfer_gaps_{figure_slug(config)}",
+             f"transfer test, loss gap against width: {config}")
     grid = tables.fig2_grid
     if grid is not None and len(grid):
         last = grid.step.max()
@@ -359,6 +404,12 @@ def console(text: str, tables: LawsTables, meta: dict, out: Path) -> str:
                   "scaling.laws; 95% interval):",
                   laws[["law", "config", "predicted", "slope", "lo", "hi", "verdict"]].to_string(
                       index=False, float_format=lambda v: f"{v:+.2f}")]
+    if len(tables.recommended):
+        rec = tables.recommended
+        lines += ["", "Recommended rates at the target widths (from the optimum laws; 95% interval):",
+                  rec[["config", "target_width", "quantity", "value", "low", "high", "exponent"]].to_string(
+                      index=False, float_format=lambda v: f"{v:.3g}")]
+        lines += [f"warning: {w}" for w in dict.fromkeys(rec.warning) if w]
     counts = laws.verdict.value_counts() if len(laws) else pd.Series(dtype=int)
     lines.append(f"{counts.get('PASS', 0)} PASS, {counts.get('FAIL', 0)} FAIL, {counts.get('INCONCLUSIVE', 0)} "
                  f"INCONCLUSIVE in {meta.get('wall_time_s', float('nan')):.0f}s ({meta.get('resumed_shards', 0)} shards "

@@ -10,7 +10,9 @@ import pandas as pd
 
 from figures.coord_check import plot_coord_check
 from figures.phase import phase_points, plot_phase_diagram
-from scaling.theory import fmt
+from scaling.exponents import fmt
+from scaling.verdicts import FAIL_KIND, kind_meaning
+from scaling.phase import phase_diagram
 from studies.reports.corrections import corrections_section, judged_measurement
 from studies.run.study import Report, exit_code
 from studies.lr_laws.analysis import CORNER
@@ -87,18 +89,6 @@ CLASS_MEANINGS = {
     "frozen": "nothing moves",
 }
 # Why a check is not a PASS: (start of scaling.verdicts' reason, short label, the one-line why).
-REASON_KINDS = [
-    ("local slopes not settled", "slopes still moving",
-     "the local slopes between neighbouring widths still change: these widths have not reached the "
-     "asymptotic regime"),
-    ("crossover", "sum not yet dominated",
-     "a sum (z_a, delta2 or dz_b) whose predicted leading term is still the smaller one at the widest width"),
-    ("no sharp prediction", "after an unstable layer",
-     "an mlp layer after an unstable one gets inputs that grow with n: the theory makes no sharp prediction"),
-    ("past the blow-up", "SGD past its blow-up", "SGD diverges past its blow-up: no exponent is predicted"),
-    ("fewer than two widths", "diverged", "fewer than two widths kept finite values"),
-]
-FAIL_KIND = ("", "contradicted", "the measured interval misses the predicted exponent +- tolerance")
 # Settings whose unsettled or failed checks have a measured mechanism (EXPLANATIONS), named in the summary.
 KNOWN_MECHANISMS = {
     ("linear", "adam", "2"): "the Init[2] overshoot of A's first step, see [its control](#control-the-init2-overshoot)",
@@ -109,13 +99,6 @@ KNOWN_MECHANISMS = {
 def setting_name(model: str, optimizer: str, init: str) -> str:
     """'mlp, Adam, Init[2]'."""
     return f"{model}, {OPTIMIZER_NAMES.get(optimizer, optimizer)}, Init[{init}]"
-
-
-def reason_kind(verdict: str, reason: str) -> str:
-    """The short label of why a check is not a PASS (REASON_KINDS; FAILs are 'contradicted')."""
-    if verdict == "FAIL":
-        return FAIL_KIND[1]
-    return next((label for start, label, _ in REASON_KINDS if reason.startswith(start)), "other")
 
 
 def _counts(verdicts: pd.Series) -> tuple[int, int, int]:
@@ -153,9 +136,9 @@ def not_confirmed_lines(exponents: pd.DataFrame) -> list[str]:
         if bad.empty:
             lines.append(f"- **{setting_name(*key)}**: every check PASSes.")
             continue
-        kinds = bad.assign(kind=[reason_kind(v, r) for v, r in zip(bad.verdict, bad.reason)])
+        kinds = bad.assign(kind=bad.reason_kind)
         parts = [f"{kind} {len(g)} ({_where(g)})"
-                 for kind, g in sorted(kinds.groupby("kind"), key=lambda kv: (kv[0] != FAIL_KIND[1], -len(kv[1])))]
+                 for kind, g in sorted(kinds.groupby("kind"), key=lambda kv: (kv[0] != FAIL_KIND[0], -len(kv[1])))]
         _, n_fail, n_inc = _counts(bad.verdict)
         what = ", ".join(x for x in (f"{n_fail} FAIL" if n_fail else "", f"{n_inc} INCONCLUSIVE" if n_inc else "") if x)
         known = KNOWN_MECHANISMS.get(key) if {"slopes still moving", "contradicted"} & set(kinds.kind) else None
@@ -194,10 +177,10 @@ def plain_summary(exponents: pd.DataFrame) -> list[str]:
              "Classes: " + "; ".join(f"*{c}*: {CLASS_MEANINGS.get(c, c)}" for c in present) + ".", "",
              "Not confirmed, and why:", ""]
     lines += not_confirmed_lines(exponents)
-    used = {reason_kind(v, r) for v, r in zip(exponents.verdict, exponents.reason) if v != "PASS"}
-    kinds = [k for k in [FAIL_KIND, *REASON_KINDS] if k[1] in used]
+    used = list(dict.fromkeys(exponents.reason_kind[exponents.verdict != "PASS"]))
+    kinds = [(label, kind_meaning(label)) for label in used]
     if kinds:
-        lines += ["", "The kinds: " + "; ".join(f"*{label}*: {why}" for _, label, why in kinds)
+        lines += ["", "The kinds: " + "; ".join(f"*{label}*: {why}" for label, why in kinds)
                   + ". The mechanisms behind them are in [Why predictions did not show](#why-predictions-did-not-show)."]
     return lines
 
@@ -206,7 +189,7 @@ def summary_text(exponents: pd.DataFrame) -> str:
     """The same summary for a terminal: counts, the class table, the kinds of checks not confirmed."""
     table = class_table(exponents, style="text")
     bad = exponents[exponents.verdict != "PASS"]
-    kinds = pd.Series([reason_kind(v, r) for v, r in zip(bad.verdict, bad.reason)], dtype=object).value_counts()
+    kinds = bad.reason_kind.value_counts()
     lines = [textwrap.fill(" ".join(headline(exponents)), 100),
              "Predicted class of each scheme, checks that PASS / all:",
              table.to_string(index=False)]
@@ -378,7 +361,8 @@ def draw_figures(results: pd.DataFrame, exponents: pd.DataFrame, steps: int, fig
     for opt, init in dict.fromkeys(zip(exponents.optimizer, exponents.init)):
         e = exponents[(exponents.optimizer == opt) & (exponents.init == init)]
         model = "toy" if opt == "sgd" else "linear"
-        save(plot_phase_diagram(opt, init, model, phase_points(e), measured_on=", ".join(dict.fromkeys(e.model))),
+        save(plot_phase_diagram(phase_diagram(opt, init, model), phase_points(e),
+                                measured_on=", ".join(dict.fromkeys(e.model))),
              f"phase_{opt}_init{init}.png", f"phase: {opt}, init {init}")
     return figures
 

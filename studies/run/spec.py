@@ -35,7 +35,7 @@ def _positive_ints(name: str, values) -> tuple[int, ...]:
 
 # The options of the built-in toy models (a factory's model takes none of them).
 TOY_MODEL_OPTIONS = ("model", "optimizer", "init", "rank", "alpha", "alpha_scaling", "batch_size", "data", "depth",
-                     "dtype", "loss_reduction", "teacher", "b0_scale")
+                     "dtype", "loss_reduction", "teacher", "b0_scale", "detach_lora_input")
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class CoordCheckSpec:
     weight_decay: float | None = None
     extra: dict = field(default_factory=dict)
     b0_scale: float = 1.0
+    detach_lora_input: bool = False  # the stacking control (ModelConfig.detach_lora_input)
 
     def __post_init__(self):
         check_choices(self.model, self.optimizer, self.init)
@@ -74,6 +75,9 @@ class CoordCheckSpec:
             raise SpecError(f"--teacher applies to the toy and linear models only, not {self.model!r}")
         if self.dtype not in DTYPES:
             raise SpecError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
+        if self.detach_lora_input and not (self.model == "mlp" and self.depth >= 2):
+            raise SpecError("--detach-lora-inputs (the stacking control) needs stacked LoRA layers: "
+                            "--model mlp with --depth 2 or more")
         object.__setattr__(self, "widths", _positive_ints("widths", self.widths))
         object.__setattr__(self, "seeds", tuple(self.seeds))
         if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
@@ -101,13 +105,14 @@ class CoordCheckSpec:
         return ModelConfig(width=width, rank=rank, alpha=self.alpha, alpha_scaling=self.alpha_scaling,
                            init=self.init, batch_size=self.batch_size, data=self.data,
                            depth=self.depth, dtype=self.dtype, loss_reduction=self.loss_reduction,
-                           teacher=self.teacher, b0_scale=self.b0_scale)
+                           teacher=self.teacher, b0_scale=self.b0_scale, detach_lora_input=self.detach_lora_input)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["schemes"], d["widths"], d["seeds"] = list(self.schemes), list(self.widths), list(self.seeds)
-        if d["b0_scale"] == 1.0:  # added later: left out at its default so older stores still resume
-            del d["b0_scale"]
+        for key, default in (("b0_scale", 1.0), ("detach_lora_input", False)):
+            if d[key] == default:  # added later: left out at its default so older stores still resume
+                del d[key]
         return d
 
     @classmethod
