@@ -48,16 +48,33 @@ class PowerLawFit:
     n_seeds: int = 0
 
 
-def _seed_mean(log_table: np.ndarray) -> np.ndarray:
-    """The curve: mean over seeds of a (..., seeds, widths) table, ignoring missing values."""
+CENTERS = ("mean", "median", "trimmed")
+TRIM = 0.2  # "trimmed": the share of seeds dropped at EACH end of a width's log values, rounded down
+
+
+def seed_center(log_table: np.ndarray, center: str = "mean") -> np.ndarray:
+    """The curve: the centre over seeds of a (..., seeds, widths) table, ignoring missing values.
+    center: "mean"; "median"; "trimmed", the mean of what is left after dropping
+    floor(TRIM x count) seeds at each end (the whole mean below 5 seeds)."""
     with warnings.catch_warnings():  # a resample may miss every seed of a width: NaN, not noise
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(log_table, axis=-2)
+        if center == "mean":
+            return np.nanmean(log_table, axis=-2)
+        if center == "median":
+            return np.nanmedian(log_table, axis=-2)
+        if center != "trimmed":
+            raise ValueError(f"unknown centre {center!r}; choose from {', '.join(CENTERS)}")
+        ordered = np.sort(log_table, axis=-2)  # NaN sorts last
+        count = np.isfinite(ordered).sum(-2, keepdims=True)
+        cut = np.floor(TRIM * count)
+        rank = np.arange(ordered.shape[-2]).reshape(-1, 1)
+        keep = (rank >= cut) & (rank < count - cut)
+        return np.where(keep, ordered, 0.0).sum(-2) / np.where(count[..., 0, :] > 0, keep.sum(-2), np.nan)
 
 
 def _curve_stats(log_table: np.ndarray, log_w: np.ndarray) -> np.ndarray:
     """(slope, drift, local slopes...) of the seed-mean curve; log_table (..., seeds, widths)."""
-    return _line_stats(_seed_mean(log_table), log_w)
+    return _line_stats(seed_center(log_table), log_w)
 
 
 def _line_stats(curve: np.ndarray, log_w: np.ndarray) -> np.ndarray:
@@ -141,13 +158,16 @@ def _bootstrap_bounds(stat, est: np.ndarray, n_seeds: int, confidence: float, n_
 
 
 def fit_power_law(widths, values, seeds=None, settle_tol: float = DEFAULT_SETTLE_TOL,
-                  confidence: float = 0.95, n_resamples: int = 1000, random_state: int = 0) -> PowerLawFit | None:
+                  confidence: float = 0.95, n_resamples: int = 1000, random_state: int = 0,
+                  center: str = "mean") -> PowerLawFit | None:
     """Fit value ~ width^slope from parallel arrays (one entry per (width, seed) measurement).
 
     Non-positive or non-finite values are dropped (log undefined). Returns None when fewer
-    than two widths remain.
+    than two widths remain. center: how the seeds' log values of a width make the curve
+    (``CENTERS``; the bootstrap recomputes that centre on every resample).
     """
-    fits = fit_with_correction(widths, values, seeds, None, settle_tol, confidence, n_resamples, random_state)
+    fits = fit_with_correction(widths, values, seeds, None, settle_tol, confidence, n_resamples, random_state,
+                               center)
     return None if fits is None else fits[0]
 
 
@@ -219,7 +239,7 @@ def _best_share(curves: np.ndarray, log_w: np.ndarray, ratio: np.ndarray) -> np.
 
 def fit_with_correction(widths, values, seeds=None, omega: float | None = None,
                         settle_tol: float = DEFAULT_SETTLE_TOL, confidence: float = 0.95, n_resamples: int = 1000,
-                        random_state: int = 0) -> tuple[PowerLawFit, CorrectedFit | None] | None:
+                        random_state: int = 0, center: str = "mean") -> tuple[PowerLawFit, CorrectedFit | None] | None:
     """The straight fit (``fit_power_law``) and, with ``omega``, the corrected fit
     value ~ c n^gamma (1 + d n^-omega), from one seeds x widths table and one bootstrap.
 
@@ -232,6 +252,8 @@ def fit_with_correction(widths, values, seeds=None, omega: float | None = None,
     """
     if omega is not None and not omega > 0:
         raise ValueError(f"omega must be positive, got {omega}")
+    if center not in CENTERS:
+        raise ValueError(f"unknown centre {center!r}; choose from {', '.join(CENTERS)}")
     prepared = _log_table(widths, values, seeds)
     if prepared is None:
         return None
@@ -239,7 +261,7 @@ def fit_with_correction(widths, values, seeds=None, omega: float | None = None,
     n_seeds, k = M.shape
     corrected = omega is not None and k >= MIN_CORRECTED_WIDTHS
     ratio = np.exp(-omega * (log_w - log_w[0])) if corrected else None  # (n / n_min)^-omega
-    curve = _seed_mean(M)
+    curve = seed_center(M, center)
 
     def both(curves: np.ndarray) -> np.ndarray:
         """(slope, drift, local..., [gamma, drift, local..., share]) of seed-mean curves (..., k)."""
@@ -254,7 +276,7 @@ def fit_with_correction(widths, values, seeds=None, omega: float | None = None,
     lows = highs = None
     if n_seeds >= 2:
         def stat(idx, axis=-1):
-            return np.moveaxis(both(_seed_mean(M[idx.astype(int)])), -1, 0)
+            return np.moveaxis(both(seed_center(M[idx.astype(int)], center)), -1, 0)
         lows, highs = _bootstrap_bounds(stat, est, n_seeds, confidence, n_resamples, random_state)
     m = k + 1  # rows of the straight part: slope, drift, k - 1 local slopes
     straight = _straight_fit(M, log_w, curve, est[:m], None if lows is None else lows[:m],

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.edges import mean_interval
-from scaling.gamma import _log_table, _seed_mean, seed_bootstrap
+from scaling.gamma import _log_table, seed_bootstrap, seed_center
 
 # Beyond this many octaves (doublings) past the widest width measured, a recommendation is flagged.
 FAR_OCTAVES = 2.0
@@ -82,7 +82,7 @@ def extrapolate(widths, values, seeds, target: float, exponent: float | None = N
 
     def stats(tables: np.ndarray) -> np.ndarray:
         """(prediction at target, slope) of (..., seeds, widths) log tables."""
-        curve = _seed_mean(tables)
+        curve = seed_center(tables)
         if exponent is None:
             slope = curve @ (centre / (centre ** 2).sum())
         else:

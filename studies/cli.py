@@ -253,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
                  seeds_option(None, "override the number of seeds (0..S-1)"),
                  steps_option(None, "the edge criterion's step T"), tolerance_option(),
                  factory_option("the laws on these models instead of the toys, comma-separated: a family (bert, "
-                                "gpt2), MODULE:NAME or FILE.py:NAME giving make(width, rank, seed); widths "
-                                "64,128,256 unless --widths"),
+                                "gpt2), MODULE:NAME or FILE.py:NAME giving make(width, rank, seed); each with its "
+                                "defaults (bert: hidden 32..512, 8 seeds; gpt2 and others: 64..256, 4 seeds; "
+                                "studies.lr_laws.factory)"),
                  run_options(None),
                  epilog="--out defaults to runs/lr-laws (runs/lr-laws-quick with --quick; runs/lr-laws-factory "
                         "with --factory).")
@@ -280,7 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the stacking control: every LoRA layer with a LoRA layer upstream reads a detached copy of "
                          "its input in its LoRA branch (--models mlp with --depth 2 or more, or --factory)")
     ll.add_argument("--fraction", type=float, default=None,
-                    help="Adam edge criterion: loss(T) <= f loss(0); f in (0, 1]")
+                    help="the primary edge criterion's share: f of f<F>@T (loss(T) <= f loss(0)) or q of best<Q>@T; "
+                         "in (0, 1]")
+    ll.add_argument("--criteria", **_csv(name_list), default=None,
+                    help="edge criteria, comma-separated, the first primary: f<F>@T<T> (loss(T) <= f loss(0)), "
+                         "best<Q>@T<T> (the loss falls by at least q of the largest fall on its slice), "
+                         "diverged@T<T> (gradient descent); e.g. best0.9@T10,f1@T10")
     ll.add_argument("--range", **_csv(rate_range), sep=":", default=None,
                     help="LOW:HIGH search range of every slice's varied rate")
 

@@ -118,7 +118,7 @@ def lr_laws(args) -> int:
                 raise SpecError(f"--{name} does not apply with --factory (the factory makes the model)")
         configs = factory_configs(args.factory, args.quick, _names(args.inits), args.widths, args.seeds,
                                   args.fraction, args.steps, args.range, _names(args.slices),
-                                  detach=args.detach_lora_input)
+                                  criteria=_names(args.criteria), detach=args.detach_lora_input)
         transfers = factory_transfers(configs) if args.transfer else []
         study = LawsStudy(configs, ["factory"] + (["transfer"] if transfers else []), args.quick, tolerance,
                           transfers=transfers, target_widths=targets, check_against=args.check_against)
@@ -129,7 +129,7 @@ def lr_laws(args) -> int:
     studies = args.studies if args.studies is not None else list(LAWS_STUDIES)
     configs = select_configs(studies, args.quick, args.models, args.inits, args.scales, args.slices, args.laws,
                              args.widths, args.ranks, args.seeds, args.fraction, args.steps, args.range, args.depth,
-                             args.detach_lora_input)
+                             args.detach_lora_input, _names(args.criteria))
     transfers = select_transfers(studies, args.quick, args.models, args.inits, args.widths, args.seeds)
     study = LawsStudy(configs, studies, args.quick, tolerance, kinds=args.laws, transfers=transfers,
                       target_widths=targets, check_against=args.check_against)

@@ -120,3 +120,22 @@ def test_the_factory_path_finds_the_toy_engines_edges():
         losses.append(a[a["round"] == 0].set_index("rate").loss_t20)
     moved = (losses[1] / losses[0] - 1).abs()
     assert moved.max() > 1e-3  # the control is not a no-op
+
+
+def test_each_family_has_its_own_defaults_and_criteria_replace_them():
+    from studies.run.spec import SpecError
+    bert = factory_configs(["bert"], inits=["1"])[0]
+    assert bert.widths[-1] / bert.widths[0] >= 16 and len(bert.seeds) >= 6  # 4 octaves, 6 seeds or more
+    assert bert.center == "median"
+    # GPT-2's fine-tune starts above a blind guess: its edge is read against the best rate, not the start
+    gpt2 = factory_configs(["gpt2"], inits=["1"])[0]
+    assert [(c.kind, c.fraction, c.steps) for c in gpt2.criteria] == [("best", 0.9, 20), ("best", 0.8, 20),
+                                                                     ("best", 0.95, 20)]
+    quick = factory_configs(["gpt2"], quick=True, inits=["1"])[0]
+    assert len(quick.criteria) == 1 and len(quick.seeds) == 2 and len(quick.widths) < len(gpt2.widths)
+    (given,) = factory_configs(["gpt2"], inits=["1"], criteria=["f0.5@T10", "best0.8@T10"], steps=30)
+    assert [c.name for c in given.criteria] == ["f0.5@T30"]  # --steps replaces the primary's T, keeps its kind
+    with pytest.raises(SpecError, match="Adam"):
+        factory_configs(["gpt2"], criteria=["diverged@T10"])
+    with pytest.raises(SpecError, match="--criteria"):
+        factory_configs(["gpt2"], criteria=["best2@T10"])

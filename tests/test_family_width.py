@@ -64,7 +64,8 @@ def test_bert_width_keeps_its_settings_and_judges_old_tables():
     assert spec.scheme_rates("loraplus", 256) == pytest.approx((1e-3 / 4, 1e-3))
     assert dataclasses.asdict(BertFamily()) == {"layers": 2, "vocab": 256, "seq_len": 16, "batch_size": 32,
                                                "pretrain_steps": 100, "pretrain_lr": 1e-3, "base_width": 64,
-                                               "targets": ("query", "value"), "init": "1"}
+                                               "targets": ("query", "value"), "init": "1", "head_size": 64,
+                                               "finetune_batch_size": None, "finetune_seq_len": None}
     # a table stored before the layer map was kept: the first block (L0) is the sharp one
     old = pd.DataFrame({"model": "bert", "optimizer": "adam", "init": "1", "scheme": "lora-const", "seed": [0, 1] * 6,
                         "width": [64, 64, 128, 128, 256, 256] * 2, "step": 1, "metric": "delta1", "value": 0.0,

@@ -57,6 +57,49 @@ def test_criterion_adam_fraction_and_gd_divergence():
         Criterion(20, 1.5)
 
 
+def test_criterion_best_keeps_a_share_of_the_slices_largest_fall():
+    """A language model's fine-tune: every rate ends below its start (7.3), large rates on the
+    plateau of a blind guess (5.5); the best falls to 4.0. 'start' f = 1 calls all of them
+    trained, 'best' 0.8 only those within 80% of the best fall (loss <= 7.3 - 0.8 x 3.3 = 4.66)."""
+    loss0 = np.full(6, 7.3)
+    lossT = np.array([7.2, 5.0, 4.0, 4.5, 5.5, np.nan])
+    div = np.array([-1, -1, -1, -1, -1, 3])
+    best = Criterion(20, 0.8, "best")
+    assert best.trainable(loss0, lossT, div).tolist() == [False, False, True, True, False, False]
+    assert Criterion(20, 1.0).trainable(loss0, lossT, div).tolist() == [True] * 5 + [False]
+    assert best.name == "best0.8@T20" and best.relative and not Criterion(20, 1.0).relative
+    assert "largest fall" in best.describe()
+    assert locate_edge([1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0], best.trainable(loss0, lossT, div)).edge == pytest.approx(
+        np.sqrt(10.0))
+    # the verdict is relative: the same run passes or fails with what it is judged against
+    assert best.trainable(loss0[:2], lossT[:2], div[:2]).tolist() == [False, True]
+    assert not best.trainable(loss0[:1], np.array([7.5]), div[:1]).any()  # nothing fell: nothing trains
+    # where the best run reaches zero, best q reads as start with f = 1 - q
+    zero = np.array([0.0, 0.1, 0.3, 0.9])
+    assert Criterion(5, 0.8, "best").trainable(np.ones(4), zero, -np.ones(4)).tolist() == \
+        Criterion(5, 0.2).trainable(np.ones(4), zero, -np.ones(4)).tolist()
+    assert (Criterion(5, 0.5).kind, Criterion(5).kind) == ("start", "diverged")
+    for bad in (dict(fraction=None, kind="best"), dict(fraction=0.5, kind="diverged"), dict(fraction=0.5, kind="min")):
+        with pytest.raises(ValueError):
+            Criterion(5, **bad)
+
+
+def test_a_relative_criterion_is_judged_per_slice_in_the_search_and_the_table():
+    """search_slices refines with 'best' on each slice's own runs, and edge_table reads it so."""
+    config = tiny_config(optimizer="adam", criteria=(Criterion(10, 0.5, "best"), Criterion(10, 1.0)),
+                         refine_rounds=1)
+    runs = laws_shard(config, 64, 1, 0, CPU)
+    edges = edge_table(runs, [config])
+    for key, g in runs.groupby("slice"):
+        ok = Criterion(10, 0.5, "best").trainable(g.loss_0, g.loss_t10, g.diverged_step)
+        row = edges[(edges.slice == key) & (edges.criterion == "best0.5@T10")].iloc[0]
+        b = locate_edge(g.rate, ok)
+        assert (row.lo, row.hi) == (b.lo, b.hi) or (np.isnan(row.lo) and np.isnan(b.lo))
+        assert row.primary
+    assert runs["round"].max() == 1  # the 'best' brackets were refined
+    assert LawsConfig.from_dict(config.to_dict()).criteria == config.criteria
+
+
 # -- the search ------------------------------------------------------------------------------------
 def tiny_config(**kw) -> LawsConfig:
     base = dict(model="toy", optimizer="sgd", init="1", widths=(64,), ranks=(1,), r0=1, seeds=(0,),
@@ -128,6 +171,29 @@ def test_a_censored_width_is_left_out_and_listed():
     summary = width_summary(e, ["config"], "width").set_index("width")
     assert summary.loc[1024, "censored_seeds"] == 1 and np.isnan(summary.loc[1024, "edge"])
     assert summary.loc[64, "edge_low"] <= summary.loc[64, "edge"] <= summary.loc[64, "edge_high"]
+
+
+def test_a_robust_centre_resists_an_outlying_seed():
+    """8 seeds, one of them 30 times off at the widest width: the mean's slope is dragged off the
+    law; the median's and the trimmed mean's stay on it, and the median's interval stays narrow
+    (a resample reaches its outlier only with 4 copies of 8, about 1%; the trimmed mean's with 2,
+    about 26%). Without the outlier the three agree."""
+    clean = synthetic_edges(-1.0, seeds=8, noise=0.3)
+    bad = clean.copy()
+    bad.loc[(bad.width == 1024) & (bad.seed == 2), "edge"] *= 30.0
+    mean, median, trimmed = (fit_edge_law(bad, "width", center=c)[0] for c in ("mean", "median", "trimmed"))
+    assert mean.slope > -0.9
+    assert abs(median.slope + 1) < 0.05 and abs(trimmed.slope + 1) < 0.05
+    assert median.ci_low <= -1.0 <= median.ci_high and median.ci_high - median.ci_low < 0.15
+    assert trimmed.ci_low <= -1.0 <= trimmed.ci_high
+    for c in ("median", "trimmed"):
+        assert fit_edge_law(clean, "width", center=c)[0].slope == pytest.approx(
+            fit_edge_law(clean, "width")[0].slope, abs=0.03)
+    summary = width_summary(bad, ["config"], "width", center="median").set_index("width")
+    assert summary.loc[1024, "edge"] == pytest.approx(3.0 * 1024 ** -1.0, rel=0.2)
+    assert width_summary(bad, ["config"], "width").set_index("width").loc[1024, "edge"] > 1.3 * 3.0 / 1024
+    with pytest.raises(SpecError, match="seed centre"):
+        tiny_config(center="mode")
 
 
 def test_corner_is_b_edge_over_a_edge_per_seed():

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 import torch
 
 from scaling.factory import Task
-from studies.families.pretrain import check_width, lora_task, pretrain
+from studies.families.cache import cached_base
+from studies.families.pretrain import base_settings, check_width, lora_task, pretrain
 
 
 @dataclass(frozen=True)
 class Gpt2Family:
+    FINETUNE_FIELDS = ("targets", "init")  # not part of the base
     layers: int = 2
     vocab: int = 256
     seq_len: int = 16
@@ -71,19 +73,27 @@ class Gpt2Family:
             raise ValueError(f"base_init must be 'fan-in' or 'hf', got {self.base_init!r}")
 
     def pretrained(self, width: int, seed: int, device=None):
-        """(pretrained GPT2LMHeadModel, mean loss of its last 10 pretraining steps)."""
+        """(pretrained GPT2LMHeadModel, mean loss of its last 10 pretraining steps), from the cache
+        of bases when it holds this one (``studies.families.cache``)."""
         from transformers import GPT2LMHeadModel
         self.check(width, 1)
-        torch.manual_seed(seed)
-        model = GPT2LMHeadModel(self.config(width)).to(device)
-        if self.base_init == "fan-in":
-            with torch.no_grad():
-                for name, p in model.named_parameters():
-                    if p.ndim == 2 and not any(e in name for e in ("wte", "wpe")):
-                        p.mul_((self.base_width / width) ** 0.5)
-        gen = torch.Generator().manual_seed(1000 + seed)
-        loss = pretrain(model, lambda: self.batch(gen, "pretrain", device), self.pretrain_steps, self.pretrain_lr,
-                        width, self.base_width, embedding_names=("wte", "wpe"))
+
+        def fresh():
+            torch.manual_seed(seed)
+            model = GPT2LMHeadModel(self.config(width)).to(device)
+            if self.base_init == "fan-in":
+                with torch.no_grad():
+                    for name, p in model.named_parameters():
+                        if p.ndim == 2 and not any(e in name for e in ("wte", "wpe")):
+                            p.mul_((self.base_width / width) ** 0.5)
+            return model
+
+        def build(model):
+            gen = torch.Generator().manual_seed(1000 + seed)
+            return pretrain(model, lambda: self.batch(gen, "pretrain", device), self.pretrain_steps,
+                            self.pretrain_lr, width, self.base_width, embedding_names=("wte", "wpe"))
+
+        model, loss, _ = cached_base("gpt2", base_settings(self), width, seed, device, fresh, build)
         return model, loss
 
     def __call__(self, width: int, rank: int, seed: int, device=None) -> Task:
@@ -94,3 +104,5 @@ class Gpt2Family:
 
 
 make = Gpt2Family()
+# lr-laws' GPT-2 (``lr-laws --factory gpt2``): the family as it is.
+laws = Gpt2Family()

@@ -10,6 +10,7 @@ then measures a dead network, not the width.
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 
@@ -43,6 +44,14 @@ def pretrain(model: nn.Module, batch: Callable[[], dict], steps: int, lr: float,
         opt.zero_grad()
         losses.append(loss.item())
     return float(np.mean(losses[-10:])) if losses else float("nan")
+
+
+def base_settings(family) -> dict:
+    """A family's settings that shape its pretrained base (the cache's key): every dataclass
+    field but the family's ``FINETUNE_FIELDS``, with the class's name."""
+    skip = set(getattr(family, "FINETUNE_FIELDS", ()))
+    return {"class": type(family).__name__,
+            **{f.name: getattr(family, f.name) for f in dataclasses.fields(family) if f.name not in skip}}
 
 
 def check_width(width: int, rank: int, head_size: int = 64) -> None:

@@ -329,14 +329,14 @@ def _law_tables(runs, configs, tol, predictor, kinds, fig2_grid, dead) -> LawsTa
         x = x_of(c)
         e = edges[edges.config == c.label]
         if len(e):
-            summaries.append(width_summary(e, ["config", "slice", "criterion"], x))
+            summaries.append(width_summary(e, ["config", "slice", "criterion"], x, center=c.center))
         for crit in (c.criteria if len(e) else ()):
             ec = e[e.criterion == crit.name]
             for s in [s for s in c.slices if s.role == "edge"]:
                 es = ec[ec.slice == s.key]
                 if es.empty:
                     continue
-                fit, left = fit_edge_law(es, x)
+                fit, left = fit_edge_law(es, x, center=c.center)
                 pred = predictor("edge", c, s)
                 row = _law_row("edge", f"{SLICE_NAMES[s.name]}", c, fit, left, pred, tol, s.key, crit.name,
                                slice_spec=s)
@@ -346,14 +346,14 @@ def _law_tables(runs, configs, tol, predictor, kinds, fig2_grid, dead) -> LawsTa
             names = {s.name for s in c.slices if s.role == "edge"}
             if {"b-edge", "a-edge"} <= names:
                 corner = corner_frame(ec, ["config", x])
-                fit, left = fit_edge_law(corner, x)
+                fit, left = fit_edge_law(corner, x, center=c.center)
                 row = _law_row("corner", CORNER, c, fit, left, predictor("corner", c), tol, "b-edge / a-edge",
                                crit.name)
                 sens.append(row)
                 if crit == c.primary:
                     laws.append(row)
                     corner = corner.assign(slice="corner", criterion=crit.name)
-                    summaries.append(width_summary(corner, ["config", "slice", "criterion"], x))
+                    summaries.append(width_summary(corner, ["config", "slice", "criterion"], x, center=c.center))
         opt = slice_optima(runs, c).assign(config=c.label)
         optima.append(opt)
         for s in [s for s in c.slices if s.role == "edge" and len(opt)]:
@@ -382,7 +382,7 @@ def _law_tables(runs, configs, tol, predictor, kinds, fig2_grid, dead) -> LawsTa
         both = e1.merge(e2, on=[x, "seed"], suffixes=("_1", "_2"))
         ratio = pd.DataFrame({x: both[x], "seed": both.seed, "edge": both.edge_1 / both.edge_2,
                               "censored": (both.censored_1.fillna("") + both.censored_2.fillna(""))})
-        fit, left = fit_edge_law(ratio, x)
+        fit, left = fit_edge_law(ratio, x, center=c1.center)
         s = next(s for s in c1.slices if s.name == "one-rate")
         p1, p2 = predictor("edge", c1, s), predictor("edge", c2, s)
         pred = edge_difference(p1, p2)
@@ -408,13 +408,21 @@ def _fig2(grid: pd.DataFrame | None) -> pd.DataFrame | None:
 
 
 def search_cost(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs per edge and CPU time per shard, per configuration and x: how the search scales."""
+    """Runs per edge and CPU time per shard, per configuration and x: how the search scales.
+    A factory's shards also say how much of it built the model (build_cpu_s: pretraining, or
+    loading the cached base; shared by the inits of a shard) and trained the populations."""
     x = "width" if runs.groupby("config").width.nunique().max() > 1 else "rank"
-    per_shard = runs.groupby(["config", "width", "rank", "seed"]).agg(
-        runs=("rate", "size"), rounds=("round", "max"), cpu_s=("cpu_s", "first") if "cpu_s" in runs else ("rate", "size"))
+    agg = dict(runs=("rate", "size"), rounds=("round", "max"),
+               cpu_s=("cpu_s", "first") if "cpu_s" in runs else ("rate", "size"))
+    if "build_cpu_s" in runs:
+        agg["build_cpu_s"] = ("build_cpu_s", "first")
+    per_shard = runs.groupby(["config", "width", "rank", "seed"]).agg(**agg)
+    if "round_cpu_s" in runs:
+        per_round = runs.groupby(["config", "width", "rank", "seed", "round"]).round_cpu_s.first()
+        per_shard["train_cpu_s"] = per_round.groupby(["config", "width", "rank", "seed"]).sum()
     edge_runs = runs[runs.role == "edge"].groupby(["config", "width", "rank", "seed", "slice"]).size()
     per_edge = edge_runs.groupby(["config", "width", "rank"]).mean().rename("runs_per_edge_slice")
-    out = per_shard.groupby(["config", "width", "rank"]).agg(runs=("runs", "mean"), rounds=("rounds", "max"),
-                                                             cpu_s=("cpu_s", "mean")).join(per_edge)
+    cols = {c: (c, "max" if c == "rounds" else "mean") for c in per_shard.columns}
+    out = per_shard.groupby(["config", "width", "rank"]).agg(**cols).join(per_edge)
     out["rounds"] += 1
     return out.reset_index()

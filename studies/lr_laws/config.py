@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from scaling.edges import Criterion
+from scaling.gamma import CENTERS
 from studies.run.spec import SpecError, _positive_ints, check_choices
 from toy_models.models import MODELS, ModelConfig
 
@@ -166,6 +167,7 @@ class LawsConfig:
     b0_variance: str = "1"
     b0_scale: float = 1.0
     factory: str | None = None  # a factory reference (``studies.lr_laws.factory``); model is then its name
+    center: str = "mean"  # the seeds' centre of a width's log edges in fits and summaries (scaling.gamma.CENTERS)
     # The stacking control: every LoRA layer with a LoRA layer upstream reads a detached copy of its
     # input in its LoRA branch (no gradient reaches the layers below through B A; the frozen path stays)
     detach_lora_input: bool = False
@@ -179,6 +181,8 @@ class LawsConfig:
             raise SpecError(f"unknown LoRA scale {self.alpha_scaling!r}; choose from {', '.join(ALPHA_SCALINGS)}")
         if self.b0_variance not in ("1", "1/r"):
             raise SpecError(f"b0 variance must be '1' or '1/r', got {self.b0_variance!r}")
+        if self.center not in CENTERS:
+            raise SpecError(f"unknown seed centre {self.center!r}; choose from {', '.join(CENTERS)}")
         if self.variable not in ("n", "r"):
             raise SpecError(f"variable must be 'n' (width) or 'r' (rank), got {self.variable!r}")
         for name in ("widths", "ranks"):
@@ -426,10 +430,12 @@ def _choose(name: str, given: list[str] | None, allowed) -> list[str] | None:
 def select_configs(studies: list[str], quick: bool = False, models=None, inits=None, scales=None, slices=None,
                    laws=None, widths=None, ranks=None, seeds: int | None = None, fraction: float | None = None,
                    steps: int | None = None, rate_range: tuple[float, float] | None = None, depth: int | None = None,
-                   detach: bool = False) -> list[LawsConfig]:
+                   detach: bool = False, criteria: list[str] | None = None) -> list[LawsConfig]:
     """The configurations to run: the named studies' catalogue, narrowed by the filters and
     changed by the overrides (all validated; SpecError with one line otherwise). depth and detach
-    (the stacking control) apply to the mlp, and only the mlp's configurations may be selected then."""
+    (the stacking control) apply to the mlp, and only the mlp's configurations may be selected then.
+    criteria: criterion names (``Criterion.parse``) replacing every configuration's, the first
+    primary; fraction and steps then change that first one."""
     _choose("studie", studies, STUDIES)
     _choose("model", models, tuple(MODELS))
     _choose("init", inits, ("1", "2", "paper"))
@@ -448,6 +454,12 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
         raise SpecError(f"--depth must be a positive integer, got {depth}")
     if detach and (depth or 1) < 2:
         raise SpecError("--detach-lora-inputs needs stacked LoRA layers: give --depth 2 or more")
+    parsed = None
+    if criteria:
+        try:
+            parsed = tuple(dict.fromkeys(Criterion.parse(c) for c in criteria))
+        except ValueError as err:
+            raise SpecError(f"--criteria: {err}") from None
     out = []
     for study in (s for s in studies if s not in ("fig2", "transfer")):
         for c in catalogue(study, quick):
@@ -473,12 +485,18 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
                     raise SpecError(f"--depth and --detach-lora-inputs apply to the mlp only; the selection holds "
                                     f"{c.label} (add --models mlp)")
                 changes.update(depth=depth or c.depth, detach_lora_input=detach)
+            if parsed:
+                if (c.optimizer == "sgd") != all(k.kind == "diverged" for k in parsed):
+                    raise SpecError(f"--criteria {','.join(criteria)}: {c.label} needs "
+                                    + ("diverged@T<T> (gradient descent)" if c.optimizer == "sgd" else
+                                       "f<F>@T<T> or best<Q>@T<T> (Adam)") + "; narrow --studies or --models")
+                changes["criteria"] = parsed
             if fraction is not None or steps is not None:
-                first = c.primary
+                first = changes.get("criteria", c.criteria)[0]
                 if c.optimizer == "sgd":
                     changes["criteria"] = (Criterion(steps or first.steps),)
                 else:
-                    changes["criteria"] = (Criterion(steps or first.steps, fraction or first.fraction),)
+                    changes["criteria"] = (Criterion(steps or first.steps, fraction or first.fraction, first.kind),)
             out.append(replace(c, **changes))
     check_labels(out)
     if not out and not {"fig2", "transfer"} & set(studies):

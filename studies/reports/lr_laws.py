@@ -192,10 +192,25 @@ def slice_text(s, n0: int, r0: int) -> str:
 
 
 def criterion_text(c: LawsConfig) -> str:
+    """The primary edge criterion in words, with its name as the tables show it."""
     p = c.primary
-    if c.optimizer == "sgd":
-        return f"the run has not diverged by step {p.steps} (gradient descent: an edge is a divergence)"
-    return f"the loss at step {p.steps} is at most {p.fraction:g} times its start (f = {p.fraction:g}, T = {p.steps})"
+    if p.kind == "diverged":
+        return f"the run has not diverged by step {p.steps} (gradient descent: an edge is a divergence; {p.name})"
+    if p.kind == "best":
+        return (f"the loss falls by step {p.steps} by at least {p.fraction:g} of the largest fall any rate on the same "
+                f"slice, width and seed makes, loss(0) - loss(T) >= {p.fraction:g} max over rates, and the run has not "
+                f"diverged ({p.name})")
+    return f"the loss at step {p.steps} is at most {p.fraction:g} times its start (f = {p.fraction:g}, T = {p.steps}; {p.name})"
+
+
+CENTER_TEXT = {"mean": "the mean over seeds of the log edges",
+               "median": "the median over seeds of the log edges",
+               "trimmed": "the trimmed mean over seeds of the log edges (the lowest and the highest 20% of the seeds, "
+                          "rounded down, dropped at each width)"}
+
+
+def center_text(c: LawsConfig) -> str:
+    return f"each width's edge and the slopes' curve: {CENTER_TEXT[c.center]}, bootstrapped over seeds"
 
 
 def search_text(c: LawsConfig) -> str:
@@ -212,7 +227,7 @@ def settings_lines(configs: list[LawsConfig]) -> list[str]:
         slices = [s for s in c.slices if s.role == "edge"]
         text = ("; ".join(slice_text(s, c.n0, c.r0) for s in slices) + f". Trains: {criterion_text(c)}"
                 + (f" (also measured: {', '.join(k.name for k in c.criteria[1:])})" if len(c.criteria) > 1 else "")
-                + f". Search: {search_text(c)}.")
+                + f". Search: {search_text(c)}. Fits: {center_text(c)}.")
         groups.setdefault(text, []).append(c.label)
     return [f"- {', '.join(labels)}: {text}" for text, labels in groups.items()]
 
@@ -310,7 +325,9 @@ def report_text(meta: dict, tables: LawsTables, figures: dict[str, str]) -> str:
                   _md(tables.extrapolation_check, ".3g"), ""]
     lines += ["## Search cost", "",
               "Runs per shard (all slices and criteria of one configuration at one width / rank and seed), runs per "
-              "edge slice, rounds and CPU seconds per shard (process time: this machine may be shared).", "",
+              "edge slice, rounds and CPU seconds per shard (process time: this machine may be shared). A factory's "
+              "shard holds every init of one (width, seed): its cpu_s and build_cpu_s (pretraining the base, or "
+              "loading it from the cache) are the shard's, train_cpu_s this configuration's populations.", "",
               _md(tables.cost), ""]
     lines += ["## Figures", ""] + [f"![{c}]({p})" for c, p in figures.items()]
     lines += ["", "## Appendix: edges per width (geometric mean over seeds, 95% interval)", "",
@@ -353,7 +370,7 @@ def draw_figures(out: Path, tables: LawsTables) -> dict[str, str]:
             (ratio_key, ratio_label, c.n0 if c.variable == "n" else 0))
             if len(curves) and k in set(curves.slice)]
         if panels:
-            save(plot_transfer(curves, x_of(c), panels, c.primary.fraction, f"{c.label}: loss at T = {c.primary.steps}"),
+            save(plot_transfer(curves, x_of(c), panels, c.primary.fraction if c.primary.kind == "start" else None, f"{c.label}: loss at T = {c.primary.steps}"),
                  f"transfer_{slug}", f"transfer plot: {c.label}")
         p = tables.profiles[tables.profiles.config == c.label] if len(tables.profiles) else tables.profiles
         if len(p):
