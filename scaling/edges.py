@@ -32,8 +32,6 @@ import pandas as pd
 
 from scaling.gamma import DEFAULT_SETTLE_TOL, fit_power_law, seed_bootstrap
 
-CENSORED = ("below", "above")
-
 
 @dataclass(frozen=True)
 class Criterion:
@@ -52,11 +50,6 @@ class Criterion:
     @property
     def name(self) -> str:
         return f"diverged@T{self.steps}" if self.fraction is None else f"f{self.fraction:g}@T{self.steps}"
-
-    def describe(self) -> str:
-        if self.fraction is None:
-            return f"has not diverged by step {self.steps} (loss finite and below 1e8 x its start)"
-        return f"loss at step {self.steps} at most {self.fraction:g} x its start, and not diverged"
 
     def trainable(self, loss_0: np.ndarray, loss_t: np.ndarray, diverged_step: np.ndarray) -> np.ndarray:
         """(runs,) bool from each run's initial loss, loss at step T (NaN once diverged) and

@@ -55,11 +55,6 @@ def _seed_mean(log_table: np.ndarray) -> np.ndarray:
         return np.nanmean(log_table, axis=-2)
 
 
-def _curve_stats(log_table: np.ndarray, log_w: np.ndarray) -> np.ndarray:
-    """(slope, drift, local slopes...) of the seed-mean curve; log_table (..., seeds, widths)."""
-    return _line_stats(_seed_mean(log_table), log_w)
-
-
 def _line_stats(curve: np.ndarray, log_w: np.ndarray) -> np.ndarray:
     """(slope, drift, local slopes...) of curves (..., widths).
 
