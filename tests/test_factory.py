@@ -48,7 +48,7 @@ def test_the_readme_example_runs_end_to_end_through_the_cli(tmp_path, capsys):
     # the golden factory-check report: the title, the layer map, the verdicts, the first sharp layer's checks
     report = (out / "report.md").read_text()
     assert [line for line in report.splitlines() if line.startswith("#")] == [
-        "# coord-check --factory tiny_mlp: hidden 32, 64, 128, 2 seeds", "## LoRA layers and their predictions",
+        f"# coord-check --factory {EXAMPLE}: hidden 32, 64, 128, 2 seeds", "## LoRA layers and their predictions",
         "## Verdicts", "## hidden1"]
     assert (out / "figures" / "coord_check.png").is_file()
     # a second run resumes every shard
@@ -65,7 +65,7 @@ def test_the_loop_path_writes_the_same_table(tmp_path, capsys):
     loop = pd.read_csv(tmp_path / "l" / "results.csv").set_index(keys).value.sort_index()
     assert f.index.equals(loop.index)
     assert ((f - loop).abs() <= 1e-4 * loop.abs() + 1e-9).all()  # float32: the same to rounding
-    assert json.loads((tmp_path / "l" / "meta.json").read_text())["training_paths"] == {"loop": 4}
+    assert json.loads((tmp_path / "l" / "meta.json").read_text())["training_paths"] == {"loop (asked for)": 4}
 
 
 def test_python_api_returns_the_tidy_table():
