@@ -33,8 +33,6 @@ import pandas as pd
 
 from scaling.gamma import DEFAULT_SETTLE_TOL, fit_power_law, seed_bootstrap, seed_center
 
-CENSORED = ("below", "above")
-
 
 CRITERION_KINDS = ("start", "best", "diverged")
 

@@ -72,11 +72,6 @@ def seed_center(log_table: np.ndarray, center: str = "mean") -> np.ndarray:
         return np.where(keep, ordered, 0.0).sum(-2) / np.where(count[..., 0, :] > 0, keep.sum(-2), np.nan)
 
 
-def _curve_stats(log_table: np.ndarray, log_w: np.ndarray) -> np.ndarray:
-    """(slope, drift, local slopes...) of the seed-mean curve; log_table (..., seeds, widths)."""
-    return _line_stats(seed_center(log_table), log_w)
-
-
 def _line_stats(curve: np.ndarray, log_w: np.ndarray) -> np.ndarray:
     """(slope, drift, local slopes...) of curves (..., widths).
 

@@ -96,8 +96,3 @@ def split_schemes(text: str) -> list[str]:
     if not parts:
         raise ValueError("no scheme given")
     return parts
-
-
-def parse_schemes(text: str) -> list[Scheme]:
-    """Schemes separated by ';' (or ',' between built-in names)."""
-    return [parse_scheme(p) for p in split_schemes(text)]

@@ -6,6 +6,8 @@ import atexit
 import os
 import shutil
 import tempfile
+from dataclasses import replace
+from functools import lru_cache
 
 import torch
 
@@ -20,3 +22,29 @@ def run_context(out, spec: dict | None = None):
     """A RunContext for tests: inline executor, no progress bars, a fresh store in ``out``."""
     from studies.run.context import RunContext, RunOptions
     return RunContext(RunOptions(out=out, device="cpu", executor="inline", progress=False), spec or {"study": "test"})
+
+
+def small_corner():
+    """validate's corner law (linear, Adam, Init[1], B and A edges) at three narrow widths and two
+    seeds: the same search and analysis as ``validate.corner_config()``, in a fraction of the time."""
+    from studies import validate
+    return replace(validate.corner_config(), widths=(64, 128, 256), seeds=(0, 1), per_decade=2)
+
+
+@lru_cache(maxsize=None)
+def _phase_diagram(*args, **kwargs):
+    from scaling.phase import phase_diagram
+    return phase_diagram(*args, **kwargs)
+
+
+def small_validate(monkeypatch, settings) -> None:
+    """``validate --quick`` on ``settings`` (a validate.SuiteSettings) with the small corner law.
+    The theory's phase diagrams (pure functions of optimizer, init and model, a few seconds each)
+    are computed once per test session instead of once per drawing."""
+    from studies import validate
+    from studies.reports import validate as report
+    corner = small_corner()
+    monkeypatch.setattr(validate, "QUICK", settings)
+    monkeypatch.setattr(validate, "corner_config", lambda: corner)
+    monkeypatch.setattr(report, "corner_config", lambda: corner)
+    monkeypatch.setattr(report, "phase_diagram", _phase_diagram)

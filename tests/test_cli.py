@@ -158,7 +158,12 @@ def test_tiny_coord_check_writes_tidy_results(capsys, tmp_path):
     assert meta["spec"]["model"] == "toy" and meta["spec"]["widths"] == [16, 32]
     assert meta["spec"]["steps"] == 2 and meta["spec"]["seeds"] == [0]
     assert "torch" in meta["versions"] and meta["wall_time_s"] >= 0
-    assert "report: " in captured.out
+    assert captured.out.splitlines()[-1].startswith(f"report: {out / 'report.md'}")
+    # the golden coord-check report: what it found, the slopes, the verdicts, the figure
+    report = (out / "report.md").read_text()
+    assert [line for line in report.splitlines() if line.startswith("#")] == [
+        "# coord-check: toy, adam", "## What it found", "## Log-log slope against width at step 2", "## Verdicts"]
+    assert report.rstrip().endswith("(figures/coord_check.png)") and (out / "figures" / "coord_check.png").is_file()
     exponents = pd.read_csv(out / "exponents.csv")  # two widths and one seed: nothing can be judged
     assert set(exponents.verdict) == {"INCONCLUSIVE"} and exponents.reason.str.startswith("too little data").all()
 

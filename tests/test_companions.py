@@ -1,6 +1,7 @@
 """Companion studies (init, rank, contribution) and the gallery, on tiny settings."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from studies import companions
@@ -29,6 +30,13 @@ def test_study_writes_summary_figure_and_report_and_gallery_collects_it(study, t
     assert main(["study", study, "--out", str(out)]) == 0
     for name in ("results.csv", "summary.csv", "meta.json", "report.md", f"figures/{study}.png", f"figures/{study}.pdf"):
         assert (out / name).is_file(), name
+    # the golden companion report: a title and summary.csv as its one table, then the figure
+    report = (out / "report.md").read_text()
+    summary = pd.read_csv(out / "summary.csv")
+    assert [line for line in report.splitlines() if line.startswith("#")] == [f"# study {study}"]
+    table = [line for line in report.splitlines() if line.startswith("|")]
+    assert [c.strip() for c in table[0].strip("|").split("|")] == list(summary.columns)
+    assert len(table) == 2 + len(summary) > 2 and report.rstrip().endswith(f"![{study}](figures/{study}.png)")
     gallery = tmp_path / "gallery"
     assert main(["figures", "--from", str(tmp_path / "runs"), "--gallery", str(gallery)]) == 0
     assert (gallery / f"{study}__{study}.png").is_file() and (gallery / f"{study}__{study}.pdf").is_file()

@@ -38,7 +38,12 @@ def test_tiny_bert_sweep_measures_every_lora_layer_and_judges_it(tmp_path):
     step1 = exponents[(exponents.metric == "delta1") & (exponents.step == 1)]
     assert (step1.verdict == "PASS").all()  # predicted exactly zero, measured exactly zero
     assert list(figures.values()) == ["figures/bert_width.png"]
-    assert (tmp_path / "figures" / "bert_width.png").is_file() and (tmp_path / "report.md").is_file()
+    assert (tmp_path / "figures" / "bert_width.png").is_file()
+    # the golden family report: the family's title, the layer map, the verdicts, the first sharp layer's checks
+    text = (tmp_path / "report.md").read_text()
+    assert [line for line in text.splitlines() if line.startswith("#")] == [
+        f"# {FAMILIES['bert-width'].title}: hidden 64, 128, 192, 2 seeds", "## LoRA layers and their predictions",
+        "## Verdicts", "## L0.query"]
 
 
 def test_gpt2_family_puts_lora_on_conv1d_layers_behind_each_other():

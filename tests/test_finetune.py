@@ -12,6 +12,7 @@ import pytest
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 from studies.cli import main
+from studies import finetune
 from studies.finetune import FinetuneSpec, best_lrs, steps_to_target
 from studies.run.spec import SpecError
 from studies import sst2
@@ -108,6 +109,16 @@ def test_hf_dataset_records():
         from_records([{"sentence": "hidden", "label": -1}])
 
 
+HEADINGS = ["# finetune: {model} on SST-2", "## Best per ratio (best over lr of the seed-mean final dev accuracy)",
+            "## Figures"]
+
+
+def headings(report: str) -> list[str]:
+    """The report's headings, the model's path in the title replaced by {model}."""
+    lines = [line for line in report.splitlines() if line.startswith("#")]
+    return [lines[0].split(":")[0] + ": {model} on SST-2", *lines[1:]]
+
+
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny-bert")
@@ -137,6 +148,13 @@ def test_three_step_finetune_smoke(tmp_path, tiny_model_dir, capsys):
     for name in ("report.md", "best_per_ratio.csv", "figures/accuracy_vs_ratio.png", "figures/curves.png",
                  "figures/steps_to_target.png", "figures/monitor.png"):
         assert (out / name).is_file(), name
+    # the golden finetune report: its sections, and the best-per-ratio table is best_per_ratio.csv's
+    report = (out / "report.md").read_text()
+    assert headings(report) == HEADINGS
+    best = pd.read_csv(out / "best_per_ratio.csv")
+    assert sorted(best.ratio) == [1.0, 16.0] and set(best.best_lr) <= {1e-3, 4e-3, 1.6e-2}
+    table = report.split(HEADINGS[1])[1].split("\n\n")[1].splitlines()
+    assert [c.strip() for c in table[0].strip("|").split("|")] == list(best.columns) and len(table) == 2 + len(best)
     # one shard per (ratio, lr, seed): a rerun computes nothing, and inline gives the pool's bits
     first = (out / "evals.csv").read_bytes()
     capsys.readouterr()
@@ -158,11 +176,13 @@ def test_run_shorter_than_the_monitor_interval_writes_its_report(tmp_path, tiny_
     assert main(["finetune", "--model", str(tiny_model_dir), "--data", str(data), "--ratios", "1,16", "--lrs", "1e-3",
                  "--steps", "3", "--seeds", "1", "--batch-size", "2", "--rank", "2", "--no-bracket",
                  "--executor", "inline", "--out", str(out)]) == 0
-    assert set(pd.read_csv(out / "monitor.csv").query("metric == 'delta1'").step) == {1}
+    monitor = pd.read_csv(out / "monitor.csv")
+    assert set(monitor.query("metric == 'delta1'").step) == {1}
+    tables = finetune.analyse(3, 10, pd.read_csv(out / "evals.csv"), monitor)
+    assert tables.monitor_summary.empty and len(tables.notes) == 1  # nothing to draw, and a note saying why
     report = (out / "report.md").read_text()
-    assert "No monitor figure" in report and "measured no later step" in report
+    assert headings(report) == HEADINGS and tables.notes[0] in report and tables.notes[0] in capsys.readouterr().out
     assert not (out / "figures" / "monitor.png").exists() and (out / "figures" / "curves.png").is_file()
-    assert "No monitor figure" in capsys.readouterr().out
 
 
 def test_bracketing_rule_and_steps_to_target():

@@ -9,13 +9,14 @@ import pytest
 
 from studies import catalogue, companions, validate
 from studies.cli import main
+from tests.conftest import small_validate
 from tests.test_companions import tiny_variants
 
 TINY_SUITE = validate.SuiteSettings(widths={"toy": (64, 128), "linear": (32, 64), "mlp": (32, 64)},
                                     seeds={"toy": 2, "linear": 2, "mlp": 2}, steps=2)
 LR_GRID = ["lr-grid", "--model", "toy", "--widths", "32,64", "--eta-a-range", "1e-3:1", "--eta-b-range", "1e-3:1",
            "--per-decade", "1", "--steps", "3", "--eval-at", "3", "--seeds", "2", "--optimizer", "adam",
-           "--test-size", "8", "--executor", "inline"]
+           "--test-size", "0", "--executor", "inline"]  # the train split alone: half the heatmaps to draw
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +88,7 @@ def test_a_directory_of_runs_of_every_kind(monkeypatch, capsys):
     """The README's runs/ after coord-check, validate and lr-grid, plus an unfinished run, a
     benchmark and a stray directory: exit 0, one line each, every run redrawn in its own
     directory, the rest untouched, and a gallery only with --gallery."""
-    monkeypatch.setattr(validate, "QUICK", TINY_SUITE)
+    small_validate(monkeypatch, TINY_SUITE)
     runs = Path.cwd() / "runs"
     assert main(["coord-check", "--model", "linear", "--widths", "32,64", "--steps", "2", "--seeds", "1",
                  "--executor", "inline", "--out", "runs/cc"]) in (0, 1)

@@ -59,18 +59,32 @@ def test_best_pairs_ignore_pairs_that_diverged_on_any_seed():
     assert b == {"best": 0, "best equal-rate": 0}
 
 
+def headings(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("#")]
+
+
 def test_cli_writes_report_and_figures_and_figures_redraws(tmp_path, capsys):
+    """The golden lr-grid report: its title, one section per evaluated (step, split), the
+    figures; the fitted slopes it states are lambda_fit.csv's. ``figures --from`` redraws
+    the same report from the stored tables."""
     out = tmp_path / "grid"
     args = ["lr-grid", "--model", "toy", "--widths", "64,128", "--eta-a-range", "1e-3:1", "--eta-b-range", "1e-3:1",
-            "--per-decade", "1", "--steps", "4", "--eval-at", "2,4", "--seeds", "2", "--optimizer", "adam",
-            "--test-size", "16", "--out", str(out)]
+            "--per-decade", "1", "--steps", "4", "--eval-at", "4", "--seeds", "2", "--optimizer", "adam",
+            "--test-size", "16", "--executor", "inline", "--out", str(out)]
     assert main(args) == 0
     for name in ("grid.csv", "curves.csv", "optima.csv", "lambda_fit.csv", "meta.json", "report.md"):
         assert (out / name).is_file(), name
     assert (out / "figures" / "heatmap_n64_t4_train.png").is_file()
+    assert (out / "figures" / "heatmap_n128_t4_test.png").is_file()
     assert (out / "figures" / "lambda_t4_train.pdf").is_file()
     report = (out / "report.md").read_text()
-    assert "Fitted slope of log lambda*" in report
+    assert headings(report) == ["# lr-grid: toy, adam, init 1", "## t = 4, train loss", "## t = 4, test loss",
+                                "## Figures"]
+    fits = pd.read_csv(out / "lambda_fit.csv")
+    assert sorted(zip(fits.step, fits.split)) == [(4, "test"), (4, "train")]
+    assert np.isfinite(fits[["slope", "ci_low", "ci_high"]]).all().all() and (fits.n_widths == 2).all()
+    optima = pd.read_csv(out / "optima.csv")
+    assert len(optima) == 2 * 2 and set(optima.width) == {64, 128}  # (split, width)
     (out / "report.md").unlink()
     assert main(["figures", "--from", str(out), "--gallery", ""]) == 0
     assert (out / "report.md").read_text() == report

@@ -5,8 +5,7 @@ import math
 
 import pytest
 
-from scaling.rules import (BUILTIN_SCHEMES, DEFAULT_CONSTANTS, DEFAULT_N0, Scheme, parse_scheme,
-                           parse_schemes)
+from scaling.rules import BUILTIN_SCHEMES, DEFAULT_CONSTANTS, DEFAULT_N0, Scheme, parse_scheme, split_schemes
 
 
 def test_builtin_exponents():
@@ -75,6 +74,11 @@ def test_bad_scheme_strings_raise_one_line_value_errors(text):
     with pytest.raises(ValueError) as info:
         parse_scheme(text)
     assert "\n" not in str(info.value) and str(info.value)
+
+
+def parse_schemes(text: str) -> list[Scheme]:
+    """What --schemes does: split the list (split_schemes), then parse each (the spec's parse_scheme)."""
+    return [parse_scheme(p) for p in split_schemes(text)]
 
 
 def test_parse_schemes_lists():

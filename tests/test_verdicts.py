@@ -11,7 +11,7 @@ import torch
 from scaling.gamma import PowerLawFit
 from scaling.exponents import NEG_INF
 from scaling.theory import predict
-from scaling.verdicts import compare, crossover, verdict
+from scaling.verdicts import compare, crossover, reason_kind, verdict
 from studies.run.runner import run_coord_check
 from studies.run.spec import CoordCheckSpec
 
@@ -65,7 +65,7 @@ def test_crossover_of_z_a_when_the_updates_are_still_smaller_than_z_a0():
     exps = predict("linear", "adam", "1", -0.5, -0.5, 2).exponents  # z_a = dz_a = +0.5 at step 2
     small = _widest({("z_a", 0): 1.0, ("dz_a", 2): 0.3})
     large = _widest({("z_a", 0): 1.0, ("dz_a", 2): 3.0})
-    assert "crossover" in crossover("z_a", 2, exps, None, small)
+    assert reason_kind("INCONCLUSIVE", crossover("z_a", 2, exps, None, small)) == "sum not yet dominated"
     assert crossover("z_a", 2, exps, None, large) is None
     stable = predict("linear", "adam", "1", -1, 0, 2).exponents    # Z_A(0) is never overtaken
     assert crossover("z_a", 2, stable, None, small) is None
@@ -76,7 +76,7 @@ def test_crossover_of_dz_b_when_the_leading_delta_is_still_small():
     assert exps["delta1"] > exps["delta2"]
     behind = _widest({("delta1", 2): 0.01, ("delta2", 2): 0.1, ("delta3", 2): 0.001})
     ahead = _widest({("delta1", 2): 1.0, ("delta2", 2): 0.1, ("delta3", 2): 0.001})
-    assert "crossover" in crossover("dz_b", 2, exps, None, behind)
+    assert reason_kind("INCONCLUSIVE", crossover("dz_b", 2, exps, None, behind)) == "sum not yet dominated"
     assert crossover("dz_b", 2, exps, None, ahead) is None
 
 
@@ -102,7 +102,7 @@ def test_four_widths_cannot_separate_a_correction(lora_plus_run):
     row = e[(e.metric == "delta1") & (e.step == 2)].iloc[0]
     assert row.judged == "corrected" and row.omega == 1.0 and row.verdict_straight == "PASS"
     assert row.gamma_corrected_hi - row.gamma_corrected_lo > 0.3
-    assert row.verdict == "INCONCLUSIVE" and "cannot separate" in row.reason
+    assert row.verdict == "INCONCLUSIVE" and reason_kind(row.verdict, row.reason) == "correction not separated"
 
 
 def test_a_wrong_prediction_against_real_measurements_fails(lora_plus_run):
@@ -157,12 +157,12 @@ def test_corrected_verdict_rules():
     assert corrected_verdict(cfit(0.02, -0.05, 0.1), 0.0, 0.15, 0.5)[0] == "PASS"
     assert corrected_verdict(cfit(0.5, 0.4, 0.6), 0.0, 0.15, 0.5)[0] == "FAIL"
     v, why = corrected_verdict(cfit(0.0, -0.5, 0.5), 0.0, 0.15, 0.5)  # 1.0 wide: the band fits inside
-    assert v == "INCONCLUSIVE" and "cannot separate" in why
+    assert v == "INCONCLUSIVE" and reason_kind(v, why) == "correction not separated"
     assert corrected_verdict(cfit(0.3, 0.1, 0.39), 0.0, 0.15, 0.5)[0] == "PASS"  # 0.29 wide: judged
     assert corrected_verdict(cfit(0.9, 0.5, 1.3), 0.0, 0.15, 0.5)[0] == "FAIL"  # wide, but misses
     for share_ci in ((0.6, 1.0), (-0.5, 1.0)):  # on the bound: gamma is set by the bound, not the data
         v, why = corrected_verdict(cfit(0.1, 0.05, 0.15, share=1.0, share_ci=share_ci, at_bound=True), 0.0, 0.15, 0.5)
-        assert v == "INCONCLUSIVE" and "as large as the leading term" in why
+        assert v == "INCONCLUSIVE" and reason_kind(v, why) == "correction as large as the leading term"
     assert corrected_verdict(cfit(0.0, -0.1, 0.1, settled=False), 0.0, 0.15, 0.5)[0] == "INCONCLUSIVE"
     assert corrected_verdict(None, 0.0, 0.15, 0.5)[0] == "INCONCLUSIVE"
 

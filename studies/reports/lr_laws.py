@@ -25,7 +25,6 @@ from studies.reports.lr_laws_known import known_reasons
 from studies.run.study import Report, exit_code
 
 B_EDGE, A_EDGE, ONE_RATE = SLICE_NAMES["b-edge"], SLICE_NAMES["a-edge"], SLICE_NAMES["one-rate"]
-LAW_SUMMARY_COLUMNS = ["law", "config", "predicted", "slope", "lo", "hi", "verdict"]
 
 
 def fmt_ci(slope, lo, hi) -> str:
