@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from scaling.gamma import fit_power_law
-from scaling.verdicts import DEFAULT_TOLERANCE, compare, compare_first_step, judged_slopes
+from scaling.verdicts import DEFAULT_TOLERANCE, FAIL_KIND, compare, compare_first_step, judged_slopes
 from studies.lr_laws.analysis import CORNER, SLICE_NAMES, analyse as analyse_laws
 from studies.lr_laws.config import ADAM_CRITERIA, LawsConfig, adam_slices
 from studies.lr_laws.search import run_laws
@@ -54,6 +54,48 @@ FULL = SuiteSettings(widths={"toy": (256, 512, 1024, 2048, 4096, 8192, 16384, 32
                              "linear": (128, 256, 512, 1024, 2048, 4096, 8192),
                              "mlp": (128, 256, 512, 1024, 2048, 4096, 8192)},
                     seeds={"toy": 32, "linear": 8, "mlp": 32}, steps=8)
+
+
+# Rows where the theory predicts no exponent at all (scaling.verdicts' reason kinds): a layer after
+# an unstable one (its inputs grow with n; the derivation assumes Theta(1) inputs) and SGD past its
+# blow-up (it diverges). They are no check of a prediction, so validate counts them apart as "not
+# predicted" (listed in the report, kept in exponents.csv with verdict INCONCLUSIVE) and takes its
+# PASS / FAIL / INCONCLUSIVE counts and the INCONCLUSIVE share over the checks with a prediction.
+NOT_PREDICTED_KINDS = ("after an unstable layer", "SGD past its blow-up")
+
+
+def has_prediction(exponents: pd.DataFrame) -> pd.Series:
+    """Per row of an exponents table (scaling.verdicts.compare): True where the theory predicts
+    an exponent to check, False for the rows NOT_PREDICTED_KINDS names."""
+    return ~exponents.reason_kind.isin(NOT_PREDICTED_KINDS)
+
+
+def verdict_counts(exponents: pd.DataFrame) -> dict[str, float]:
+    """The counts validate reports, from an exponents table: rows (all of them), checks (rows with
+    a prediction), not_predicted (the others), PASS / FAIL / INCONCLUSIVE over the checks,
+    inconclusive_share (INCONCLUSIVE / checks), inconclusive_rows and inconclusive_share_rows
+    (every INCONCLUSIVE row, the not-predicted ones included, and its share of all rows: what
+    exponents.csv's verdict column shows)."""
+    checks = exponents[has_prediction(exponents)]
+    verdicts = checks.verdict.value_counts()
+    n_inc = int(verdicts.get("INCONCLUSIVE", 0))
+    inconclusive_rows = int((exponents.verdict == "INCONCLUSIVE").sum())
+    return {"rows": len(exponents), "checks": len(checks), "not_predicted": len(exponents) - len(checks),
+            "PASS": int(verdicts.get("PASS", 0)), "FAIL": int(verdicts.get("FAIL", 0)), "INCONCLUSIVE": n_inc,
+            "inconclusive_share": n_inc / len(checks) if len(checks) else float("nan"),
+            "inconclusive_rows": inconclusive_rows,
+            "inconclusive_share_rows": inconclusive_rows / len(exponents) if len(exponents) else float("nan")}
+
+
+def reason_counts(exponents: pd.DataFrame) -> pd.DataFrame:
+    """Rows that did not PASS, counted by (predicted, reason_kind): predicted False for the rows
+    not predicted; columns predicted, reason_kind, rows; FAILs first, then the largest kinds."""
+    bad = exponents[exponents.verdict != "PASS"]
+    counts = (bad.assign(predicted=has_prediction(bad)).groupby(["predicted", "reason_kind"]).size()
+              .rename("rows").reset_index())
+    order = np.lexsort((-counts.rows.to_numpy(), counts.reason_kind.ne(FAIL_KIND[0]).to_numpy(),
+                        ~counts.predicted.to_numpy()))
+    return counts.iloc[order].reset_index(drop=True)
 
 
 def suite_specs(settings: SuiteSettings) -> list[CoordCheckSpec]:
