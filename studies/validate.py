@@ -126,6 +126,41 @@ def b0_control_spec(settings: SuiteSettings) -> CoordCheckSpec:
                           seeds=tuple(range(settings.seeds["mlp"])), b0_scale=B0_CONTROL_SCALE)
 
 
+def stack_control_spec(settings: SuiteSettings) -> CoordCheckSpec:
+    """The stacking control (scaling.theory.predict(layer=, detached=)): the mlp under Adam and
+    Init[1], LoRA+, with every LoRA layer but the first reading a detached copy of its input
+    (toy_models' detach_lora_input), everything else (widths, seeds, base, data) as in the
+    suite. The backward link between the stacked LoRA layers is cut, so hidden2 is predicted
+    as a first layer: z_a and delta2 Theta(1), where the suite's hidden2 gets only bounds."""
+    return CoordCheckSpec(model="mlp", optimizer="adam", init="1", schemes=("loraplus",),
+                          widths=settings.widths["mlp"], steps=settings.steps,
+                          seeds=tuple(range(settings.seeds["mlp"])), detach_lora_input=True)
+
+
+# The stacked layer's quantities the stacking control shows (scaling.theory: the bounds of a
+# stacked-layer crossover sit on z_a and delta2, and on dz_b through delta2).
+STACKED_METRICS = ("z_a", "delta2", "dz_b")
+
+
+def stack_control_table(exponents: pd.DataFrame, control: pd.DataFrame, steps, tol: float,
+                        layer: str = "hidden2") -> pd.DataFrame:
+    """``layer``'s STACKED_METRICS at ``steps`` in the suite (mlp, Adam, Init[1], LoRA+; its
+    exponents table, already judged against the stacked prediction) beside the stacking control
+    (judged with ``detached``: the one-layer prediction): one row per (metric, step) with the
+    prediction, slope judged, interval, verdict and reason kind of each (suffix _detached)."""
+    keys = ["scheme", "metric", "layer", "step"]
+    cols = keys + ["predicted", "claim", "lower", "upper", "slope", "ci_low", "ci_high", "verdict", "reason_kind"]
+
+    def pick(e: pd.DataFrame) -> pd.DataFrame:
+        e = judged_slopes(e)
+        return e[(e.model == "mlp") & (e.optimizer == "adam") & (e.init == "1") & (e.scheme == "loraplus")
+                 & (e.layer == layer) & e.metric.isin(STACKED_METRICS)][cols]
+
+    judged = compare(control, steps, tol=tol, detached=True)
+    both = pick(exponents).merge(pick(judged), on=keys, suffixes=("", "_detached"))
+    return both.sort_values(["metric", "step"]).reset_index(drop=True)
+
+
 def b0_control_table(exponents: pd.DataFrame, control: pd.DataFrame, steps, tol: float) -> pd.DataFrame:
     """The suite's verdicts (its exponents table, already judged) for the control's
     configurations beside the control's own: one row per (scheme, metric, layer, step) that is
@@ -177,15 +212,17 @@ def progress_table(suite: pd.DataFrame, steps, model: str = "mlp",
 
 
 def suite_shards(settings: SuiteSettings, device: torch.device) -> tuple[list[Shard], dict[str, list[str]]]:
-    """The shards of the suite and its two controls, and the part names of each: one shard per
+    """The shards of the suite and its three controls, and the part names of each: one shard per
     (model, width, seed) trains every configuration of that model there (the suite's inits and
-    optimisers, and the control on that model), so the frozen base is drawn once, not three
+    optimisers, and the controls on that model), so the frozen base is drawn once, not three
     or four times. Ordered so that each model's shards spread evenly over the run (the cost per
     shard is then about the same throughout, and the progress bar's estimate holds early on).
-    Returns (shards, {"suite" | "control" | "b0control": [part names]})."""
+    Returns (shards, {"suite" | "control" | "b0control" | "stackcontrol": [part names]})."""
     named = [(f"{spec.model}_{spec.optimizer}_init{spec.init}", spec) for spec in suite_specs(settings)]
-    parts = {"suite": [name for name, _ in named], "control": ["control"], "b0control": ["b0control"]}
-    named += [("control", control_spec(settings)), ("b0control", b0_control_spec(settings))]
+    parts = {"suite": [name for name, _ in named], "control": ["control"], "b0control": ["b0control"],
+             "stackcontrol": ["stackcontrol"]}
+    named += [("control", control_spec(settings)), ("b0control", b0_control_spec(settings)),
+              ("stackcontrol", stack_control_spec(settings))]
     shards = []
     for model in settings.widths:
         group = tuple((name, spec) for name, spec in named if spec.model == model)
@@ -195,11 +232,12 @@ def suite_shards(settings: SuiteSettings, device: torch.device) -> tuple[list[Sh
     return [sh for *_, sh in sorted(shards, key=lambda x: x[:2])], parts
 
 
-def run_suite(settings: SuiteSettings, ctx) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Every shard of the suite and of its two controls (the Init[2] overshoot, the B0 path)
-    that the run's store does not hold yet (``ctx``: a studies.run.context.RunContext). Returns
-    (suite, overshoot control, B0 control) results, each in the runner's tidy format, rows
-    ordered by configuration, width and seed."""
+def run_suite(settings: SuiteSettings, ctx) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Every shard of the suite and of its three controls (the Init[2] overshoot, the B0 path,
+    the stacked layers) that the run's store does not hold yet (``ctx``: a
+    studies.run.context.RunContext). Returns (suite, overshoot control, B0 control, stacking
+    control) results, each in the runner's tidy format, rows ordered by configuration, width
+    and seed."""
     shards, parts = suite_shards(settings, ctx.device)
     ctx.run(shards, bar="validate")
     everything = ctx.load(shards)
@@ -211,7 +249,8 @@ def run_suite(settings: SuiteSettings, ctx) -> tuple[pd.DataFrame, pd.DataFrame,
         return rows.iloc[order].drop(columns="part").reset_index(drop=True)
 
     return (part(parts["suite"]), part(parts["control"]).assign(teacher="b0-aligned"),
-            part(parts["b0control"]).assign(b0_scale=B0_CONTROL_SCALE))
+            part(parts["b0control"]).assign(b0_scale=B0_CONTROL_SCALE),
+            part(parts["stackcontrol"]).assign(detach_lora_input=True))
 
 
 # -- one learning-rate law: the LoRA+ corner ----------------------------------------------------------
@@ -238,7 +277,8 @@ def run_corner(ctx) -> pd.DataFrame:
 @dataclass
 class ValidateTables:
     """What validate found. results: the suite's measurements (the figures' data); exponents:
-    every check's fit and verdict; overshoot, b0_control: the two controls' tables; progress:
+    every check's fit and verdict; overshoot, b0_control, stack_control: the three controls'
+    tables (stack_control_table: hidden2 with and without the stacking control); progress:
     the mlp's training progress per width; corner: the learning-rate law's rows (lr_laws.csv);
     corner_cpu_s: the corner search's CPU seconds; settings, tolerance: what was run and judged."""
 
@@ -252,13 +292,15 @@ class ValidateTables:
     settings: SuiteSettings
     tolerance: float
     b0_scale: float = B0_CONTROL_SCALE
+    stack_control: pd.DataFrame | None = None
 
     def files(self) -> dict[str, pd.DataFrame]:
         return {"exponents": self.exponents, "lr_laws": self.corner}
 
 
 def analyse(settings: SuiteSettings, results: pd.DataFrame, control: pd.DataFrame, b0_control: pd.DataFrame,
-            corner_runs: pd.DataFrame, tol: float = DEFAULT_TOLERANCE) -> ValidateTables:
+            corner_runs: pd.DataFrame, tol: float = DEFAULT_TOLERANCE,
+            stack_control: pd.DataFrame | None = None) -> ValidateTables:
     """Fit and judge the suite and its controls; the corner law from its edge-search runs."""
     steps = settings.verdict_steps()
     exponents = pd.concat([compare(results, steps, tol=tol), compare_first_step(results, tol=tol)], ignore_index=True)
@@ -268,7 +310,9 @@ def analyse(settings: SuiteSettings, results: pd.DataFrame, control: pd.DataFram
     cpu = float(corner_runs.groupby(["width", "seed"]).cpu_s.first().sum()) if len(corner_runs) else 0.0
     return ValidateTables(results, exponents, overshoot_table(results, control, steps),
                           progress_table(results, sorted({1, 2, settings.steps // 2, settings.steps})),
-                          b0_control_table(exponents, b0_control, steps, tol), corner, cpu, settings, tol)
+                          b0_control_table(exponents, b0_control, steps, tol), corner, cpu, settings, tol,
+                          stack_control=(stack_control_table(exponents, stack_control, steps, tol)
+                                         if stack_control is not None and len(stack_control) else None))
 
 
 def settings_named(name: str) -> SuiteSettings:
@@ -276,5 +320,10 @@ def settings_named(name: str) -> SuiteSettings:
     return {"quick": QUICK, "full": FULL}[name]
 
 
+# The controls each shard trains beside the suite: a store made before one was added lacks its
+# rows, so the list is part of the store's spec (such a store is refused, not silently resumed).
+CONTROLS = ("overshoot", "b0", "stacking")
+
+
 def store_spec(settings: SuiteSettings) -> dict:
-    return {"study": "validate", **asdict(settings)}
+    return {"study": "validate", **asdict(settings), "controls": list(CONTROLS)}

@@ -1,9 +1,11 @@
 """validate's counting: checks with a prediction apart from the rows without one (tables, not prose)."""
 import pandas as pd
 import pytest
+import torch
 
 from studies.reports.validate import class_table, split_checks
-from studies.validate import NOT_PREDICTED_KINDS, reason_counts, verdict_counts
+from studies.validate import (NOT_PREDICTED_KINDS, SuiteSettings, reason_counts, stack_control_spec, store_spec,
+                              suite_shards, verdict_counts)
 
 
 def _rows(*spec) -> pd.DataFrame:
@@ -56,3 +58,18 @@ def test_class_table_counts_pass_over_checks_and_names_the_rows_not_predicted():
 def test_an_empty_table_counts_nothing():
     c = verdict_counts(TABLE.iloc[:0])
     assert (c["rows"], c["checks"], c["PASS"]) == (0, 0, 0)
+
+
+def test_the_stacking_control_runs_in_the_suites_mlp_shards_with_the_lora_inputs_detached():
+    settings = SuiteSettings(widths={"toy": (64, 128), "linear": (32, 64), "mlp": (32, 64)},
+                             seeds={"toy": 2, "linear": 2, "mlp": 3}, steps=3)
+    spec = stack_control_spec(settings)
+    assert (spec.model, spec.optimizer, spec.init, spec.schemes) == ("mlp", "adam", "1", ("loraplus",))
+    assert spec.detach_lora_input and spec.widths == (32, 64) and spec.seeds == (0, 1, 2)
+    shards, parts = suite_shards(settings, torch.device("cpu"))
+    mlp = [sh for sh in shards if sh.key.startswith("mlp_")]
+    assert len(mlp) == 2 * 3 and parts["stackcontrol"] == ["stackcontrol"]
+    assert all("stackcontrol" in dict(sh.args[0]) for sh in mlp)
+    assert not any("stackcontrol" in dict(sh.args[0]) for sh in shards if not sh.key.startswith("mlp_"))
+    # a store made before the control existed holds shards without it: its spec differs
+    assert store_spec(settings)["controls"] == ["overshoot", "b0", "stacking"]

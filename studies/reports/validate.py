@@ -48,6 +48,15 @@ EXPLANATIONS = [
     "(the step-8 local slopes reach about 0 by n = 8192); under lora-inv the output learns only "
     "through this path, so its progress by step t stays width-dependent to far larger n (the full "
     "suite's step-8 FAILs). Measured in docs/investigations/init2_b0_path.md.",
+    "Stacked LoRA layers (the mlp's hidden2 reads hidden1's output, itself moved by hidden1's LoRA update): "
+    "under Init[1] the backward link through hidden1's B A lines hidden1's B steps up with hidden2's A rows, "
+    "so hidden2's input moves coherently and adds to Z_A a part that starts at zero and grows with the step. "
+    "It overtakes Z_A's Theta(1) initial part only beyond a crossover width the exponents do not give, so "
+    "from step 3 on z_a, delta2 and dz_b of hidden2 get bounds, not an exponent: between the one-layer "
+    "exponent (without the link) and the stacked one (LoRA+: [0, +1/2]); a slope inside them is INCONCLUSIVE "
+    "(stacked-layer crossover), one outside them a FAIL. The stacking control cuts the link (hidden2 reads a "
+    "detached copy of its input) and the one-layer exponent should then hold, see [its control]"
+    "(#control-the-stacked-layer-mlp-adam-init1). Measured in docs/investigations/stacked_lora.md.",
 ]
 
 
@@ -96,6 +105,11 @@ CLASS_MEANINGS = {
 KNOWN_MECHANISMS = {
     ("linear", "adam", "2"): "the Init[2] overshoot of A's first step, see [its control](#control-the-init2-overshoot)",
     ("mlp", "adam", "2"): "at late steps the B0 path, see [its section](#the-b0-path-mlp-adam)",
+}
+# Reason kinds whose mechanism has a control of its own in the report, named wherever they occur.
+KIND_MECHANISMS = {
+    "stacked-layer crossover": "hidden2's backward link to hidden1 (stacked LoRA layers), see "
+                               "[the stacking control](#control-the-stacked-layer-mlp-adam-init1)",
 }
 
 
@@ -160,6 +174,8 @@ def not_confirmed_lines(exponents: pd.DataFrame) -> list[str]:
         _, n_fail, n_inc = _counts(bad.verdict)
         what = ", ".join(x for x in (f"{n_fail} FAIL" if n_fail else "", f"{n_inc} INCONCLUSIVE" if n_inc else "") if x)
         known = KNOWN_MECHANISMS.get(key) if {"slopes still moving", "contradicted"} & set(bad.reason_kind) else None
+        known = "; ".join([known] * bool(known) + [KIND_MECHANISMS[k] for k in dict.fromkeys(bad.reason_kind)
+                                                   if k in KIND_MECHANISMS])
         lines.append(f"- **{setting_name(*key)}**: {what}: {_by_kind(bad)}."
                      + (f" Known mechanism: {known}." if known else "") + apart)
     return lines
@@ -254,11 +270,13 @@ def compact_table(exponents: pd.DataFrame) -> pd.DataFrame:
 
 def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], tolerance: float,
                  overshoot: pd.DataFrame | None = None, progress: pd.DataFrame | None = None,
-                 b0_control: pd.DataFrame | None = None, b0_scale: float = 0.25) -> str:
+                 b0_control: pd.DataFrame | None = None, b0_scale: float = 0.25,
+                 stack_control: pd.DataFrame | None = None) -> str:
     """Markdown text of DIR/report.md; figures maps a caption to a relative file name;
     overshoot: studies.validate.overshoot_table (the Init[2] control), if it was run;
     progress: studies.validate.progress_table (the mlp's training progress per width);
-    b0_control: studies.validate.b0_control_table (the B0-path control)."""
+    b0_control: studies.validate.b0_control_table (the B0-path control); stack_control:
+    studies.validate.stack_control_table (the stacking control)."""
     settings = list(exponents.groupby(SETTING_COLUMNS, sort=False).groups)
     lines = ["# loraplus-scaling validate", "",
              f"Suite: {meta['spec']['suite']}. Device {meta['device']}, wall time {meta['wall_time_s']:.0f} s, "
@@ -270,6 +288,8 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
               + (" · [control: the Init[2] overshoot](#control-the-init2-overshoot)"
                  if overshoot is not None and not overshoot.empty else "")
               + (" · [the B0 path](#the-b0-path-mlp-adam)" if progress is not None and not progress.empty else "")
+              + (" · [control: the stacked layer](#control-the-stacked-layer-mlp-adam-init1)"
+                 if stack_control is not None else "")
               + " · [corrections to scaling](#corrections-to-scaling)"
               + " · [phase diagrams](#phase-diagrams) · [appendix A: every check in full]"
               "(#appendix-a-every-check-in-full) · [appendix B: every check that did not pass]"
@@ -301,6 +321,8 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
     lines += ["## Why predictions did not show", "", "Known reasons, in the order they matter here:", ""]
     lines += [f"- {x}" for x in EXPLANATIONS]
     lines += _controls(exponents, figures, overshoot, progress, b0_control, b0_scale)
+    if stack_control is not None:
+        lines += stack_control_section(stack_control)
     lines += [""] + corrections_section(exponents, tolerance)
     lines += ["", "## Phase diagrams", "",
               "The theory's class at every (gA, gB) (eta_A ~ n^gA, eta_B ~ n^gB); each measured scheme is a point "
@@ -380,6 +402,58 @@ def _controls(exponents: pd.DataFrame, figures: dict[str, str], overshoot, progr
     return lines
 
 
+def _slope(row, suffix: str = "") -> str:
+    """'+0.31 [+0.22, +0.40] (predicted +0: PASS)' of one side of a stack_control_table row."""
+    get = lambda name: getattr(row, name + suffix)  # noqa: E731
+    if pd.isna(get("slope")):
+        return f"no slope (predicted {fmt(get('predicted'))}: {get('verdict')})"
+    judged = (f"bounds [{fmt(get('lower'))}, {fmt(get('upper'))}]" if get("claim") == "bounds"
+              else ("<= " if get("claim") == "upper bound" else "") + fmt(get("predicted")))
+    kind = f", {get('reason_kind')}" if get("verdict") == "INCONCLUSIVE" and get("reason_kind") else ""
+    return (f"{get('slope'):+.2f} [{get('ci_low'):+.2f}, {get('ci_high'):+.2f}] "
+            f"(predicted {judged}: {get('verdict')}{kind})")
+
+
+def stack_control_sentences(table: pd.DataFrame) -> list[str]:
+    """The plain words of the stacking control: at the last step, hidden2's z_a and delta2 slope
+    with the control against without it, and whether the one-layer prediction holds under it."""
+    last = table[table.step == table.step.max()]
+    text = []
+    for r in last[last.metric.isin(("z_a", "delta2"))].itertuples():
+        text.append(f"At step {r.step}, hidden2's {r.metric} slope is {_slope(r, '_detached')} with the control "
+                    f"against {_slope(r)} without it.")
+    control = table.verdict_detached
+    n_pass, n_fail = int((control == "PASS").sum()), int((control == "FAIL").sum())
+    held = ("holds under the control" if n_fail == 0 and n_pass == len(table) else
+            "is contradicted under the control" if n_fail else "is not contradicted under the control")
+    text.append(f"The one-layer prediction {held}: of hidden2's {len(table)} checks of "
+                f"{', '.join(dict.fromkeys(table.metric))} at steps {', '.join(map(str, dict.fromkeys(table.step)))}, "
+                f"{n_pass} PASS, {n_fail} FAIL and {len(table) - n_pass - n_fail} INCONCLUSIVE with the link cut; "
+                f"without the control {int((table.verdict == 'PASS').sum())} PASS and "
+                f"{int((table.reason_kind == 'stacked-layer crossover').sum())} are stacked-layer crossovers.")
+    return text
+
+
+def stack_control_section(table: pd.DataFrame) -> list[str]:
+    """The report's section on the stacking control (studies.validate.stack_control_table)."""
+    lines = ["", "### Control: the stacked layer (mlp, Adam, Init[1])", "",
+             "The same mlp runs under LoRA+ (same widths, seeds, base and data) with hidden2 reading a detached "
+             "copy of its input: hidden1's output still moves, but no gradient flows back from hidden2 through "
+             "hidden1's LoRA factors, so the stacked link is cut and hidden2 is predicted as a first layer "
+             "(z_a, delta2 and dz_b Theta(1), exponent 0). Without the control the theory gives these metrics "
+             "only bounds from step 3 on (a stacked-layer crossover). Slopes judged (corrected where the "
+             "theory names a correction), 95% intervals:", ""]
+    if table.empty:
+        return lines + ["(no rows: the control measured nothing)"]
+    lines += [" ".join(stack_control_sentences(table)), ""]
+    t = table.assign(suite=[_slope(r) for r in table.itertuples()],
+                     detached=[_slope(r, "_detached") for r in table.itertuples()])
+    lines.append(t[["metric", "step", "suite", "detached"]]
+                 .rename(columns={"suite": "suite (stacked)", "detached": "control (input detached)"})
+                 .to_markdown(index=False))
+    return lines
+
+
 def draw_figures(results: pd.DataFrame, exponents: pd.DataFrame, steps: int, fig_dir) -> dict[str, str]:
     """validate's figures into ``fig_dir``: per setting the coordinate check of its first layer at
     the last step, the mlp's first-step loss decrease per init (the B0 path), and a phase
@@ -445,7 +519,7 @@ def console(tables: ValidateTables, meta: dict, out: Path) -> str:
 def render(out: Path, tables: ValidateTables, meta: dict) -> Report:
     figures = draw_figures(tables.results, tables.exponents, tables.settings.steps, out / "figures")
     report = write_report(tables.exponents, meta, figures, tables.tolerance, tables.overshoot, tables.progress,
-                          tables.b0_control, tables.b0_scale)
+                          tables.b0_control, tables.b0_scale, tables.stack_control)
     head, sep, appendices = report.partition("## Appendix A")  # the law before the long listings
     text = head + corner_section(tables) + "\n" + sep + appendices
     verdicts = pd.concat([tables.exponents.verdict, tables.corner.verdict])
