@@ -37,15 +37,20 @@ class SuiteSettings:
         return tuple(sorted({1, 2, self.steps}))
 
 
-# The toy model is cheap (one output), so it reaches further; it also needs n >> batch (8),
-# and its measurements are products of a few Theta(1) random scalars (a^T x, U): heavy-tailed,
-# so it gets many more seeds. The mlp's hidden layers under Init[2] carry a finite-width
-# transient in Z_A (its local slopes fall from about +0.3 at n = 128 to about 0 at 4096 by
-# step 6); telling that trend from a settled exponent takes widths to 4096 and 32 seeds: with
-# 8 seeds to 2048 the drift test cannot see it and the fit, pulled by the narrow widths, FAILs.
-QUICK = SuiteSettings(widths={"toy": (256, 512, 1024, 2048, 4096, 8192), "linear": (128, 256, 512, 1024, 2048),
-                              "mlp": (128, 256, 512, 1024, 2048, 4096)},
-                     seeds={"toy": 16, "linear": 8, "mlp": 32}, steps=6)
+# The toy model is cheap (one output; a shard at n = 65536 costs about 4x one at 256, a few tenths
+# of a CPU second), so it reaches further; it also needs n >> batch (8), and its measurements are
+# products of a few Theta(1) random scalars (a^T x, U): heavy-tailed, so it gets many more seeds.
+# Its corrected fits need both: INCONCLUSIVE toy checks (of 266) were 143 at widths to 8192 with
+# 16 seeds, 132 with 64 seeds there, 107 / 81 / 88 at widths to 65536 with 32 / 48 / 64 seeds;
+# widths to 262144 with 32 seeds gave 106 (the corrections need more than width). The linear
+# model's 8 -> 16 seeds cost little (52 -> 45 INCONCLUSIVE of 152; its Init[2] overshoot's trends
+# stay at any seed count, and at widths to 4096). The mlp's hidden layers under Init[2] carry a
+# finite-width transient in Z_A (its local slopes fall from about +0.3 at n = 128 to about 0 at
+# 4096 by step 6); telling that trend from a settled exponent takes widths to 4096 and 32 seeds:
+# with 8 seeds to 2048 the drift test cannot see it and the fit, pulled by the narrow widths, FAILs.
+QUICK = SuiteSettings(widths={"toy": (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536),
+                              "linear": (128, 256, 512, 1024, 2048), "mlp": (128, 256, 512, 1024, 2048, 4096)},
+                     seeds={"toy": 48, "linear": 16, "mlp": 32}, steps=6)
 # Wider where it is cheap: a toy shard (one output, O(n) per sample) costs about the same at
 # n = 65536 as at 256 (peak memory +30 MB), so the full suite takes the toy to 65536, a longer lever
 # arm for the corrected fits. Not the linear model: its dense n x n base and teacher make a shard at
@@ -126,15 +131,22 @@ def b0_control_spec(settings: SuiteSettings) -> CoordCheckSpec:
                           seeds=tuple(range(settings.seeds["mlp"])), b0_scale=B0_CONTROL_SCALE)
 
 
+# The stacking control trains one more population in the mlp's shards, about a quarter of a
+# shard's cost at the widest width (measured), so it runs on the first seeds only.
+STACK_CONTROL_SEEDS = 8
+
+
 def stack_control_spec(settings: SuiteSettings) -> CoordCheckSpec:
     """The stacking control (scaling.theory.predict(layer=, detached=)): the mlp under Adam and
     Init[1], LoRA+, with every LoRA layer but the first reading a detached copy of its input
-    (toy_models' detach_lora_input), everything else (widths, seeds, base, data) as in the
-    suite. The backward link between the stacked LoRA layers is cut, so hidden2 is predicted
-    as a first layer: z_a and delta2 Theta(1), where the suite's hidden2 gets only bounds."""
+    (toy_models' detach_lora_input), everything else (widths, base, data) as in the suite, on
+    the suite's first STACK_CONTROL_SEEDS seeds. The backward link between the stacked LoRA
+    layers is cut, so hidden2 is predicted as a first layer: z_a and delta2 Theta(1), where the
+    suite's hidden2 gets only bounds."""
     return CoordCheckSpec(model="mlp", optimizer="adam", init="1", schemes=("loraplus",),
                           widths=settings.widths["mlp"], steps=settings.steps,
-                          seeds=tuple(range(settings.seeds["mlp"])), detach_lora_input=True)
+                          seeds=tuple(range(min(STACK_CONTROL_SEEDS, settings.seeds["mlp"]))),
+                          detach_lora_input=True)
 
 
 # The stacked layer's quantities the stacking control shows (scaling.theory: the bounds of a
@@ -142,22 +154,28 @@ def stack_control_spec(settings: SuiteSettings) -> CoordCheckSpec:
 STACKED_METRICS = ("z_a", "delta2", "dz_b")
 
 
-def stack_control_table(exponents: pd.DataFrame, control: pd.DataFrame, steps, tol: float,
-                        layer: str = "hidden2") -> pd.DataFrame:
+def stack_control_table(exponents: pd.DataFrame, results: pd.DataFrame, control: pd.DataFrame, steps,
+                        tol: float, layer: str = "hidden2") -> pd.DataFrame:
     """``layer``'s STACKED_METRICS at ``steps`` in the suite (mlp, Adam, Init[1], LoRA+; its
-    exponents table, already judged against the stacked prediction) beside the stacking control
-    (judged with ``detached``: the one-layer prediction): one row per (metric, step) with the
-    prediction, slope judged, interval, verdict and reason kind of each (suffix _detached)."""
+    exponents table, already judged against the stacked prediction), the suite's same runs on the
+    control's seeds only (suffix _same_seeds, judged the same way, from ``results``) and the
+    stacking control (suffix _detached, judged with ``detached``: the one-layer prediction): one
+    row per (metric, step) with the prediction, slope judged, interval, verdict and reason kind
+    of each. n_seeds, n_seeds_detached: the seeds behind the suite's and the control's fits."""
     keys = ["scheme", "metric", "layer", "step"]
-    cols = keys + ["predicted", "claim", "lower", "upper", "slope", "ci_low", "ci_high", "verdict", "reason_kind"]
+    cols = keys + ["predicted", "claim", "lower", "upper", "slope", "ci_low", "ci_high", "verdict", "reason_kind",
+                   "n_seeds"]
 
     def pick(e: pd.DataFrame) -> pd.DataFrame:
         e = judged_slopes(e)
         return e[(e.model == "mlp") & (e.optimizer == "adam") & (e.init == "1") & (e.scheme == "loraplus")
                  & (e.layer == layer) & e.metric.isin(STACKED_METRICS)][cols]
 
-    judged = compare(control, steps, tol=tol, detached=True)
-    both = pick(exponents).merge(pick(judged), on=keys, suffixes=("", "_detached"))
+    twin = results[(results.model == "mlp") & (results.optimizer == "adam") & (results.init == "1")
+                   & (results.scheme == "loraplus") & results.seed.isin(control.seed.unique())]
+    same = pick(compare(twin, steps, tol=tol)).drop(columns=["predicted", "claim", "lower", "upper"])
+    both = (pick(exponents).merge(same, on=keys, suffixes=("", "_same_seeds"))
+            .merge(pick(compare(control, steps, tol=tol, detached=True)), on=keys, suffixes=("", "_detached")))
     return both.sort_values(["metric", "step"]).reset_index(drop=True)
 
 
@@ -225,10 +243,11 @@ def suite_shards(settings: SuiteSettings, device: torch.device) -> tuple[list[Sh
               ("stackcontrol", stack_control_spec(settings))]
     shards = []
     for model in settings.widths:
-        group = tuple((name, spec) for name, spec in named if spec.model == model)
         seeds = settings.seeds[model]
-        shards += [(s / seeds, w, Shard(f"{model}_w{w}_s{s}", run_coord_check_group, (group, w, s, device)))
-                   for w in settings.widths[model] for s in range(seeds)]
+        for s in range(seeds):  # a control on fewer seeds joins the shards of its seeds only
+            group = tuple((name, spec) for name, spec in named if spec.model == model and s in spec.seeds)
+            shards += [(s / seeds, w, Shard(f"{model}_w{w}_s{s}", run_coord_check_group, (group, w, s, device)))
+                       for w in settings.widths[model]]
     return [sh for *_, sh in sorted(shards, key=lambda x: x[:2])], parts
 
 
@@ -311,7 +330,7 @@ def analyse(settings: SuiteSettings, results: pd.DataFrame, control: pd.DataFram
     return ValidateTables(results, exponents, overshoot_table(results, control, steps),
                           progress_table(results, sorted({1, 2, settings.steps // 2, settings.steps})),
                           b0_control_table(exponents, b0_control, steps, tol), corner, cpu, settings, tol,
-                          stack_control=(stack_control_table(exponents, stack_control, steps, tol)
+                          stack_control=(stack_control_table(exponents, results, stack_control, steps, tol)
                                          if stack_control is not None and len(stack_control) else None))
 
 
@@ -322,7 +341,7 @@ def settings_named(name: str) -> SuiteSettings:
 
 # The controls each shard trains beside the suite: a store made before one was added lacks its
 # rows, so the list is part of the store's spec (such a store is refused, not silently resumed).
-CONTROLS = ("overshoot", "b0", "stacking")
+CONTROLS = ("overshoot", "b0", f"stacking on {STACK_CONTROL_SEEDS} seeds")
 
 
 def store_spec(settings: SuiteSettings) -> dict:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from studies.reports.validate import class_table, split_checks
-from studies.validate import (NOT_PREDICTED_KINDS, SuiteSettings, reason_counts, stack_control_spec, store_spec,
+from studies.validate import (NOT_PREDICTED_KINDS, STACK_CONTROL_SEEDS, SuiteSettings, reason_counts, stack_control_spec, store_spec,
                               suite_shards, verdict_counts)
 
 
@@ -66,10 +66,16 @@ def test_the_stacking_control_runs_in_the_suites_mlp_shards_with_the_lora_inputs
     spec = stack_control_spec(settings)
     assert (spec.model, spec.optimizer, spec.init, spec.schemes) == ("mlp", "adam", "1", ("loraplus",))
     assert spec.detach_lora_input and spec.widths == (32, 64) and spec.seeds == (0, 1, 2)
-    shards, parts = suite_shards(settings, torch.device("cpu"))
-    mlp = [sh for sh in shards if sh.key.startswith("mlp_")]
-    assert len(mlp) == 2 * 3 and parts["stackcontrol"] == ["stackcontrol"]
-    assert all("stackcontrol" in dict(sh.args[0]) for sh in mlp)
+    many = SuiteSettings(widths=settings.widths, seeds={"toy": 2, "linear": 2, "mlp": STACK_CONTROL_SEEDS + 2},
+                         steps=3)
+    assert stack_control_spec(many).seeds == tuple(range(STACK_CONTROL_SEEDS))
+    shards, parts = suite_shards(many, torch.device("cpu"))
+    mlp = {sh.key: dict(sh.args[0]) for sh in shards if sh.key.startswith("mlp_")}
+    assert len(mlp) == 2 * (STACK_CONTROL_SEEDS + 2) and parts["stackcontrol"] == ["stackcontrol"]
+    # the control rides in the shards of its own seeds, beside the suite's mlp and the B0 control
+    with_control = {key for key, group in mlp.items() if "stackcontrol" in group}
+    assert with_control == {f"mlp_w{w}_s{s}" for w in (32, 64) for s in range(STACK_CONTROL_SEEDS)}
+    assert all({"mlp_adam_init1", "mlp_adam_init2", "b0control"} <= set(group) for group in mlp.values())
     assert not any("stackcontrol" in dict(sh.args[0]) for sh in shards if not sh.key.startswith("mlp_"))
     # a store made before the control existed holds shards without it: its spec differs
-    assert store_spec(settings)["controls"] == ["overshoot", "b0", "stacking"]
+    assert store_spec(settings)["controls"][-1] == f"stacking on {STACK_CONTROL_SEEDS} seeds"

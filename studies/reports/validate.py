@@ -402,26 +402,31 @@ def _controls(exponents: pd.DataFrame, figures: dict[str, str], overshoot, progr
     return lines
 
 
-def _slope(row, suffix: str = "") -> str:
-    """'+0.31 [+0.22, +0.40] (predicted +0: PASS)' of one side of a stack_control_table row."""
-    get = lambda name: getattr(row, name + suffix)  # noqa: E731
-    if pd.isna(get("slope")):
-        return f"no slope (predicted {fmt(get('predicted'))}: {get('verdict')})"
-    judged = (f"bounds [{fmt(get('lower'))}, {fmt(get('upper'))}]" if get("claim") == "bounds"
-              else ("<= " if get("claim") == "upper bound" else "") + fmt(get("predicted")))
+def _slope(row, suffix: str = "", prediction: str = "") -> str:
+    """'+0.31 [+0.22, +0.40] (predicted 0: PASS)' of one side of a stack_control_table row: its
+    slope, interval, verdict and reason kind carry ``suffix``, the prediction ``prediction``."""
+    get = lambda name, end=suffix: getattr(row, name + end)  # noqa: E731
+    claim = get("claim", prediction)
+    predicted = (f"bounds [{fmt(get('lower', prediction))}, {fmt(get('upper', prediction))}]" if claim == "bounds"
+                 else ("<= " if claim == "upper bound" else "") + fmt(get("predicted", prediction)))
     kind = f", {get('reason_kind')}" if get("verdict") == "INCONCLUSIVE" and get("reason_kind") else ""
+    if pd.isna(get("slope")):
+        return f"no slope (predicted {predicted}: {get('verdict')}{kind})"
     return (f"{get('slope'):+.2f} [{get('ci_low'):+.2f}, {get('ci_high'):+.2f}] "
-            f"(predicted {judged}: {get('verdict')}{kind})")
+            f"(predicted {predicted}: {get('verdict')}{kind})")
 
 
 def stack_control_sentences(table: pd.DataFrame) -> list[str]:
     """The plain words of the stacking control: at the last step, hidden2's z_a and delta2 slope
-    with the control against without it, and whether the one-layer prediction holds under it."""
+    with the control against without it (on all the suite's seeds and on the control's), and
+    whether the one-layer prediction holds under the control."""
     last = table[table.step == table.step.max()]
+    n_control, n_suite = int(table.n_seeds_detached.max()), int(table.n_seeds.max())
     text = []
     for r in last[last.metric.isin(("z_a", "delta2"))].itertuples():
-        text.append(f"At step {r.step}, hidden2's {r.metric} slope is {_slope(r, '_detached')} with the control "
-                    f"against {_slope(r)} without it.")
+        text.append(f"At step {r.step}, hidden2's {r.metric} slope is {_slope(r, '_detached', '_detached')} with the "
+                    f"control ({n_control} seeds) against {_slope(r, '_same_seeds')} without it on the same "
+                    f"{n_control} seeds and {_slope(r)} on the suite's {n_suite}.")
     control = table.verdict_detached
     n_pass, n_fail = int((control == "PASS").sum()), int((control == "FAIL").sum())
     held = ("holds under the control" if n_fail == 0 and n_pass == len(table) else
@@ -429,7 +434,7 @@ def stack_control_sentences(table: pd.DataFrame) -> list[str]:
     text.append(f"The one-layer prediction {held}: of hidden2's {len(table)} checks of "
                 f"{', '.join(dict.fromkeys(table.metric))} at steps {', '.join(map(str, dict.fromkeys(table.step)))}, "
                 f"{n_pass} PASS, {n_fail} FAIL and {len(table) - n_pass - n_fail} INCONCLUSIVE with the link cut; "
-                f"without the control {int((table.verdict == 'PASS').sum())} PASS and "
+                f"without the control (the suite) {int((table.verdict == 'PASS').sum())} PASS and "
                 f"{int((table.reason_kind == 'stacked-layer crossover').sum())} are stacked-layer crossovers.")
     return text
 
@@ -437,19 +442,23 @@ def stack_control_sentences(table: pd.DataFrame) -> list[str]:
 def stack_control_section(table: pd.DataFrame) -> list[str]:
     """The report's section on the stacking control (studies.validate.stack_control_table)."""
     lines = ["", "### Control: the stacked layer (mlp, Adam, Init[1])", "",
-             "The same mlp runs under LoRA+ (same widths, seeds, base and data) with hidden2 reading a detached "
-             "copy of its input: hidden1's output still moves, but no gradient flows back from hidden2 through "
-             "hidden1's LoRA factors, so the stacked link is cut and hidden2 is predicted as a first layer "
-             "(z_a, delta2 and dz_b Theta(1), exponent 0). Without the control the theory gives these metrics "
-             "only bounds from step 3 on (a stacked-layer crossover). Slopes judged (corrected where the "
+             "The same mlp runs under LoRA+ (same widths, base and data, the suite's first seeds) with hidden2 "
+             "reading a detached copy of its input: hidden1's output still moves, but no gradient flows back from "
+             "hidden2 through hidden1's LoRA factors, so the stacked link is cut and hidden2 is predicted as a "
+             "first layer (z_a, delta2 and dz_b Theta(1), exponent 0). Without the control the theory gives these "
+             "metrics only bounds from step 3 on (a stacked-layer crossover). Slopes judged (corrected where the "
              "theory names a correction), 95% intervals:", ""]
     if table.empty:
         return lines + ["(no rows: the control measured nothing)"]
     lines += [" ".join(stack_control_sentences(table)), ""]
     t = table.assign(suite=[_slope(r) for r in table.itertuples()],
-                     detached=[_slope(r, "_detached") for r in table.itertuples()])
-    lines.append(t[["metric", "step", "suite", "detached"]]
-                 .rename(columns={"suite": "suite (stacked)", "detached": "control (input detached)"})
+                     same=[_slope(r, "_same_seeds") for r in table.itertuples()],
+                     detached=[_slope(r, "_detached", "_detached") for r in table.itertuples()])
+    n_control, n_suite = int(table.n_seeds_detached.max()), int(table.n_seeds.max())
+    lines.append(t[["metric", "step", "suite", "same", "detached"]]
+                 .rename(columns={"suite": f"suite, stacked ({n_suite} seeds)",
+                                  "same": f"suite, stacked ({n_control} seeds)",
+                                  "detached": f"control, input detached ({n_control} seeds)"})
                  .to_markdown(index=False))
     return lines
 
