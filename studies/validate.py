@@ -161,13 +161,16 @@ def stack_control_table(exponents: pd.DataFrame, results: pd.DataFrame, control:
     control's seeds only (suffix _same_seeds, judged the same way, from ``results``) and the
     stacking control (suffix _detached, judged with ``detached``: the one-layer prediction): one
     row per (metric, step) with the prediction, slope judged, interval, verdict and reason kind
-    of each. n_seeds, n_seeds_detached: the seeds behind the suite's and the control's fits."""
+    of each; straight, straight_lo, straight_hi: the straight log-log slope and its interval
+    whatever was judged. n_seeds, n_seeds_detached: the seeds behind the suite's and the control's fits."""
     keys = ["scheme", "metric", "layer", "step"]
     cols = keys + ["predicted", "claim", "lower", "upper", "slope", "ci_low", "ci_high", "verdict", "reason_kind",
-                   "n_seeds"]
+                   "n_seeds", "straight", "straight_lo", "straight_hi"]
 
     def pick(e: pd.DataFrame) -> pd.DataFrame:
-        e = judged_slopes(e)
+        # the straight slopes too: a bounded check judges the straight one, a control's may judge
+        # its corrected one, and like is set beside like only with both
+        e = judged_slopes(e.assign(straight=e.slope, straight_lo=e.ci_low, straight_hi=e.ci_high))
         return e[(e.model == "mlp") & (e.optimizer == "adam") & (e.init == "1") & (e.scheme == "loraplus")
                  & (e.layer == layer) & e.metric.isin(STACKED_METRICS)][cols]
 

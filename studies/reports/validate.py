@@ -22,7 +22,8 @@ from studies.validate import (NOT_PREDICTED_KINDS, ValidateTables, corner_config
 EXPLANATIONS = [
     "Unstable schemes (lora-const, lora-sqrt), past the blow-up step: the output overshoots its "
     "target and later updates undo earlier ones, so the no-cancellation exponents become upper bounds "
-    "for Adam (cells marked <=) and SGD has no finite exponent (cells marked n/p; the runs diverge).",
+    "for Adam (cells marked <=) and SGD has no finite exponent (cells marked n/p, not predicted; the runs "
+    "diverge).",
     "Init[2] in the linear model (the loss sees the layer's n outputs): the error reaching A is B0^T E = "
     "Theta(sqrt n) for a target independent of the random B0, so A's own target Z_A is Theta(n^-1/2) and the first Adam step "
     "overshoots it; from step 2 on the exponents are upper bounds. The mechanism was checked directly: "
@@ -36,7 +37,8 @@ EXPLANATIONS = [
     "sqrt(N) and cross terms ~ eta_A sqrt(n), so slopes at n ~ 4N-64N are biased toward the "
     "cross-term exponent.",
     "MLP layers after the first under an unstable scheme have inputs that grow with n: the "
-    "derivation makes no sharp prediction there (reported INCONCLUSIVE).",
+    "derivation makes no sharp prediction there (not predicted: counted apart from the checks, INCONCLUSIVE "
+    "in exponents.csv).",
     "MLP hidden layers under Init[2], late steps (the B0 path): A's first steps move the features along "
     "B0's random columns, which the Theta(1/n) readout sees only as a random sum, so the output moves by "
     "Theta(n^(gA + 1/2)) per step (the loss_drop rows at step 1 test this exponent). For LoRA+ and "
@@ -427,6 +429,11 @@ def stack_control_sentences(table: pd.DataFrame) -> list[str]:
         text.append(f"At step {r.step}, hidden2's {r.metric} slope is {_slope(r, '_detached', '_detached')} with the "
                     f"control ({n_control} seeds) against {_slope(r, '_same_seeds')} without it on the same "
                     f"{n_control} seeds and {_slope(r)} on the suite's {n_suite}.")
+    for r in last[last.metric.isin(("z_a", "delta2"))].itertuples():
+        text.append(f"Straight log-log slopes of {r.metric} at step {r.step} on the same {n_control} seeds: "
+                    f"{r.straight_detached:+.2f} [{r.straight_lo_detached:+.2f}, {r.straight_hi_detached:+.2f}] with "
+                    f"the control, {r.straight_same_seeds:+.2f} [{r.straight_lo_same_seeds:+.2f}, "
+                    f"{r.straight_hi_same_seeds:+.2f}] without.")
     control = table.verdict_detached
     n_pass, n_fail = int((control == "PASS").sum()), int((control == "FAIL").sum())
     held = ("holds under the control" if n_fail == 0 and n_pass == len(table) else
