@@ -32,6 +32,19 @@ Theta(1), whatever r; B0 ~ N(0, 1), entries Theta(1) (``b0_variance="1"``). muA 
 Villar, Hayou 2026) take B0 with variance 1/r (fan-in r, ``b0_variance="1/r"``); with that
 convention the one-rate edge reproduces their table (tests/test_laws.py).
 
+Stacked layers (``depth`` L >= 2, the mlp under Adam): L LoRA layers in series, each one's output
+the next one's input (``scaling.recursion.run_stack``). Two links join them: forward, a layer's
+input has moved, and A's aligned steps add the moved coordinates up; backward, once the error
+through an upper layer's B A outweighs the frozen weight's (rho = eta_B n^1/2 under Init[1]),
+Adam's step moves the lower layer along the upper layer's A rows, which A0 sums coherently
+(n^1/2). Under Init[1] the backward link gives the B edge n^-(L-1)/(2L) and the ratio edge
+-1 - (L-1)/(2L), and leaves the one-rate edge at n^-1/2; under Init[2] the forward link gives the
+one-rate edge n^(-1 + 1/(2L)). ``detached``: the stacking control (every LoRA layer above the
+first reads a detached copy of its input in its LoRA branch), which cuts the backward link only:
+under Init[1] it gives back the one-layer laws. Gradient descent on a stack: only an upper bound
+on the B edge (``_gd_stack``). docs/investigations/stacked_lora.md has the derivation and the
+measurements.
+
 Corner: lambda_c = eta_B,edge (b-edge, eta_A held) / eta_A,edge (a-edge, eta_B held), the point
 where the B edge and the product edge meet; its exponent is the difference. Optimum: the
 loss-optimal rate at a fixed step. Where some descent term depending on the varied rate is
@@ -44,15 +57,16 @@ identified.
 """
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 
 import pandas as pd
 
 from scaling.exponents import NEG_INF, ONE, Exponent, Poly, fmt, fmt_fraction, regime_condition
 from scaling.recursion import ASSUMPTIONS as RECURSION_ASSUMPTIONS
-from scaling.recursion import LATE_STEP, Run, Step, Term, run
+from scaling.recursion import LATE_STEP, Run, Step, Term, run, run_stack
 
 SLICES = ("b-edge", "a-edge", "one-rate", "ratio")
 OPTIMUM_SLICES = SLICES + ("plane",)
@@ -107,6 +121,8 @@ class LawPrediction:
     upper: float | None = None
     law_nr: str = ""
     assumptions: list[str] = field(default_factory=list)
+    depth: int = 1          # LoRA layers in series (the mlp's stack)
+    detached: bool = False  # the stacking control
 
     @classmethod
     def given(cls, exponent: float | None, claim: str = "exact", reason: str = "", lower: float | None = None,
@@ -142,7 +158,9 @@ class LawPrediction:
             held = f", {HELD_NAME[self.slice]} ~ {Exponent(*self.held)} held"
         if self.law == "corner":
             held = " (b-edge over a-edge)"
-        return (f"{self.law} on {self.slice}{held} | {self.optimizer} / Init[{self.init}] / {self.model} / "
+        stack = (f" / {self.depth} LoRA layers in series" if self.depth > 1 else "") + (
+            ", LoRA inputs detached" if self.detached else "")
+        return (f"{self.law} on {self.slice}{held} | {self.optimizer} / Init[{self.init}] / {self.model}{stack} / "
                 f"{SCALE_TEXT.get(self.alpha_scaling, self.alpha_scaling)}")
 
     def result(self) -> str:
@@ -340,19 +358,25 @@ def _regime_notes(edge: _Edge, variable: str) -> list[str]:
 
 # -- public API -------------------------------------------------------------------------------
 def predict_edge(model: str, optimizer: str, init: str, slice: str, held=None, alpha_scaling: str = "r",
-                 variable: str = "n", *, steps: int = LATE_STEP, b0_variance: str = "1") -> LawPrediction:
+                 variable: str = "n", *, steps: int = LATE_STEP, b0_variance: str = "1", depth: int = 1,
+                 detached: bool = False) -> LawPrediction:
     """Exponent (in ``variable``) of the largest rate on ``slice`` whose output stays O(1).
 
     held: (h_n, h_r) exponents of the held quantity (eta_A for b-edge, eta_B for a-edge,
     lambda for ratio; ignored for one-rate); None: DEFAULT_HELD. steps: T, the steps over
     which the output must stay O(1) (Adam's exponents settle by step 3; GD's edge is where
-    the run diverges as steps accumulate). b0_variance: "1" (ours) or "1/r" (muA's Init[B])."""
+    the run diverges as steps accumulate). b0_variance: "1" (ours) or "1/r" (muA's Init[B]).
+    depth: LoRA layers in series (the mlp; 1: one layer); detached: the stacking control."""
     _check(model, optimizer, init, slice, alpha_scaling, variable, b0_variance, steps)
+    _check_stack(model, depth, detached)
     optimizer_key = key = "adam" if optimizer == "adamw" else optimizer
     h = _held(slice, held)
     base = dict(law="edge", slice=slice, model=model, optimizer=optimizer, init=init, alpha_scaling=alpha_scaling,
                 variable=variable, held=None if h is None else (float(h.n), float(h.r)), steps=steps,
                 b0_variance=b0_variance, assumptions=RECURSION_ASSUMPTIONS[key] + ASSUMPTIONS[key])
+    if depth > 1:
+        return _stacked_edge(model, optimizer_key, init, slice, h, alpha_scaling, variable, steps, b0_variance,
+                             depth, detached, base)
     why_not = _unsupported(model, optimizer_key, init)
     if why_not:
         return LawPrediction(exponent=None, claim="none", binding="", derivation=[], reason=why_not, **base)
@@ -395,6 +419,141 @@ def predict_edge(model: str, optimizer: str, init: str, slice: str, held=None, a
     return LawPrediction(exponent=exponent, claim=claim, binding=_binding_text(binding), derivation=derivation,
                          notes=notes, reason=reason, lower=None if claim == "exact" else float(edge.value.of(variable)),
                          law_nr=f"{var},edge ~ {edge.value}" if variable == "r" else "", **base)
+
+
+# -- stacked layers ------------------------------------------------------------------------------
+def _check_stack(model: str, depth: int, detached: bool) -> None:
+    if not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a positive integer, got {depth!r}")
+    if depth > 1 and model != "mlp":
+        raise ValueError(f"LoRA layers in series (depth {depth}) are derived for the mlp, not {model!r}")
+    if detached and depth < 2:
+        raise ValueError("the stacking control (detached LoRA inputs) needs depth 2 or more")
+
+
+def _stack_terms(runs: tuple[Run, ...]) -> list[Term]:
+    """Every layer's output-changing terms, named by layer: each layer's aligned change reaches the
+    loss through the frozen layers above it, as one layer's does in the mlp."""
+    return [replace(t, name=f"{t.name}, layer {i}") for i, r in enumerate(runs, start=1) for t in r.terms]
+
+
+def _stack_solve(model, init, eta_a, eta_b, alpha_scaling, steps, b0_variance, depth, links, variable):
+    """(edge, runs, link) of the link side with the largest edge: every quantity grows with the
+    part of a lower layer's step along the upper layer's A rows, min(1, rho), so its true size is
+    the smaller of the two sides' and the edge the larger of their edges (scaling.recursion)."""
+    best = None
+    for link in links:
+        runs = run_stack(model, init, eta_a, eta_b, depth, link, _sigma(alpha_scaling), B0_VARIANCES[b0_variance],
+                         steps)
+        edge = _solve([t for t in _stack_terms(runs) if t.visible], variable)
+        if best is None or _order(edge.value) > _order(best[0].value):
+            best = (edge, runs, link)
+    return best
+
+
+BACKWARD_LINK = ("the backward link: once the error through an upper layer's B A outweighs the frozen weight's "
+                 "(rho = eta_B n^1/2 > 1 under Init[1]), Adam's step moves the layer below along that layer's A rows, "
+                 "and A0 adds the move up coherently (n^1/2, not a random sum): each of the {k} links multiplies the "
+                 "output's change by eta_B n^1/2")
+FORWARD_LINK = ("the forward link: a layer's input has moved, and A's steps, aligned with their input, add the moved "
+                "coordinates up (dA z = eta_A n max(1, c_below)): the change compounds over the {L} layers (the control "
+                "keeps this link: it cuts the backward route only)")
+
+
+def _stacked_edge(model, optimizer, init, slice_, h, alpha_scaling, variable, steps, b0_variance, depth, detached,
+                  base) -> LawPrediction:
+    """The edge of ``slice_`` for ``depth`` stacked LoRA layers (the mlp), or under the stacking
+    control (``detached``)."""
+    base = {**base, "depth": depth, "detached": detached,
+            "assumptions": base["assumptions"] + RECURSION_ASSUMPTIONS.get("stack", [])}
+    if optimizer == "sgd":
+        return _gd_stack(slice_, detached, base)
+    if variable == "r":
+        return LawPrediction(exponent=None, claim="none", binding="", derivation=[], **base,
+                             reason="stacked LoRA layers are derived in n only (the links carry no rank factors)")
+    why_not = _unsupported(model, optimizer, init)
+    if why_not:
+        return LawPrediction(exponent=None, claim="none", binding="", derivation=[], reason=why_not, **base)
+    eta_a, eta_b = _rates(slice_, h)
+    solve = functools.partial(_stack_solve, model, init, eta_a, eta_b, alpha_scaling, steps, b0_variance, depth,
+                              variable=variable)
+    edge, runs, link = solve(("cut",) if detached else ("aligned", "partial"))
+    var = VARIED_NAME[slice_]
+    setting = [Step("s", SCALE_TEXT[alpha_scaling], float(_sigma(alpha_scaling).of(variable)), "the LoRA scale"),
+               Step("rates", _slice_text(slice_, h), math.nan, "the varied rate is " + var),
+               Step("stack", f"{depth} LoRA layers in series", math.nan,
+                    "the control: no backward link" if detached else
+                    f"route back through B A: the {'whole step' if link == 'aligned' else 'part rho'} of a lower "
+                    "layer's B step lies along the upper layer's A rows (the side with the larger edge)")]
+    setting += [Step(f"c_{i} ({steps})", f"layer {i}'s output change", _exp_at(r.feed.moved[-1].size, edge.value, variable),
+                     "coordinate size, any direction") for i, r in enumerate(runs, start=1)]
+    derivation = _derivation(Run(runs[-1].states, [t for t in _stack_terms(runs) if t.name.endswith(f"layer {depth}")],
+                                 runs[-1].metrics), edge, variable, var, setting)
+    notes = [n for n in _notes(model, optimizer, init, slice_, alpha_scaling, variable)
+             if not n.startswith("every hidden layer")]
+    notes.append(f"{depth} LoRA layers in series; the loss sees each layer's aligned change through the frozen layers "
+                 "above it and a mean-field readout")
+    control = edge if detached else solve(("cut",))[0]
+    one = predict_edge(model, optimizer, init, slice_, (h.n, h.r) if h is not None else None, alpha_scaling, variable,
+                       steps=steps, b0_variance=b0_variance)
+    if not isinstance(edge.value, Exponent):
+        if edge.value == math.inf:
+            return LawPrediction(exponent=None, claim="none", binding="", derivation=derivation, notes=notes, **base,
+                                 reason="the varied rate never moves the output (every LoRA gradient is zero, or "
+                                        "the rate enters no output term)")
+        return _held_beyond(edge, runs, control, depth, variable, derivation, notes, base)
+    value = float(edge.value.of(variable))
+    if _order(control.value) != _order(edge.value):
+        why = BACKWARD_LINK.format(k=depth - 1)
+    elif one.exponent is None or abs(one.exponent - value) > 1e-9:
+        why = FORWARD_LINK.format(L=depth)
+    else:
+        why = f"as for one layer: neither link between the {depth} layers moves this edge"
+    edge_all = _solve(_stack_terms(runs), variable)
+    if _order(edge_all.value) < _order(edge.value):
+        notes.append(f"the last layer's hidden features leave O(1) first, at {var} ~ {edge_all.value}, through B0's "
+                     "random columns; the one-layer law leaves its edge open between the two for that reason, while in "
+                     "a stack the forward link follows such features into the next layer, and the readout sees the "
+                     "last layer's only through the B0 path (a loss-visible term): the edge is the loss-visible one")
+    derivation.append(Step("edge", f"{var},edge ~ {edge.value}", value,
+                           "the smallest root: " + ", ".join(t.name for t in edge.binding)))
+    return LawPrediction(exponent=value, claim="exact", binding=_binding_text(edge.binding), derivation=derivation,
+                         notes=notes, reason=f"{_edge_reason(edge.binding)}; {why}", **base)
+
+
+def _held_beyond(edge: _Edge, runs, control: _Edge, depth: int, variable: str, derivation, notes, base) -> LawPrediction:
+    """The held rate alone moves the output through the stack at large n: no varied rate trains
+    there. Bounds for the widths one can run: the varied rate's own terms with every link at full
+    strength (lower), and the edge without the backward link (upper), which holds while rho < 1."""
+    rate_roots = [Poly(tuple(m for m in t.poly.project(variable).monomials if m.power > 0)).root()
+                  for t in _stack_terms(runs) if t.visible]
+    rate_roots = [r for r in rate_roots if isinstance(r, Exponent)]
+    lower = float(min(rate_roots).of(variable)) if rate_roots else None
+    upper = float(control.value.of(variable)) if isinstance(control.value, Exponent) else None
+    blocker = [t for t, r in edge.roots if r == -math.inf][:1]
+    held = HELD_NAME.get(base["slice"], "the held rate")
+    reason = (f"the held {held} lies beyond the stacked edge: through the {depth} layers it alone moves the output "
+              f"({blocker[0].name} grows whatever the varied rate), so at large n no rate trains. At widths where "
+              "rho = eta_B n^1/2 < 1 the links do not amplify yet and the edge is the one without the backward link "
+              "(the upper bound); with every link at full strength the varied rate's own terms bind at the lower "
+              "bound" if blocker else "the held rate alone moves the output through the stack")
+    return LawPrediction(exponent=None, claim="none", binding=_binding_text(blocker), derivation=derivation,
+                         notes=notes, lower=lower, upper=upper, reason=reason, **base)
+
+
+def _gd_stack(slice_: str, detached: bool, base) -> LawPrediction:
+    """Gradient descent on stacked LoRA layers of the mlp: no exact law; an upper bound on the B edge."""
+    if slice_ == "b-edge" and not detached:
+        return LawPrediction(exponent=None, claim="none", binding="", derivation=[], upper=0.5, **base, reason=(
+            "gradient descent on LoRA layers in series: the output's curvature across two layers' B factors, "
+            "d2f/dB_l dB_l+1 ~ U n^-1/2, exceeds the Gauss-Newton n^-1 that sets one layer's B edge, and GD diverges "
+            "once eta_B times the curvature passes 2, so the B edge is at most n^+1/2; what sets it below that bound "
+            "is not derived"))
+    why = ("the mlp's one-layer law under gradient descent is not derived (it depends on the loss normalisation and "
+           "the readout)")
+    if detached:
+        why += "; under the control the cross-layer coupling runs one way only and the n^+1/2 bound goes"
+    return LawPrediction(exponent=None, claim="none", binding="", derivation=[], reason=why, **base)
 
 
 def _bounds(low, high: Exponent, variable: str) -> tuple[float | None, float | None]:
@@ -443,15 +602,22 @@ def _notes(model, optimizer, init, slice_, alpha_scaling, variable) -> list[str]
 
 def predict_corner(model: str, optimizer: str, init: str, held_a_edge=(0, 0), held_b_edge=(-1, 0),
                    alpha_scaling: str = "r", variable: str = "n", *, steps: int = LATE_STEP,
-                   b0_variance: str = "1") -> LawPrediction:
+                   b0_variance: str = "1", depth: int = 1, detached: bool = False) -> LawPrediction:
     """lambda_c = eta_B,edge (b-edge, eta_A held at ``held_b_edge``) / eta_A,edge (a-edge, eta_B
-    held at ``held_a_edge``): the exponent is the difference of the two edges' exponents."""
+    held at ``held_a_edge``): the exponent is the difference of the two edges' exponents. With an
+    exact B edge and a bounded A edge (a stack whose held eta_B lies beyond its B edge) the
+    corner is bounded by the difference."""
+    stack = dict(depth=depth, detached=detached)
     b = predict_edge(model, optimizer, init, "b-edge", held_b_edge, alpha_scaling, variable, steps=steps,
-                     b0_variance=b0_variance)
+                     b0_variance=b0_variance, **stack)
     a = predict_edge(model, optimizer, init, "a-edge", held_a_edge, alpha_scaling, variable, steps=steps,
-                     b0_variance=b0_variance)
+                     b0_variance=b0_variance, **stack)
     exact = b.claim == a.claim == "exact"
     exponent = b.exponent - a.exponent if exact else None
+    lower = upper = None
+    if depth > 1 and b.claim == "exact" and a.exponent is None:
+        lower = None if a.upper is None else b.exponent - a.upper
+        upper = None if a.lower is None else b.exponent - a.lower
     derivation = ([Step("B edge", "eta_B,edge (b-edge)", b.exponent if b.exponent is not None else math.nan, b.binding)]
                   + b.derivation
                   + [Step("A edge", "eta_A,edge (a-edge)", a.exponent if a.exponent is not None else math.nan, a.binding)]
@@ -466,27 +632,36 @@ def predict_corner(model: str, optimizer: str, init: str, held_a_edge=(0, 0), he
     return LawPrediction("corner", "corner", model, optimizer, init, alpha_scaling, variable, exponent,
                          "exact" if exact else "none", f"B edge: {b.binding or '-'} | A edge: {a.binding or '-'}",
                          derivation, sorted(set(a.notes + b.notes)), held=None, steps=steps, b0_variance=b0_variance, reason=reason, law_nr=law_nr,
-                         assumptions=a.assumptions)
+                         assumptions=a.assumptions, lower=lower, upper=upper, **stack)
 
 
 def predict_optimum(model: str, optimizer: str, init: str, slice: str, held=None, alpha_scaling: str = "r",
-                    variable: str = "n", *, steps: int = LATE_STEP, b0_variance: str = "1") -> LawPrediction:
+                    variable: str = "n", *, steps: int = LATE_STEP, b0_variance: str = "1", depth: int = 1,
+                    detached: bool = False) -> LawPrediction:
     """Exponent of the loss-optimal rate along ``slice`` at a fixed step, or (slice="plane") of
     the loss-optimal ratio lambda* over the whole (eta_A, eta_B) plane; exponent None with the
     reason where the optimum is not identified by the scaling."""
     _check(model, optimizer, init, slice, alpha_scaling, variable, b0_variance, steps, OPTIMUM_SLICES)
     if slice == "plane":
-        return _plane_optimum(model, optimizer, init, alpha_scaling, variable, steps, b0_variance)
-    edge = predict_edge(model, optimizer, init, slice, held, alpha_scaling, variable, steps=steps, b0_variance=b0_variance)
+        return _plane_optimum(model, optimizer, init, alpha_scaling, variable, steps, b0_variance, depth, detached)
+    stack = dict(depth=depth, detached=detached)
+    edge = predict_edge(model, optimizer, init, slice, held, alpha_scaling, variable, steps=steps, b0_variance=b0_variance,
+                        **stack)
     base = dict(law="optimum", slice=slice, model=model, optimizer=optimizer, init=init, alpha_scaling=alpha_scaling,
-                variable=variable, held=edge.held, steps=steps, b0_variance=b0_variance, assumptions=edge.assumptions)
+                variable=variable, held=edge.held, steps=steps, b0_variance=b0_variance, assumptions=edge.assumptions,
+                **stack)
     if edge.claim != "exact":
         return LawPrediction(exponent=None, claim="none", binding="", derivation=edge.derivation, notes=edge.notes,
                              reason=f"the edge is not predicted ({edge.reason})", upper=edge.upper, **base)
     optimizer_key = "adam" if optimizer == "adamw" else optimizer
     eta_a, eta_b = _rates(slice, _held(slice, held))
-    run = _run(model, optimizer_key, init, eta_a, eta_b, alpha_scaling, steps, b0_variance)
-    solved = _solve([t for t in run.terms if t.visible], variable)
+    if depth > 1:  # the side of the route back that sets the edge
+        solved, runs, _ = _stack_solve(model, init, eta_a, eta_b, alpha_scaling, steps, b0_variance, depth,
+                                       ("cut",) if detached else ("aligned", "partial"), variable)
+        run = Run([], _stack_terms(runs), [])
+    else:
+        run = _run(model, optimizer_key, init, eta_a, eta_b, alpha_scaling, steps, b0_variance)
+        solved = _solve([t for t in run.terms if t.visible], variable)
     g = solved.value.project(variable)
     active = [t for t in run.terms if t.visible and any(m.power > 0 and m.at(g) == ONE
                                                          for m in t.poly.project(variable).dominant(g))]
@@ -517,13 +692,14 @@ def predict_optimum(model: str, optimizer: str, init: str, slice: str, held=None
                          **base)
 
 
-def _plane_optimum(model, optimizer, init, alpha_scaling, variable, steps, b0_variance) -> LawPrediction:
+def _plane_optimum(model, optimizer, init, alpha_scaling, variable, steps, b0_variance, depth=1,
+                   detached=False) -> LawPrediction:
     """The loss-optimal ratio over the plane: the corner, a ridge, or pushed past the corner."""
     corner = predict_corner(model, optimizer, init, alpha_scaling=alpha_scaling, variable=variable, steps=steps,
-                            b0_variance=b0_variance)
+                            b0_variance=b0_variance, depth=depth, detached=detached)
     base = dict(law="optimum", slice="plane", model=model, optimizer=optimizer, init=init,
                 alpha_scaling=alpha_scaling, variable=variable, steps=steps, b0_variance=b0_variance,
-                assumptions=corner.assumptions)
+                assumptions=corner.assumptions, depth=depth, detached=detached)
     deriv = corner.derivation
     if corner.claim != "exact":
         return LawPrediction(exponent=None, claim="none", binding="", derivation=deriv, reason=corner.reason, **base)

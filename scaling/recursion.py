@@ -24,6 +24,23 @@ shows. Only the rank and scale factors tell them apart; in n they are one deriva
 Optimisers (the physics of each is in its docstring): ``adam`` (sign-like steps; toy, linear,
 every hidden layer of the mlp) and ``gd`` (one scalar output: the paper's toy model and the
 paper-mlp).
+
+Stacked LoRA layers (``run_stack``, Adam on the mlp): L LoRA layers in series, each one's output
+the next one's input. Each layer is the same ``adam`` recursion, fed per step by the layer below
+(``Feed``: how far its output has moved). Two links join them (docs/investigations/stacked_lora.md):
+- forward: a layer's input has coordinates max(1, c_below), so A's aligned steps give
+  dA z = eta_A n max(1, c_below), and the input's move itself reaches Z_A through A0 (a random sum);
+- backward: once the route back through this layer's B A is open, the error reaching the layer below
+  has a part along this layer's A rows, rho = |A| (n^1/2 |B0| + n |B_upd|) times the part through the
+  frozen weight. Adam's step follows whichever is larger, so a fraction min(1, rho) of the lower
+  layer's B steps lies along A's rows, and A adds that move up coherently: n |A| per coordinate
+  (n^1/2 for A0's entries) instead of a random sum.
+min(1, rho) is not a max-plus polynomial, so a law runs the stack twice (``LINKS``: "aligned", the
+whole step along A's rows, and "partial", a fraction rho): every quantity grows with the fraction,
+so its true size is the smaller of the two, and a law's edge the larger of the two edges. At fixed
+rates ("min") the fraction is read off directly. "cut" is the stacking control (no gradient
+through B A reaches the layer below: no backward link; the forward one stays). Only the exponents
+in n are derived for the stack: the links carry no rank factors.
 """
 from __future__ import annotations
 
@@ -44,6 +61,11 @@ ASSUMPTIONS = {  # what the recursion takes for granted (theory and laws add the
             "the input's squared norm is Theta(n) and dominates the cross terms x_i^T x_j = Theta(sqrt n) (toy: n >> "
             "batch size; paper-mlp: ReLU features have a mean, so cross-sample products are Theta(n) too)",
             "no cancellation while the output is O(1)"],
+    "stack": ["LoRA layers in series: the first reads the frozen base's Theta(1) features, each further one the output "
+              "of the layer below, whose move the recursion follows",
+              "the sign of a sum follows its larger part: a fraction min(1, rho) of a lower layer's B step lies along the "
+              "upper layer's A rows",
+              "the links are derived in n only (no rank factors)"],
 }
 Terms = tuple[tuple[Exponent, str], ...]
 
@@ -135,8 +157,8 @@ class _Algebra:
 class State:
     """One quantity of the layer at one step (0: the initialisation), in the order the step
     computes it. role: "state" (the layer's own quantities) or "metric" (a measured delta);
-    parts: what it was computed from, (label, quantity), as a product (op "+": exponents add)
-    or a sum (op "max")."""
+    parts: what it was computed from, (label, quantity), as a product (op "+": exponents add),
+    a sum (op "max") or the smaller of two (op "min": a fraction, at most the whole)."""
 
     step: int
     quantity: str
@@ -160,16 +182,29 @@ class Term:
     visible: bool  # the loss sees it at this size
 
 
+@dataclass(frozen=True)
+class Feed:
+    """What a LoRA layer passes to the one above it, per step t = 1..T (index t - 1), as seen by
+    that layer's forward pass at step t + 1: ``moved``, the coordinate size of the change of its
+    output since the start (any direction: c = |B(t)| |Z_A(t)|, B(0) Z_A(0) = 0 under both
+    inits); ``learned``, the part of it carried by B's learned steps (the one that lines up with
+    the upper layer's A rows once the route back through that layer is open)."""
+
+    moved: tuple[Quantity, ...]
+    learned: tuple[Quantity, ...]
+
+
 @dataclass
 class Run:
     states: list[State]
     terms: list[Term]
     metrics: list[dict[str, Quantity]]  # per step 1..T: delta1..3, z_a, dz_a, dz_b (GD: and output)
+    feed: Feed | None = None            # Adam: what this layer passes to a LoRA layer above it
 
 
 # -- Adam --------------------------------------------------------------------------------------
 def adam(model: str, init: str, eta_a: Poly, eta_b: Poly, s: Exponent, sigma_b: Exponent, steps: int,
-         read: bool = False) -> Run:
+         read: bool = False, feed: Feed | None = None, link: str = "cut") -> Run:
     """Adam on one LoRA layer (toy, linear; every hidden layer of the mlp).
 
     Sign-like steps: the entries of dA, dB are eta_A, eta_B once their gradient is non-zero
@@ -179,7 +214,11 @@ def adam(model: str, init: str, eta_a: Poly, eta_b: Poly, s: Exponent, sigma_b: 
     B0's part is not: per output coordinate sum_k B0_ik sign((B0^T G)_k) has r random signs, and
     only its component along the error (the "B0 path", n^-1/2 per coordinate) is aligned; with
     ONE output (``toy``) B0^T G is B0 itself and the sum is aligned. B0's part and B's learned
-    part are therefore tracked apart."""
+    part are therefore tracked apart.
+
+    feed: what the LoRA layer below passes up (None: the layer reads the base's own features,
+    Theta(1) coordinates); link: how much of that layer's B steps lies along this layer's A rows
+    (``LINKS``; see the module docstring)."""
     q = _Algebra(read)
     z_a = q.leaf("Z_A(0) = A0 z, the initial features", Poly.ONE if init == "1" else Poly.ZERO)
     b0 = q.leaf("B0, the initial B", Poly.const(sigma_b) if init == "2" else Poly.ZERO)
@@ -189,8 +228,32 @@ def adam(model: str, init: str, eta_a: Poly, eta_b: Poly, s: Exponent, sigma_b: 
     states = [State(0, "Z_A(0)", "A0 z", z_a, "A0 ~ N(0, 1/n): n random terms of size n^-1/2" if z_a else "A0 = 0"),
               State(0, "B0", "entries of B0", b0, f"Init[2]: entries ~ {sigma_b}" if b0 else "B0 = 0")]
     terms, metrics = [], []
+    moved, learned = [], []   # what this layer passes up, per step
+    # per k = 0, 1, ...: the part of the lower layer's B step k + 1 along A's rows, set by this layer
+    # after step k (None: none); the input at step t has moved by the lower layer's steps up to t - 1
+    fracs = [_fraction(q, init, link, z_upd, b0, b_upd, eta_a, states, 0)] if feed is not None else []
     for t in range(1, steps + 1):
+        size = None           # the input's coordinates, when a LoRA layer below moves them
+        if feed is not None and t > 1:
+            below, below_learned = feed.moved[t - 2], feed.learned[t - 2]
+            size = q.sum(q.leaf("the input's initial coordinates", Poly.ONE), below)
+            a_entries = _a_entries(q, init, z_upd, eta_a)
+            parts = [("Z_A(t-1)", z_a)]
+            if init == "1":  # A0 (entries n^-1/2) sums the input's random move to its own size
+                parts.append(("A0 dz, random", below))
+            frac = fracs[t - 2]
+            if frac is not None:  # A sums the part along its rows coherently: n |A| per coordinate
+                parts.append(("A dz along A's rows", q.product("the input's move along A's rows", a_entries, frac,
+                                                               below_learned, coef=N)))
+            z_a = q.sum(*(p for _, p in parts))
+            states += [State(t, "input", "max(1, c_below)", size, "the layer below has moved this layer's input",
+                             parts=(("1", q.leaf("", Poly.ONE)), ("c_below", below)), op="max"),
+                       State(t, "Z_A at the new input", "Z_A(t-1) + A dz", z_a,
+                             "the input's move: a random sum through A0, coherent along A's rows (backward link)",
+                             parts=tuple(parts), op="max")]
         d_az = q.leaf("the updates dA z", eta_a * N if (b0 or b_upd) else Poly.ZERO)
+        if size is not None and d_az:  # A's steps follow the input: their sum covers its moved coordinates
+            d_az = q.product("the updates dA z", d_az, size)
         d_b = q.leaf("the learned part of B, sum of dB", eta_b if z_a else Poly.ZERO)
         states += [State(t, "dA z", "eta_A sum_j |z_j|", d_az,
                          "n aligned terms of size eta_A" if d_az else "grad_A = s B^T G z^T is zero while B = 0"),
@@ -225,7 +288,45 @@ def adam(model: str, init: str, eta_a: Poly, eta_b: Poly, s: Exponent, sigma_b: 
                          parts=(("B_upd(t-1)", before[1]), ("dB", d_b)), op="max")]
         metrics.append({"delta1": delta1, "delta2": delta2, "delta3": delta3, "z_a": z_a, "dz_a": z_upd,
                         "dz_b": q.sum(delta1, delta2, delta3)})
-    return Run(states, terms, metrics)
+        moved.append(q.product("the output's change |B| Z_A", q.sum(b0, b_upd), z_a))
+        learned.append(q.product("B's learned part times Z_A", b_upd, z_a))
+        if feed is not None:
+            fracs.append(_fraction(q, init, link, z_upd, b0, b_upd, eta_a, states, t))
+    return Run(states, terms, metrics, Feed(tuple(moved), tuple(learned)))
+
+
+LINKS = ("min", "aligned", "partial", "cut")
+
+
+def _a_entries(q: _Algebra, init: str, z_upd: Quantity, eta_a: Poly) -> Quantity:
+    """The size of A's entries: A0's n^-1/2 (Init[1]) and its learned part's eta_A (once it has stepped)."""
+    a0 = q.leaf("A0's entries", Poly.const(INV_SQRT_N) if init == "1" else Poly.ZERO)
+    return q.sum(a0, q.leaf("A's learned entries", eta_a if z_upd else Poly.ZERO))
+
+
+def _fraction(q: _Algebra, init: str, link: str, z_upd: Quantity, b0: Quantity, b_upd: Quantity, eta_a: Poly,
+              states: list, t: int) -> Quantity | None:
+    """The part of the lower layer's B step at step t + 1 that lies along this layer's A rows:
+    min(1, rho), rho = |A| (n^1/2 |B0| + n |B_upd|), the error reaching the lower layer through
+    this layer's B A over the error through the frozen weight (both after step t). None while the
+    route is closed (B = 0 or A = 0) or cut (the control)."""
+    a_entries = _a_entries(q, init, z_upd, eta_a)
+    through = q.sum(q.times(b0, SQRT_N), q.times(b_upd, N))
+    if link == "cut" or not a_entries or not through:
+        return None
+    rho = q.product("rho = error through B A / through W*", a_entries, through)
+    if link == "aligned":
+        frac = q.leaf("the whole step", Poly.ONE)
+    elif link == "partial":
+        frac = rho
+    elif link == "min":  # fixed rates: both are constants
+        frac = rho if rho.size.at(ONE) <= ONE else q.leaf("the whole step", Poly.ONE)
+    else:
+        raise ValueError(f"unknown link {link!r}; choose from {', '.join(LINKS)}")
+    states.append(State(t, "route back", "min(1, rho)", frac,
+                        "the part of the lower layer's next B step along A's rows (Adam follows the larger error)",
+                        parts=(("1", q.leaf("", Poly.ONE)), ("rho", rho)), op="min"))
+    return frac
 
 
 # -- gradient descent --------------------------------------------------------------------------
@@ -296,6 +397,28 @@ def gd(model: str, init: str, eta_a: Poly, eta_b: Poly, s: Exponent, sigma_b: Ex
         metrics.append({"delta1": delta1, "delta2": delta2, "delta3": delta3, "z_a": z_a, "dz_a": z_upd,
                         "dz_b": q.sum(delta1, delta2, delta3), "output": q.sum(error, learned)})
     return Run(states, terms, metrics)
+
+
+@functools.lru_cache(maxsize=256)
+def run_stack(model: str, init: str, eta_a: Poly, eta_b: Poly, depth: int, link: str, s: Exponent = ONE,
+              sigma_b: Exponent = ONE, steps: int = LATE_STEP) -> tuple[Run, ...]:
+    """Adam on ``depth`` LoRA layers in series (the mlp), one run per layer, bottom first: each
+    layer's recursion is ``adam`` fed by the one below. link: "min" (both rates fixed), "aligned" or
+    "partial" (a varied rate: the two sides of min(1, rho)), or "cut" (the stacking control)."""
+    if model != "mlp":
+        raise ValueError(f"LoRA layers in series are derived for the mlp, not {model!r}")
+    if not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a positive integer, got {depth!r}")
+    if link not in LINKS:
+        raise ValueError(f"unknown link {link!r}; choose from {', '.join(LINKS)}")
+    read = not (eta_a.depends_on_rate() or eta_b.depends_on_rate())
+    if link == "min" and not read:
+        raise ValueError("link 'min' needs both rates fixed; a varied rate runs 'aligned' and 'partial'")
+    runs, feed = [], None
+    for _ in range(depth):
+        runs.append(adam(model, init, eta_a, eta_b, s, sigma_b, steps, read, feed, link))
+        feed = runs[-1].feed
+    return tuple(runs)
 
 
 @functools.lru_cache(maxsize=1024)

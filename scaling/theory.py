@@ -52,6 +52,20 @@ n = 128 it is most of the mlp's early loss decrease, so narrow widths train fast
 step than the limit says, and the late-step slopes of Z_A and the deltas carry the excess until
 n is large enough for the path to be negligible by that step (the validate report's "Known
 reasons"; measurements in docs/investigations/init2_b0_path.md).
+
+Stacked layers (``layer`` >= 2: the mlp's LoRA layers in series, Adam). A layer behind another LoRA
+layer is the same recursion fed by the layer below (``scaling.recursion.run_stack``). Under Init[1]
+the backward link raises z_a, delta2 and dz_b of every layer above the first from step 3 on: the
+lower layer's B steps line up with this layer's A rows, and A0 adds the input's move up
+coherently, n^((l-1)/2) for layer l under LoRA+. That part starts at zero and grows with the step
+and with rho = eta_B n^1/2, so at a finite width it competes with Z_A's Theta(1) initial part and
+overtakes it only beyond a crossover width of order (c_B t)^-2 times constants the exponents do
+not give (validate's LoRA+ hidden2: still below it at n = 8192; docs/investigations/stacked_lora.md).
+Until then the measured slope lies between the exponent without the link (the stacking
+control's, ``detached``) and the stacked one: those metrics carry ``bounds`` and are judged
+against them, not against an exponent. The other metrics keep exact exponents, and the blow-up
+logic reads the link-free recursion (what holds below the crossover); the classification is the
+stacked one, the layer's class beyond it.
 """
 from __future__ import annotations
 
@@ -59,7 +73,7 @@ from dataclasses import asdict, dataclass, field
 
 from scaling.exponents import NEG_INF, Exponent, Poly, fmt
 from scaling.recursion import ASSUMPTIONS as RECURSION_ASSUMPTIONS
-from scaling.recursion import LATE_STEP, Step, run
+from scaling.recursion import LATE_STEP, Step, run, run_stack
 
 PREDICTED_METRICS = ("delta1", "delta2", "delta3", "z_a", "dz_a", "dz_b")
 CLASSES = ("unstable", "efficient", "A-side lazy", "B-side lazy", "both lazy", "frozen")
@@ -113,13 +127,19 @@ class Prediction:
     claim: str = "exact"            # one of CLAIMS: how the exponents are to be read
     blowup_step: int | None = None  # first step after which a feature has exploded
     corrections: dict[str, Correction] = field(default_factory=dict)  # per metric: the runner-up term
+    layer: int = 1                  # place in a chain of LoRA layers in series (1: reads the base's features)
+    detached: bool = False          # the stacking control
+    # per metric in a stacked-layer crossover: (exponent without the backward link, the stacked one),
+    # the range a slope measured at finite width may take; such a metric has no exact claim
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     # -- rendering ----------------------------------------------------------------------
     def to_dict(self) -> dict:
         d = {k: (None if v == NEG_INF else v) for k, v in self.exponents.items()}
         d.update(classification=self.classification, model=self.model, optimizer=self.optimizer,
                  init=self.init, gA=self.gA, gB=self.gB, step=self.step, claim=self.claim,
-                 blowup_step=self.blowup_step, notes=self.notes,
+                 blowup_step=self.blowup_step, notes=self.notes, layer=self.layer, detached=self.detached,
+                 bounds={k: list(v) for k, v in self.bounds.items()},
                  assumptions=self.assumptions,
                  derivation=[{**asdict(s), "exponent": None if s.exponent == NEG_INF else s.exponent}
                              for s in self.derivation],
@@ -127,13 +147,17 @@ class Prediction:
         return d
 
     def header(self) -> str:
-        return (f"{self.optimizer} / {INIT_NAMES.get(self.init, self.init)} / model {self.model}: "
+        where = (f", LoRA layer {self.layer} in series" if self.layer > 1 else "") + (
+            " (LoRA inputs detached)" if self.detached else "")
+        return (f"{self.optimizer} / {INIT_NAMES.get(self.init, self.init)} / model {self.model}{where}: "
                 f"gA = {self.gA:g}, gB = {self.gB:g} (eta_B/eta_A = Theta(n^{self.gB - self.gA:g})), step {self.step}")
 
     def to_text(self, explain: bool = False) -> str:
         lines = [self.header()]
         rel = {"exact": "=", "upper bound": "<=", "none": "(not predicted; no-cancellation value)"}[self.claim]
-        lines += [f"  gamma[{k}] {rel} {fmt(v)}" for k, v in self.exponents.items()]
+        lines += [f"  gamma[{k}] {rel} {fmt(v)}" if k not in self.bounds else
+                  f"  gamma[{k}] in [{fmt(self.bounds[k][0])}, {fmt(self.bounds[k][1])}] at finite width "
+                  f"(-> {fmt(v)} beyond the crossover)" for k, v in self.exponents.items()]
         lines.append(f"  classification: {self.classification}")
         if self.claim != "exact":
             lines.append(f"  claim: {self.claim} (step {self.step} is past the blow-up at step {self.blowup_step})")
@@ -261,13 +285,18 @@ def _n(q) -> float:
     return float(q.terms[0][0].n) if q.terms else NEG_INF
 
 
-def _history(model: str, optimizer: str, init: str, gA: float, gB: float, steps: int):
+def _history(model: str, optimizer: str, init: str, gA: float, gB: float, steps: int, layer: int = 1,
+             link: str = "min"):
     """The recursion at eta_A = n^gA, eta_B = n^gB: per step the metrics' exponents, their two
     largest terms ("terms": metric -> [(exponent, what)]) and, for SGD, the output's exponent;
-    and the derivation (steps 0, 1, 2 and the last)."""
+    and the derivation (steps 0, 1, 2 and the last). layer: the place in a chain of LoRA layers
+    (the mlp under Adam), link: "min" or "cut" (the stacking control)."""
     _check(model, optimizer, init)
     rates = Poly.const(Exponent(gA, 0)), Poly.const(Exponent(gB, 0))
-    recursion = run("sgd" if optimizer == "sgd" else "adam", model, init, *rates, steps=steps)
+    if layer > 1:
+        recursion = run_stack(model, init, *rates, layer, link, steps=steps)[-1]
+    else:
+        recursion = run("sgd" if optimizer == "sgd" else "adam", model, init, *rates, steps=steps)
     history = []
     for m in recursion.metrics:
         h = {k: _n(m[k]) for k in PREDICTED_METRICS}
@@ -286,23 +315,35 @@ def _derivation_step(s) -> Step:
     values = [fmt(_n(q)) for _, q in s.parts]
     if s.op == "+":
         why.insert(0, " + ".join(f"gamma[{label}]" for label, _ in s.parts) + " = " + " + ".join(values))
-    elif s.op == "max":
-        why.insert(0, f"max({', '.join(values)})")
+    elif s.op in ("max", "min"):
+        why.insert(0, f"{s.op}({', '.join(values)})")
     if len(s.value.terms) > 1:
         e, what = s.value.terms[1]
         why.append(f"drops {what} (gamma {fmt(float(e.n))})")
     return Step(f"{s.quantity} ({s.step})", s.expression, _n(s.value), "; ".join(why))
 
 
-def predict(model: str, optimizer: str, init: str, gA: float, gB: float, step: int) -> Prediction:
-    """Predicted exponents of delta1..3, z_a and dz_b after ``step`` (>= 1) optimiser steps."""
+def predict(model: str, optimizer: str, init: str, gA: float, gB: float, step: int, layer: int = 1,
+            detached: bool = False) -> Prediction:
+    """Predicted exponents of delta1..3, z_a and dz_b after ``step`` (>= 1) optimiser steps.
+
+    layer: the LoRA layer's place in a chain of layers in series (the mlp under Adam; 1: it reads
+    the base's own features, the one-layer derivation); detached: the stacking control."""
     if step < 1:
         raise ValueError(f"step must be at least 1, got {step}")
+    if not isinstance(layer, int) or layer < 1:
+        raise ValueError(f"layer must be a positive integer, got {layer!r}")
     optimizer = "adam" if optimizer == "adamw" else optimizer  # decoupled decay: no exponent change
+    if layer > 1 and (model != "mlp" or optimizer != "adam"):
+        raise ValueError(f"LoRA layers in series are derived for the mlp under Adam, not {optimizer} on {model!r}")
     steps = max(step, LATE_STEP)
-    history, derivation = _history(model, optimizer, init, gA, gB, steps)
+    history, derivation = _history(model, optimizer, init, gA, gB, steps, layer, "cut" if detached else "min")
     at = history[step - 1]
     exps = {k: at[k] for k in PREDICTED_METRICS}
+    link_free, bounds = history, {}
+    if layer > 1 and not detached:  # what the backward link adds, against the layer without it
+        link_free, _ = _history(model, optimizer, init, gA, gB, steps, layer, "cut")
+        bounds = {k: (link_free[step - 1][k], exps[k]) for k in PREDICTED_METRICS if exps[k] > link_free[step - 1][k]}
     notes = []
     for k in PREDICTED_METRICS:
         late = history[-1][k]
@@ -318,7 +359,9 @@ def predict(model: str, optimizer: str, init: str, gA: float, gB: float, step: i
         notes.append(f"finite width: the B0 path moves the output by Theta(n^{fmt(gA + 0.5)}) per step, zero in this "
                      "limit but not small at n ~ 10^2 .. 10^4, where it lifts late-step slopes "
                      "(first_step_loss_drop; docs/investigations/init2_b0_path.md)")
-    blowup = blowup_step(history)
+    if bounds:
+        notes.append(_crossover_note(layer, bounds, classify(history[-1]), classify(link_free[-1])))
+    blowup = blowup_step(link_free)  # the stacked link's growth is a crossover, not an explosion (above)
     claim = "exact"
     if optimizer == "adam" and init == "2" and model in OVERSHOOT_MODELS and 1 + gA > -0.5 and step > 1:
         claim = "upper bound"
@@ -338,9 +381,27 @@ def predict(model: str, optimizer: str, init: str, gA: float, gB: float, step: i
                      + ("upper bounds (cancellation allowed)" if claim == "upper bound" else "not predicted (divergence)"))
     key = "sgd" if optimizer == "sgd" else "adam"
     assumptions = RECURSION_ASSUMPTIONS[key] + ASSUMPTIONS[key] + (ASSUMPTIONS["mlp"] if model == "mlp" else [])
+    if layer > 1:
+        assumptions = assumptions + RECURSION_ASSUMPTIONS["stack"]
+    found = corrections(model, optimizer, init, float(gA), step, history, claim)
+    for k in bounds:
+        found[k] = Correction(exps[k], None, "none", None, "a stacked-layer crossover: judged against its bounds, "
+                              "no correction is derived")
     return Prediction(model, optimizer, init, float(gA), float(gB), step, exps,
-                      classify(history[-1]), derivation, notes, assumptions, claim, blowup,
-                      corrections(model, optimizer, init, float(gA), step, history, claim))
+                      classify(history[-1]), derivation, notes, assumptions, claim, blowup, found,
+                      layer, detached, bounds)
+
+
+def _crossover_note(layer: int, bounds: dict, stacked_class: str, link_free_class: str) -> str:
+    """What a Prediction with bounds says in words."""
+    text = ", ".join(f"{k} in [{fmt(lo)}, {fmt(hi)}]" for k, (lo, hi) in bounds.items())
+    beyond = (f"; beyond it the layer is {stacked_class} (without the link: {link_free_class})"
+              if stacked_class != link_free_class else "")
+    return (f"stacked-layer crossover (docs/investigations/stacked_lora.md): layer {layer}'s input moves along its A "
+            "rows once the route back through its B A is open (the backward link), a part of Z_A that starts at "
+            "zero and overtakes the Theta(1) initial part only beyond a width of order (c_B t)^-2 times constants "
+            f"not derived here; until then the slopes lie between the exponents without and with the link: {text}"
+            + beyond)
 
 
 def classes_along_gB(model: str, optimizer: str, init: str, gA: float, gBs) -> list[str]:

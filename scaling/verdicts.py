@@ -16,6 +16,11 @@ predicted to dominate is still the smaller one at the widest width measured, the
 is a crossover, not the asymptotic exponent, and its verdict is INCONCLUSIVE (``crossover``).
 The terms themselves (dz_a, the deltas) are judged on their own.
 
+Stacked LoRA layers: a layer behind another one (``chain_position`` > 1) is judged against its
+own prediction (``scaling.theory.predict(..., layer=)``). Where that prediction gives a metric
+only bounds (a stacked-layer crossover, ``Prediction.bounds``) the check is INCONCLUSIVE when the
+fit's interval overlaps [lower - tol, upper + tol] (``bounded_verdict``) and FAILs when it misses it.
+
 ``compare_first_step`` judges one more quantity the same way: each layer's first-step loss
 decrease (``loss_drop`` at step 1) against ``scaling.theory.first_step_loss_drop``.
 
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -64,6 +70,9 @@ REASON_KINDS = [
      "the edge was not crossed inside the search range at too many widths (censored): too few widths are left to fit"),
     ("fewer than two widths", "diverged", "fewer than two widths kept finite values"),
     ("no prediction", "no prediction", "the theory predicts no exponent for this law (bounds at most)"),
+    ("stacked-layer crossover", "stacked-layer crossover",
+     "a layer behind another LoRA layer: the part the backward link adds overtakes the Theta(1) part only beyond "
+     "these widths, so the theory gives bounds (without and with the link), and the measured slope lies within them"),
     ("lambda* not identified", "ridge",
      "the loss-optimal ratio lies on a ridge (only the product eta_A eta_B is pinned down): it has no exponent"),
     ("too little data", "too little data", "fewer than 3 widths or 2 seeds: no verdict can rest on them"),
@@ -109,7 +118,7 @@ EXPONENT_COLUMNS = ["model", "optimizer", "init", "scheme", "metric", "layer", "
                     "ci_low", "ci_high", "predicted", "verdict", "reason", "r2", "local_slopes",
                     "n_widths", "n_seeds", "n_diverged", "classification", "claim", "drift",
                     "omega", "correction", "gamma_corrected", "gamma_corrected_lo", "gamma_corrected_hi", "share",
-                    "fit", "judged", "verdict_straight", "reason_kind"]
+                    "fit", "judged", "verdict_straight", "reason_kind", "lower", "upper"]
 
 
 def verdict(fit, predicted: float, all_zero: bool, tol: float, claim: str = "exact") -> tuple[str, str]:
@@ -135,6 +144,22 @@ def verdict(fit, predicted: float, all_zero: bool, tol: float, claim: str = "exa
     if fit.ci_high >= predicted - tol and fit.ci_low <= predicted + tol:
         return "PASS", f"interval overlaps {fmt(predicted)} +- {tol:g}"
     return "FAIL", f"interval [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}] misses {fmt(predicted)} +- {tol:g}"
+
+
+def bounded_verdict(fit, lower: float, upper: float, tol: float) -> tuple[str, str]:
+    """(verdict, reason) for a metric in a stacked-layer crossover, whose slope at finite width
+    may lie anywhere in [lower, upper]: INCONCLUSIVE when the fit's interval overlaps that range
+    +- tol (settled or not: a crossover's local slopes move), FAIL when it misses it."""
+    if fit is None:
+        return "INCONCLUSIVE", "fewer than two widths with finite values (divergence)"
+    thin = too_little_data(fit.n_widths, fit.n_seeds)
+    if thin:
+        return "INCONCLUSIVE", thin
+    span = f"[{fmt(lower)}, {fmt(upper)}] +- {tol:g}"
+    if fit.ci_high >= lower - tol and fit.ci_low <= upper + tol:
+        return "INCONCLUSIVE", (f"stacked-layer crossover: the slope lies between the exponents without and with "
+                                f"the backward link, {span}, here [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}]")
+    return "FAIL", f"interval [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}] misses the crossover's bounds {span}"
 
 
 def corrected_verdict(cfit, predicted: float, tol: float, omega: float) -> tuple[str, str]:
@@ -196,10 +221,11 @@ def crossover(metric: str, step: int, exponents: dict, previous: dict | None, wi
 
 def _row(config: tuple, metric: str, layer: str, step: int, fit, predicted: float, verdict_: str, reason: str,
          n_diverged: int, classification: str, claim: str, correction=None, cfit=None,
-         straight: tuple[str, str] | None = None) -> dict:
+         straight: tuple[str, str] | None = None, bounds: tuple[float, float] | None = None) -> dict:
     """One row of EXPONENT_COLUMNS; config = (model, optimizer, init, scheme). correction: the
     theory's Correction (None: none derived); cfit: the corrected fit; straight: the straight
-    slope's (verdict, reason) when the corrected one was judged."""
+    slope's (verdict, reason) when the corrected one was judged; bounds: the range a stacked-layer
+    crossover allows (the row's claim is then "bounds", predicted the exponent beyond it)."""
     omega = correction.omega if correction is not None else None
     return dict(zip(EXPONENT_COLUMNS[:4], config), metric=metric, layer=layer, step=step,
                 slope=fit.slope if fit else np.nan, ci_low=fit.ci_low if fit else np.nan,
@@ -214,15 +240,17 @@ def _row(config: tuple, metric: str, layer: str, step: int, fit, predicted: floa
                 gamma_corrected_hi=cfit.ci_high if cfit else np.nan, share=cfit.share if cfit else np.nan,
                 fit=cfit.quality if cfit else np.nan, judged="straight" if straight is None else "corrected",
                 verdict_straight=verdict_ if straight is None else straight[0],
-                reason_kind=reason_kind(verdict_, reason))
+                reason_kind=reason_kind(verdict_, reason),
+                lower=np.nan if bounds is None else bounds[0], upper=np.nan if bounds is None else bounds[1])
 
 
 def _judge(m: pd.DataFrame, predicted: float, tol: float, settle_tol: float, claim: str, correction,
-           override=None) -> tuple:
+           override=None, bounds: tuple[float, float] | None = None) -> tuple:
     """Fit one group's measurements and judge them: (fit, cfit, (verdict, reason), straight) where
     straight is the straight slope's (verdict, reason) if the corrected fit was judged, else None.
-    override(verdict, reason) -> (verdict, reason) applies the caller's further rules to both."""
-    omega = correction.omega if correction is not None and claim == "exact" else None
+    override(verdict, reason) -> (verdict, reason) applies the caller's further rules to both.
+    bounds: judge the slope against this range instead (a stacked-layer crossover)."""
+    omega = correction.omega if correction is not None and claim == "exact" and bounds is None else None
     all_zero = bool((m.value == 0).all())
     fits = fit_with_correction(m.width, m.value, m.seed, omega if not all_zero else None, settle_tol=settle_tol)
     fit, cfit = fits if fits is not None else (None, None)
@@ -230,6 +258,8 @@ def _judge(m: pd.DataFrame, predicted: float, tol: float, settle_tol: float, cla
     thin = too_little_data(m.width.nunique(), m.seed.nunique())
     if thin and claim != "none":  # not even an exact zero is judged from one seed or two widths
         return fit, None, override("INCONCLUSIVE", thin), None
+    if bounds is not None:
+        return fit, None, override(*bounded_verdict(fit, *bounds, tol)), None
     straight = override(*verdict(fit, predicted, all_zero, tol, claim))
     if omega is None or all_zero or predicted == NEG_INF:
         return fit, None, straight, None
@@ -247,17 +277,27 @@ def judged_slopes(exponents: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def toy_chain_position(model: str, layer: str) -> int:
+    """A toy layer's place in its chain of LoRA layers in series: the mlp's ``hidden<k>`` is k (its
+    hidden LoRA layers feed each other), every other toy layer 1 (it reads the model's input)."""
+    found = re.fullmatch(r"hidden(\d+)", str(layer))
+    return int(found.group(1)) if model == "mlp" and found else 1
+
+
 def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,
             settle_tol: float = DEFAULT_SETTLE_TOL, predictor=predict, first_layers=None,
-            corrected: bool = True) -> pd.DataFrame:
+            corrected: bool = True, position: Callable[[str, str], int] = toy_chain_position,
+            detached: bool = False) -> pd.DataFrame:
     """Fit and judge every (model, optimizer, init, scheme, metric, layer) at each of ``steps``.
 
     results: the tidy table of one or more coord checks. ``predictor`` has predict's signature
-    (tests pass a deliberately wrong one to see a verdict fail). ``first_layers(names)`` gives
-    the layers that read the model's input (default: the first layer measured); the others get
-    no sharp prediction under an unstable scheme. ``corrected``: judge the corrected exponent
-    where the prediction names a correction (``Prediction.corrections``); False judges straight
-    slopes everywhere.
+    (tests pass a deliberately wrong one to see a verdict fail); a layer at ``position(model,
+    layer)`` > 1 (behind other LoRA layers in series) is predicted with ``layer=`` that position
+    and ``detached`` (the runs are the stacking control). ``first_layers(names)`` gives the layers
+    that read the model's input (default: the first layer measured); the others get no sharp
+    prediction when the first layer's scheme is unstable. ``corrected``: judge the corrected
+    exponent where the prediction names a correction (``Prediction.corrections``); False judges
+    straight slopes everywhere.
     """
     rows = []
     div = results[results.metric == "diverged"]
@@ -265,13 +305,20 @@ def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,
     for (model, opt, init, scheme), g in results[results.metric.isin(PREDICTED_METRICS)].groupby(keys, sort=False):
         sch = parse_scheme(scheme)
         d = div[(div.model == model) & (div.optimizer == opt) & (div.init == init) & (div.scheme == scheme)]
+        def predicted(step: int, where: int):
+            if where > 1:
+                return predictor(model, opt, init, sch.gA, sch.gB, step, layer=where, detached=detached)
+            return predictor(model, opt, init, sch.gA, sch.gB, step)
+
         for step in steps:
-            pred = predictor(model, opt, init, sch.gA, sch.gB, int(step))
-            prev = predictor(model, opt, init, sch.gA, sch.gB, int(step) - 1).exponents if step > 1 else None
+            first_pred = predicted(int(step), 1)
             at = g[g.step == step]
             layers = list(dict.fromkeys(at.layer))
             firsts = set(first_layers(layers)) if first_layers else set(layers[:1])
             for (metric, layer), m in at.groupby(["metric", "layer"], sort=False):
+                where = position(model, layer)
+                pred = predicted(int(step), where)
+                prev = predicted(int(step) - 1, where).exponents if step > 1 else None
                 expected = pred.exponents[metric]
 
                 def rules(v, why, metric=metric, layer=layer, expected=expected):
@@ -281,17 +328,19 @@ def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,
                                          in_layer[in_layer.width == in_layer.width.max()])
                         if late:
                             v, why = "INCONCLUSIVE", late
-                    if layer not in firsts and pred.classification == "unstable":
+                    if layer not in firsts and first_pred.classification == "unstable":
                         # The derivation assumes Theta(1) layer inputs; an unstable earlier layer
                         # breaks that (scaling.theory.ASSUMPTIONS["mlp"]).
                         v, why = "INCONCLUSIVE", "no sharp prediction: an unstable earlier layer makes this layer's input grow"
                     return v, why
 
                 correction = pred.corrections.get(metric) if corrected else None
-                fit, cfit, (v, why), straight = _judge(m, expected, tol, settle_tol, pred.claim, correction, rules)
+                bounds = getattr(pred, "bounds", {}).get(metric)
+                fit, cfit, (v, why), straight = _judge(m, expected, tol, settle_tol, pred.claim, correction, rules,
+                                                       bounds)
                 rows.append(_row((model, opt, init, scheme), metric, layer, int(step), fit, expected, v, why,
-                                 int((d.step <= step).sum()), pred.classification, pred.claim,
-                                 correction, cfit, straight))
+                                 int((d.step <= step).sum()), pred.classification,
+                                 "bounds" if bounds else pred.claim, correction, cfit, straight, bounds))
     return pd.DataFrame(rows, columns=EXPONENT_COLUMNS)
 
 

@@ -160,7 +160,7 @@ class ValidateStudy(Study):
     learning-rate law (the LoRA+ corner)."""
 
     kind = "validate"
-    raw_tables = ("results", "control_results", "b0_control_results", "lr_corner_runs")
+    raw_tables = ("results", "control_results", "b0_control_results", "stack_control_results", "lr_corner_runs")
 
     def __init__(self, quick: bool = True, tolerance: float = DEFAULT_TOLERANCE):
         self.quick, self.tolerance = quick, tolerance
@@ -180,13 +180,13 @@ class ValidateStudy(Study):
         return cls(spec["suite"] == "quick", spec.get("tolerance", DEFAULT_TOLERANCE))
 
     def execute(self, ctx: RunContext) -> dict[str, pd.DataFrame]:
-        suite, control, b0_control = validate.run_suite(self.settings, ctx)
+        suite, control, b0_control, stack_control = validate.run_suite(self.settings, ctx)
         return {"results": suite, "control_results": control, "b0_control_results": b0_control,
-                "lr_corner_runs": validate.run_corner(ctx)}
+                "stack_control_results": stack_control, "lr_corner_runs": validate.run_corner(ctx)}
 
     def analyse(self, raw):
         return validate.analyse(self.settings, raw["results"], raw["control_results"], raw["b0_control_results"],
-                                raw["lr_corner_runs"], self.tolerance)
+                                raw["lr_corner_runs"], self.tolerance, raw["stack_control_results"])
 
     def render(self, out: Path, tables, meta: dict) -> Report:
         return validate_report.render(out, tables, meta)

@@ -16,12 +16,14 @@ from scaling.phase import phase_diagram
 from studies.reports.corrections import corrections_section, judged_measurement
 from studies.run.study import Report, exit_code
 from studies.lr_laws.analysis import CORNER
-from studies.validate import ValidateTables, corner_config
+from studies.validate import (NOT_PREDICTED_KINDS, ValidateTables, corner_config, has_prediction, reason_counts,
+                              verdict_counts)
 
 EXPLANATIONS = [
     "Unstable schemes (lora-const, lora-sqrt), past the blow-up step: the output overshoots its "
     "target and later updates undo earlier ones, so the no-cancellation exponents become upper bounds "
-    "for Adam (cells marked <=) and SGD has no finite exponent (cells marked n/p; the runs diverge).",
+    "for Adam (cells marked <=) and SGD has no finite exponent (cells marked n/p, not predicted; the runs "
+    "diverge).",
     "Init[2] in the linear model (the loss sees the layer's n outputs): the error reaching A is B0^T E = "
     "Theta(sqrt n) for a target independent of the random B0, so A's own target Z_A is Theta(n^-1/2) and the first Adam step "
     "overshoots it; from step 2 on the exponents are upper bounds. The mechanism was checked directly: "
@@ -35,7 +37,8 @@ EXPLANATIONS = [
     "sqrt(N) and cross terms ~ eta_A sqrt(n), so slopes at n ~ 4N-64N are biased toward the "
     "cross-term exponent.",
     "MLP layers after the first under an unstable scheme have inputs that grow with n: the "
-    "derivation makes no sharp prediction there (reported INCONCLUSIVE).",
+    "derivation makes no sharp prediction there (not predicted: counted apart from the checks, INCONCLUSIVE "
+    "in exponents.csv).",
     "MLP hidden layers under Init[2], late steps (the B0 path): A's first steps move the features along "
     "B0's random columns, which the Theta(1/n) readout sees only as a random sum, so the output moves by "
     "Theta(n^(gA + 1/2)) per step (the loss_drop rows at step 1 test this exponent). For LoRA+ and "
@@ -47,6 +50,15 @@ EXPLANATIONS = [
     "(the step-8 local slopes reach about 0 by n = 8192); under lora-inv the output learns only "
     "through this path, so its progress by step t stays width-dependent to far larger n (the full "
     "suite's step-8 FAILs). Measured in docs/investigations/init2_b0_path.md.",
+    "Stacked LoRA layers (the mlp's hidden2 reads hidden1's output, itself moved by hidden1's LoRA update): "
+    "under Init[1] the backward link through hidden1's B A lines hidden1's B steps up with hidden2's A rows, "
+    "so hidden2's input moves coherently and adds to Z_A a part that starts at zero and grows with the step. "
+    "It overtakes Z_A's Theta(1) initial part only beyond a crossover width the exponents do not give, so "
+    "from step 3 on z_a, delta2 and dz_b of hidden2 get bounds, not an exponent: between the one-layer "
+    "exponent (without the link) and the stacked one (LoRA+: [0, +1/2]); a slope inside them is INCONCLUSIVE "
+    "(stacked-layer crossover), one outside them a FAIL. The stacking control cuts the link (hidden2 reads a "
+    "detached copy of its input) and the one-layer exponent should then hold, see [its control]"
+    "(#control-the-stacked-layer-mlp-adam-init1). Measured in docs/investigations/stacked_lora.md.",
 ]
 
 
@@ -65,7 +77,9 @@ def _cell(row) -> str:
         measured = "all zero" if row.verdict == "PASS" and row.predicted == float("-inf") else "-"
     else:
         measured = judged_measurement(row)
-    predicted = {"upper bound": "<= ", "none": "n/p "}.get(getattr(row, "claim", "exact"), "") + fmt(row.predicted)
+    if getattr(row, "reason_kind", "") in NOT_PREDICTED_KINDS:
+        return f"n/p / {measured} / not predicted"
+    predicted = {"upper bound": "<= "}.get(getattr(row, "claim", "exact"), "") + fmt(row.predicted)
     return f"{predicted} / {measured} / {row.verdict}"
 
 
@@ -94,6 +108,11 @@ KNOWN_MECHANISMS = {
     ("linear", "adam", "2"): "the Init[2] overshoot of A's first step, see [its control](#control-the-init2-overshoot)",
     ("mlp", "adam", "2"): "at late steps the B0 path, see [its section](#the-b0-path-mlp-adam)",
 }
+# Reason kinds whose mechanism has a control of its own in the report, named wherever they occur.
+KIND_MECHANISMS = {
+    "stacked-layer crossover": "hidden2's backward link to hidden1 (stacked LoRA layers), see "
+                               "[the stacking control](#control-the-stacked-layer-mlp-adam-init1)",
+}
 
 
 def setting_name(model: str, optimizer: str, init: str) -> str:
@@ -106,15 +125,24 @@ def _counts(verdicts: pd.Series) -> tuple[int, int, int]:
     return int(c.get("PASS", 0)), int(c.get("FAIL", 0)), int(c.get("INCONCLUSIVE", 0))
 
 
+def split_checks(exponents: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the checks of a prediction, the rows without one: studies.validate.NOT_PREDICTED_KINDS)."""
+    predicted = has_prediction(exponents)
+    return exponents[predicted], exponents[~predicted]
+
+
 def class_table(exponents: pd.DataFrame, style: str = "markdown") -> pd.DataFrame:
-    """setting x scheme: 'class: N of M' (checks that PASS of all), ', k FAIL' where any."""
+    """setting x scheme: 'class: N of M' (checks that PASS of the checks with a prediction),
+    ', k FAIL' where any, ', j not predicted' where rows have no prediction."""
     rows = []
     for key, e in exponents.groupby(SETTING_COLUMNS, sort=False):
         row = {"setting": setting_name(*key)}
         for scheme, g in e.groupby("scheme", sort=False):
-            n_pass, n_fail, _ = _counts(g.verdict)
-            of = f"{n_pass} of {len(g)}" if style == "markdown" else f"{n_pass}/{len(g)}"
-            row[scheme] = f"{g.classification.iloc[0]}: {of}" + (f", {n_fail} FAIL" if n_fail else "")
+            checks, unpredicted = split_checks(g)
+            n_pass, n_fail, _ = _counts(checks.verdict)
+            of = f"{n_pass} of {len(checks)}" if style == "markdown" else f"{n_pass}/{len(checks)}"
+            row[scheme] = (f"{g.classification.iloc[0]}: {of}" + (f", {n_fail} FAIL" if n_fail else "")
+                           + (f", {len(unpredicted)} n/p" if len(unpredicted) else ""))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -128,34 +156,53 @@ def _where(rows: pd.DataFrame) -> str:
     return f"{schemes}; step{'s' if rows.step.nunique() > 1 else ''} {steps}{layer}"
 
 
+def _by_kind(rows: pd.DataFrame) -> str:
+    """'kind count (where); ...' over rows that did not PASS, FAILs first, then the largest kinds."""
+    return "; ".join(f"{kind} {len(g)} ({_where(g)})" for kind, g in
+                     sorted(rows.groupby("reason_kind"), key=lambda kv: (kv[0] != FAIL_KIND[0], -len(kv[1]))))
+
+
 def not_confirmed_lines(exponents: pd.DataFrame) -> list[str]:
-    """One line per setting with checks that did not PASS: how many, of which kind, and where."""
+    """One line per setting: its checks that did not PASS (how many, of which kind, and where),
+    then its rows without a prediction, counted apart."""
     lines = []
     for key, e in exponents.groupby(SETTING_COLUMNS, sort=False):
-        bad = e[e.verdict != "PASS"]
+        checks, unpredicted = split_checks(e)
+        bad = checks[checks.verdict != "PASS"]
+        apart = f" Not predicted: {len(unpredicted)} ({_by_kind(unpredicted)})." if len(unpredicted) else ""
         if bad.empty:
-            lines.append(f"- **{setting_name(*key)}**: every check PASSes.")
+            lines.append(f"- **{setting_name(*key)}**: every check PASSes.{apart}")
             continue
-        kinds = bad.assign(kind=bad.reason_kind)
-        parts = [f"{kind} {len(g)} ({_where(g)})"
-                 for kind, g in sorted(kinds.groupby("kind"), key=lambda kv: (kv[0] != FAIL_KIND[0], -len(kv[1])))]
         _, n_fail, n_inc = _counts(bad.verdict)
         what = ", ".join(x for x in (f"{n_fail} FAIL" if n_fail else "", f"{n_inc} INCONCLUSIVE" if n_inc else "") if x)
-        known = KNOWN_MECHANISMS.get(key) if {"slopes still moving", "contradicted"} & set(kinds.kind) else None
-        lines.append(f"- **{setting_name(*key)}**: {what}: " + "; ".join(parts) + "."
-                     + (f" Known mechanism: {known}." if known else ""))
+        known = KNOWN_MECHANISMS.get(key) if {"slopes still moving", "contradicted"} & set(bad.reason_kind) else None
+        known = "; ".join([known] * bool(known) + [KIND_MECHANISMS[k] for k in dict.fromkeys(bad.reason_kind)
+                                                   if k in KIND_MECHANISMS])
+        lines.append(f"- **{setting_name(*key)}**: {what}: {_by_kind(bad)}."
+                     + (f" Known mechanism: {known}." if known else "") + apart)
     return lines
 
 
 def headline(exponents: pd.DataFrame) -> list[str]:
-    """Two or three plain sentences: the verdict counts, and what they mean for LoRA+."""
-    n_pass, n_fail, n_inc = _counts(exponents.verdict)
-    total = len(exponents)
-    text = [f"{n_pass} of {total} predicted width exponents were confirmed (PASS), {n_fail} contradicted "
-            f"(FAIL) and {n_inc} could not be judged at these widths (INCONCLUSIVE)."]
-    text.append("No measurement contradicted the theory." if not n_fail else
+    """A few plain sentences: how many rows are checks with a prediction and how many have none,
+    the verdict counts over the checks (and the INCONCLUSIVE share over every row beside it),
+    and what the verdicts mean for LoRA+."""
+    checks, unpredicted = split_checks(exponents)
+    c = verdict_counts(exponents)
+    text = [f"{c['PASS']} of {c['checks']} predicted width exponents were confirmed (PASS), {c['FAIL']} "
+            f"contradicted (FAIL) and {c['INCONCLUSIVE']} could not be judged at these widths (INCONCLUSIVE, "
+            f"{c['inconclusive_share']:.0%} of the checks)."]
+    if len(unpredicted):
+        kinds = unpredicted.reason_kind.value_counts()
+        text = [f"Of {c['rows']} rows, {c['checks']} are checks with a prediction and {c['not_predicted']} rows "
+                "have none (not predicted: the theory gives no exponent there, "
+                + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ")."] + text
+        text.append(f"Counting the rows not predicted as INCONCLUSIVE too, as exponents.csv does: "
+                    f"{c['inconclusive_rows']} of {c['rows']} rows "
+                    f"({c['inconclusive_share_rows']:.0%}).")
+    text.append("No measurement contradicted the theory." if not c["FAIL"] else
                 "Where each FAIL sits, and why, is in the lines per setting.")
-    lp = exponents[exponents.scheme == "loraplus"]
+    lp = checks[checks.scheme == "loraplus"]
     if len(lp):
         lp_pass, lp_fail, _ = _counts(lp.verdict)
         classes = set(lp.classification)
@@ -172,7 +219,7 @@ def plain_summary(exponents: pd.DataFrame) -> list[str]:
     present = list(dict.fromkeys(exponents.classification))
     lines = ["## What it found", "", " ".join(headline(exponents)), "",
              "Each scheme's predicted class in each setting, and how many of its checks (every measured "
-             "quantity, layer and step judged) PASS:", "",
+             "quantity, layer and step with a predicted exponent) PASS; `n/p`: its rows not predicted:", "",
              class_table(exponents).to_markdown(index=False), "",
              "Classes: " + "; ".join(f"*{c}*: {CLASS_MEANINGS.get(c, c)}" for c in present) + ".", "",
              "Not confirmed, and why:", ""]
@@ -188,27 +235,31 @@ def plain_summary(exponents: pd.DataFrame) -> list[str]:
 def summary_text(exponents: pd.DataFrame) -> str:
     """The same summary for a terminal: counts, the class table, the kinds of checks not confirmed."""
     table = class_table(exponents, style="text")
-    bad = exponents[exponents.verdict != "PASS"]
-    kinds = bad.reason_kind.value_counts()
+    kinds = reason_counts(exponents)
     lines = [textwrap.fill(" ".join(headline(exponents)), 100),
-             "Predicted class of each scheme, checks that PASS / all:",
+             "Predicted class of each scheme, checks that PASS / checks with a prediction (n/p: rows not predicted):",
              table.to_string(index=False)]
-    if len(kinds):
-        lines.append(textwrap.fill("Not confirmed: " + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ".", 100))
+    for predicted, label in ((True, "Not confirmed"), (False, "Not predicted")):
+        these = kinds[kinds.predicted == predicted]
+        if len(these):
+            lines.append(textwrap.fill(f"{label}: " + ", ".join(f"{r.reason_kind} {r.rows}" for r in these.itertuples())
+                                       + ".", 100))
     return "\n".join(lines)
 
 
 def _compact_cell(row) -> str:
     """'measured (theory) mark', e.g. '+0.99 (+1) ✓', '= 0 (zero) ✓', '+0.17 (<= +1) ?', '-0.02c (0) ✓'
-    (c: the corrected exponent was judged)."""
+    (c: the corrected exponent was judged), '+1.40 (n/p) -' for a row without a prediction."""
     if pd.isna(row.slope):
         measured = "= 0" if row.verdict == "PASS" and row.predicted == float("-inf") else "-"
     elif getattr(row, "judged", "straight") == "corrected" and pd.notna(getattr(row, "gamma_corrected", None)):
         measured = f"{row.gamma_corrected:+.2f}c"
     else:
         measured = f"{row.slope:+.2f}"
+    if getattr(row, "reason_kind", "") in NOT_PREDICTED_KINDS:
+        return f"{measured} (n/p) -"
     claim = getattr(row, "claim", "exact")
-    theory = "n/p" if claim == "none" else {"upper bound": "<= "}.get(claim, "") + fmt(row.predicted)
+    theory = {"upper bound": "<= "}.get(claim, "") + fmt(row.predicted)
     return f"{measured} ({theory}) {VERDICT_MARKS[row.verdict]}"
 
 
@@ -221,11 +272,13 @@ def compact_table(exponents: pd.DataFrame) -> pd.DataFrame:
 
 def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], tolerance: float,
                  overshoot: pd.DataFrame | None = None, progress: pd.DataFrame | None = None,
-                 b0_control: pd.DataFrame | None = None, b0_scale: float = 0.25) -> str:
+                 b0_control: pd.DataFrame | None = None, b0_scale: float = 0.25,
+                 stack_control: pd.DataFrame | None = None) -> str:
     """Markdown text of DIR/report.md; figures maps a caption to a relative file name;
     overshoot: studies.validate.overshoot_table (the Init[2] control), if it was run;
     progress: studies.validate.progress_table (the mlp's training progress per width);
-    b0_control: studies.validate.b0_control_table (the B0-path control)."""
+    b0_control: studies.validate.b0_control_table (the B0-path control); stack_control:
+    studies.validate.stack_control_table (the stacking control)."""
     settings = list(exponents.groupby(SETTING_COLUMNS, sort=False).groups)
     lines = ["# loraplus-scaling validate", "",
              f"Suite: {meta['spec']['suite']}. Device {meta['device']}, wall time {meta['wall_time_s']:.0f} s, "
@@ -237,6 +290,8 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
               + (" · [control: the Init[2] overshoot](#control-the-init2-overshoot)"
                  if overshoot is not None and not overshoot.empty else "")
               + (" · [the B0 path](#the-b0-path-mlp-adam)" if progress is not None and not progress.empty else "")
+              + (" · [control: the stacked layer](#control-the-stacked-layer-mlp-adam-init1)"
+                 if stack_control is not None else "")
               + " · [corrections to scaling](#corrections-to-scaling)"
               + " · [phase diagrams](#phase-diagrams) · [appendix A: every check in full]"
               "(#appendix-a-every-check-in-full) · [appendix B: every check that did not pass]"
@@ -247,27 +302,34 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
               f"PASS: the interval overlaps the prediction +-{tolerance:g}; an upper bound (`<=`, past a blow-up "
               "or an Init[2] overshoot) passes when the interval reaches below bound + tolerance. FAIL: it "
               "does not. INCONCLUSIVE: the local slopes have not settled, a sum's dominant term has not taken "
-              "over yet, or the theory predicts no exponent.", "",
+              "over yet, or the corrected fit cannot separate the exponent from its correction. Not predicted: "
+              "rows where the theory gives no exponent (" + ", ".join(NOT_PREDICTED_KINDS) + "); they are "
+              "no checks of a prediction, so the counts and the INCONCLUSIVE share are taken over the other "
+              "rows, and they are counted apart (verdict INCONCLUSIVE in `exponents.csv`).", "",
               "In the tables per setting each cell reads `measured slope (theory's exponent) mark`, with ✓ PASS, "
-              "✗ FAIL, ? INCONCLUSIVE; `zero` is an exactly zero quantity (measured `= 0`), `n/p` no "
-              "prediction (SGD past its blow-up), a `c` after the slope: the corrected exponent was judged "
+              "✗ FAIL, ? INCONCLUSIVE; `zero` is an exactly zero quantity (measured `= 0`), `(n/p) -` a row "
+              "not predicted, a `c` after the slope: the corrected exponent was judged "
               "(see [corrections to scaling](#corrections-to-scaling)). Intervals and reasons: appendices A and B, "
               "`exponents.csv`.", ""]
     lines += ["## Results per setting", ""]
     for key, e in exponents.groupby(SETTING_COLUMNS, sort=False):
-        n_pass, n_fail, n_inc = _counts(e.verdict)
+        checks, unpredicted = split_checks(e)
+        n_pass, n_fail, n_inc = _counts(checks.verdict)
         lines += [f"### {setting_name(*key)}", "",
-                  f"{n_pass} PASS, {n_fail} FAIL, {n_inc} INCONCLUSIVE.", "",
+                  f"{n_pass} PASS, {n_fail} FAIL, {n_inc} INCONCLUSIVE"
+                  + (f"; {len(unpredicted)} not predicted." if len(unpredicted) else "."), "",
                   compact_table(e).to_markdown(index=False), ""]
         lines += [f"![{c}]({p})\n" for c, p in figures.items() if c.startswith("{}/{}/{}".format(*key))]
     lines += ["## Why predictions did not show", "", "Known reasons, in the order they matter here:", ""]
     lines += [f"- {x}" for x in EXPLANATIONS]
     lines += _controls(exponents, figures, overshoot, progress, b0_control, b0_scale)
+    if stack_control is not None:
+        lines += stack_control_section(stack_control)
     lines += [""] + corrections_section(exponents, tolerance)
     lines += ["", "## Phase diagrams", "",
               "The theory's class at every (gA, gB) (eta_A ~ n^gA, eta_B ~ n^gB); each measured scheme is a point "
-              "coloured by the share of its checks that PASS (over every model run with that optimizer and init), "
-              "labelled with the count.", ""]
+              "coloured by the share of its checks that PASS (over every model run with that optimizer and init; "
+              "rows not predicted left out), labelled with the count.", ""]
     lines += [f"![{c}]({p})" for c, p in figures.items() if c.startswith("phase")]
     lines += ["", "## Appendix A: every check in full", "",
               "Each cell reads `predicted / measured slope [95% CI] / verdict`.", ""]
@@ -278,11 +340,15 @@ def write_report(exponents: pd.DataFrame, meta: dict, figures: dict[str, str], t
     if bad.empty:
         lines.append("Every prediction held.")
     else:
+        # FAILs first, then the INCONCLUSIVE checks, then the rows not predicted (shown as such)
+        predicted = has_prediction(bad)
+        bad = bad.assign(shown=bad.verdict.where(predicted, "not predicted"),
+                         order=(bad.verdict != "FAIL").astype(int) + (~predicted).astype(int))
         lines += ["| model | optimizer | init | scheme | metric | layer | step | predicted | slope | verdict | reason |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         lines += [f"| {r.model} | {r.optimizer} | {r.init} | {r.scheme} | {r.metric} | {r.layer} | {r.step} | "
-                  f"{_cell(r).split(' / ')[0]} | {r.slope:+.2f} | {r.verdict} | {r.reason} |"
-                  for r in bad.sort_values("verdict", key=lambda v: v != "FAIL").itertuples()]
+                  f"{_cell(r).split(' / ')[0]} | {r.slope:+.2f} | {r.shown} | {r.reason} |"
+                  for r in bad.sort_values("order", kind="stable").itertuples()]
     return "\n".join(lines) + "\n"
 
 
@@ -338,6 +404,72 @@ def _controls(exponents: pd.DataFrame, figures: dict[str, str], overshoot, progr
     return lines
 
 
+def _slope(row, suffix: str = "", prediction: str = "") -> str:
+    """'+0.31 [+0.22, +0.40] (predicted 0: PASS)' of one side of a stack_control_table row: its
+    slope, interval, verdict and reason kind carry ``suffix``, the prediction ``prediction``."""
+    get = lambda name, end=suffix: getattr(row, name + end)  # noqa: E731
+    claim = get("claim", prediction)
+    predicted = (f"bounds [{fmt(get('lower', prediction))}, {fmt(get('upper', prediction))}]" if claim == "bounds"
+                 else ("<= " if claim == "upper bound" else "") + fmt(get("predicted", prediction)))
+    kind = f", {get('reason_kind')}" if get("verdict") == "INCONCLUSIVE" and get("reason_kind") else ""
+    if pd.isna(get("slope")):
+        return f"no slope (predicted {predicted}: {get('verdict')}{kind})"
+    return (f"{get('slope'):+.2f} [{get('ci_low'):+.2f}, {get('ci_high'):+.2f}] "
+            f"(predicted {predicted}: {get('verdict')}{kind})")
+
+
+def stack_control_sentences(table: pd.DataFrame) -> list[str]:
+    """The plain words of the stacking control: at the last step, hidden2's z_a and delta2 slope
+    with the control against without it (on all the suite's seeds and on the control's), and
+    whether the one-layer prediction holds under the control."""
+    last = table[table.step == table.step.max()]
+    n_control, n_suite = int(table.n_seeds_detached.max()), int(table.n_seeds.max())
+    text = []
+    for r in last[last.metric.isin(("z_a", "delta2"))].itertuples():
+        text.append(f"At step {r.step}, hidden2's {r.metric} slope is {_slope(r, '_detached', '_detached')} with the "
+                    f"control ({n_control} seeds) against {_slope(r, '_same_seeds')} without it on the same "
+                    f"{n_control} seeds and {_slope(r)} on the suite's {n_suite}.")
+    for r in last[last.metric.isin(("z_a", "delta2"))].itertuples():
+        text.append(f"Straight log-log slopes of {r.metric} at step {r.step} on the same {n_control} seeds: "
+                    f"{r.straight_detached:+.2f} [{r.straight_lo_detached:+.2f}, {r.straight_hi_detached:+.2f}] with "
+                    f"the control, {r.straight_same_seeds:+.2f} [{r.straight_lo_same_seeds:+.2f}, "
+                    f"{r.straight_hi_same_seeds:+.2f}] without.")
+    control = table.verdict_detached
+    n_pass, n_fail = int((control == "PASS").sum()), int((control == "FAIL").sum())
+    held = ("holds under the control" if n_fail == 0 and n_pass == len(table) else
+            "is contradicted under the control" if n_fail else "is not contradicted under the control")
+    text.append(f"The one-layer prediction {held}: of hidden2's {len(table)} checks of "
+                f"{', '.join(dict.fromkeys(table.metric))} at steps {', '.join(map(str, dict.fromkeys(table.step)))}, "
+                f"{n_pass} PASS, {n_fail} FAIL and {len(table) - n_pass - n_fail} INCONCLUSIVE with the link cut; "
+                f"without the control (the suite) {int((table.verdict == 'PASS').sum())} PASS and "
+                f"{int((table.reason_kind == 'stacked-layer crossover').sum())} are stacked-layer crossovers.")
+    return text
+
+
+def stack_control_section(table: pd.DataFrame) -> list[str]:
+    """The report's section on the stacking control (studies.validate.stack_control_table)."""
+    lines = ["", "### Control: the stacked layer (mlp, Adam, Init[1])", "",
+             "The same mlp runs under LoRA+ (same widths, base and data, the suite's first seeds) with hidden2 "
+             "reading a detached copy of its input: hidden1's output still moves, but no gradient flows back from "
+             "hidden2 through hidden1's LoRA factors, so the stacked link is cut and hidden2 is predicted as a "
+             "first layer (z_a, delta2 and dz_b Theta(1), exponent 0). Without the control the theory gives these "
+             "metrics only bounds from step 3 on (a stacked-layer crossover). Slopes judged (corrected where the "
+             "theory names a correction), 95% intervals:", ""]
+    if table.empty:
+        return lines + ["(no rows: the control measured nothing)"]
+    lines += [" ".join(stack_control_sentences(table)), ""]
+    t = table.assign(suite=[_slope(r) for r in table.itertuples()],
+                     same=[_slope(r, "_same_seeds") for r in table.itertuples()],
+                     detached=[_slope(r, "_detached", "_detached") for r in table.itertuples()])
+    n_control, n_suite = int(table.n_seeds_detached.max()), int(table.n_seeds.max())
+    lines.append(t[["metric", "step", "suite", "same", "detached"]]
+                 .rename(columns={"suite": f"suite, stacked ({n_suite} seeds)",
+                                  "same": f"suite, stacked ({n_control} seeds)",
+                                  "detached": f"control, input detached ({n_control} seeds)"})
+                 .to_markdown(index=False))
+    return lines
+
+
 def draw_figures(results: pd.DataFrame, exponents: pd.DataFrame, steps: int, fig_dir) -> dict[str, str]:
     """validate's figures into ``fig_dir``: per setting the coordinate check of its first layer at
     the last step, the mlp's first-step loss decrease per init (the B0 path), and a phase
@@ -358,8 +490,9 @@ def draw_figures(results: pd.DataFrame, exponents: pd.DataFrame, steps: int, fig
             save(plot_coord_check(r, 1, e, layer="hidden2", metrics=("loss_drop",),
                                   title=f"{setting_name(model, opt, init)}, layer hidden2: first step's loss decrease"),
                  f"loss_drop_{model}_init{init}.png", f"b0 path: {model}, init {init}")
-    for opt, init in dict.fromkeys(zip(exponents.optimizer, exponents.init)):
-        e = exponents[(exponents.optimizer == opt) & (exponents.init == init)]
+    checks, _ = split_checks(exponents)  # the points' PASS shares are over checks with a prediction
+    for opt, init in dict.fromkeys(zip(checks.optimizer, checks.init)):
+        e = checks[(checks.optimizer == opt) & (checks.init == init)]
         model = "toy" if opt == "sgd" else "linear"
         save(plot_phase_diagram(phase_diagram(opt, init, model), phase_points(e),
                                 measured_on=", ".join(dict.fromkeys(e.model))),
@@ -387,8 +520,8 @@ def console(tables: ValidateTables, meta: dict, out: Path) -> str:
     exponents = tables.exponents
     lines = [f"validate, {meta['spec']['suite']} suite, {meta.get('wall_time_s', float('nan')):.0f} s:",
              summary_text(exponents)]
-    if "verdict_straight" in exponents:  # before the corrections to scaling
-        straight = exponents.verdict_straight.value_counts()
+    if "verdict_straight" in exponents:  # before the corrections to scaling, over the same checks
+        straight = split_checks(exponents)[0].verdict_straight.value_counts()
         lines.append(f"(straight log-log slopes alone: {straight.get('PASS', 0)} PASS, {straight.get('FAIL', 0)} FAIL, "
                      f"{straight.get('INCONCLUSIVE', 0)} INCONCLUSIVE)")
     lines += ["The learning-rate law validate judges (the LoRA+ corner on linear under Adam, Init[1]; exponents "
@@ -402,7 +535,7 @@ def console(tables: ValidateTables, meta: dict, out: Path) -> str:
 def render(out: Path, tables: ValidateTables, meta: dict) -> Report:
     figures = draw_figures(tables.results, tables.exponents, tables.settings.steps, out / "figures")
     report = write_report(tables.exponents, meta, figures, tables.tolerance, tables.overshoot, tables.progress,
-                          tables.b0_control, tables.b0_scale)
+                          tables.b0_control, tables.b0_scale, tables.stack_control)
     head, sep, appendices = report.partition("## Appendix A")  # the law before the long listings
     text = head + corner_section(tables) + "\n" + sep + appendices
     verdicts = pd.concat([tables.exponents.verdict, tables.corner.verdict])
