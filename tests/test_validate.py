@@ -21,6 +21,7 @@ SETTINGS = ["toy, Adam, Init[1]", "toy, Adam, Init[2]", "linear, Adam, Init[1]",
 HEADINGS = ["# loraplus-scaling validate", "## What it found", "## How to read the verdicts",
             "## Results per setting", *(f"### {s}" for s in SETTINGS), "## Why predictions did not show",
             "## Control: the Init[2] overshoot", "## The B0 path (mlp, Adam)", "### Control: B0 scaled by 0.25",
+            "## Control: the stacked layer (mlp, Adam, Init[1])",
             "## Corrections to scaling", "## Phase diagrams", "## A learning-rate law: the LoRA+ corner",
             "## Appendix A: every check in full", *(f"### {s}, in full" for s in SETTINGS),
             "## Appendix B: every check that did not PASS"]

@@ -448,7 +448,7 @@ def stack_control_sentences(table: pd.DataFrame) -> list[str]:
 
 def stack_control_section(table: pd.DataFrame) -> list[str]:
     """The report's section on the stacking control (studies.validate.stack_control_table)."""
-    lines = ["", "### Control: the stacked layer (mlp, Adam, Init[1])", "",
+    lines = ["", "## Control: the stacked layer (mlp, Adam, Init[1])", "",
              "The same mlp runs under LoRA+ (same widths, base and data, the suite's first seeds) with hidden2 "
              "reading a detached copy of its input: hidden1's output still moves, but no gradient flows back from "
              "hidden2 through hidden1's LoRA factors, so the stacked link is cut and hidden2 is predicted as a "
