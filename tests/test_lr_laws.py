@@ -349,3 +349,10 @@ def test_a_stacked_mlp_is_judged_against_the_stacked_laws_and_a_factory_is_not()
     one_layer = next(s for s in configs[ConfigKey("mlp", "adam", "1")].slices if s.name == "b-edge")
     assert law_prediction("edge", factory, b_edge) == law_prediction("edge", configs[ConfigKey("mlp", "adam", "1")],
                                                                       one_layer)
+
+
+def test_a_depth_override_replaces_the_catalogues_own_stacks():
+    chosen = select_configs(["width"], models=["mlp"], depth=3, detach=True)
+    assert {c.depth for c in chosen} == {3} and all(c.detach_lora_input for c in chosen)
+    assert {c.key for c in chosen} == {ConfigKey("mlp", "adam", i, depth=3, detached=True, **kw)
+                                       for i, kw in (("1", {}), ("2", {}), ("2", {"b0_scale": 0.25}))}

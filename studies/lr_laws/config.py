@@ -447,7 +447,9 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
                    detach: bool = False) -> list[LawsConfig]:
     """The configurations to run: the named studies' catalogue, narrowed by the filters and
     changed by the overrides (all validated; SpecError with one line otherwise). depth and detach
-    (the stacking control) apply to the mlp, and only the mlp's configurations may be selected then."""
+    (the stacking control) apply to the mlp, and only the mlp's configurations may be selected then;
+    they set the catalogue's one-layer mlp configurations to that stack and leave out its own
+    stacked ones (which would repeat them under the same label)."""
     _choose("studie", studies, STUDIES)
     _choose("model", models, tuple(MODELS))
     _choose("init", inits, ("1", "2", "paper"))
@@ -487,6 +489,8 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
             if seeds:
                 changes["seeds"] = tuple(range(seeds))
             if depth is not None or detach:
+                if c.depth > 1 and c.factory is None:  # the catalogue's own stacks: the override replaces them
+                    continue
                 if c.model != "mlp":
                     raise SpecError(f"--depth and --detach-lora-inputs apply to the mlp only; the selection holds "
                                     f"{c.label} (add --models mlp)")
