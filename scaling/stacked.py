@@ -1,6 +1,9 @@
 """Stacked LoRA layers under Adam: how one layer's update reaches the next layer's LoRA factors,
-and the learning-rate edges that follow (a prototype of the rule; ``scaling.laws`` holds the
-one-layer derivation).
+and the learning-rate edges that follow, as a closed-form recursion of exponents. ``scaling.laws``
+derives the same rule term by term in its calculus (``predict_edge(..., depth=, detached=)``);
+this closed form stays as an independent check of that derivation (tests/test_stacked.py: the
+two agree at depth 1..4, both inits, with and without the control) and for the standard
+readout, which the calculus does not cover.
 
 Setting: L LoRA layers h_l = relu((W*_l + B_l A_l) h_{l-1}), h_0 frozen Theta(1) features,
 mean-field readout f = W_out h_L (entries 1/n). Rates eta_A = n^a, eta_B = n^b; every size

@@ -15,8 +15,8 @@ from scaling.profile import ratio_profile, slice_optimum
 from studies.cli import main
 from studies.lr_grid import log_grid, train_pairs
 from scaling.laws import LawPrediction
-from studies.lr_laws.analysis import analyse, edge_table, judge, paired_configs
-from studies.lr_laws.config import LawsConfig, SliceSpec, catalogue, select_configs
+from studies.lr_laws.analysis import analyse, edge_table, judge, law_prediction, paired_configs
+from studies.lr_laws.config import ConfigKey, LawsConfig, SliceSpec, catalogue, select_configs
 from studies.lr_laws.fig2 import dead_start, fig2_table
 from studies.lr_laws.search import laws_shard
 from studies.run.spec import SpecError
@@ -344,7 +344,10 @@ def test_a_tiny_study_writes_the_tables_and_resumes(tmp_path, capsys):
 def test_paired_laws_pair_one_choice_only():
     names = [(n, a.label, b.label) for n, a, b in paired_configs(catalogue("width") + catalogue("rank"))]
     inits = [x for x in names if x[0].startswith("one-rate edge, Init")]
-    assert {a for _, a, _ in inits} == {"linear/adam/init1/r", "mlp/adam/init1/r"}  # never a control
+    # never a control; the stacked mlp pairs with itself at the same depth
+    assert {(a, b) for _, a, b in inits} == {("linear/adam/init1/r", "linear/adam/init2/r"),
+                                             ("mlp/adam/init1/r", "mlp/adam/init2/r"),
+                                             ("mlp/adam/init1/r/depth 2", "mlp/adam/init2/r/depth 2")}
     scales = [x for x in names if x[0].startswith("one-rate edge, s =")]
     assert len(scales) == 2 * 3 and all(b.split("/")[3] == "r" for _, _, b in scales)
 
@@ -394,3 +397,34 @@ def test_every_setting_that_trains_differently_reaches_the_label():
     check_labels([base, base])
     with pytest.raises(SpecError, match="stacked LoRA layers"):
         replace(base, detach_lora_input=True)
+
+
+def test_a_stacked_mlp_is_judged_against_the_stacked_laws_and_a_factory_is_not():
+    configs = {c.key: c for c in catalogue("width")}
+    stack, control = configs[ConfigKey("mlp", "adam", "1", depth=2)], configs[ConfigKey("mlp", "adam", "1", depth=2,
+                                                                                        detached=True)]
+    b_edge = next(s for s in stack.slices if s.name == "b-edge")
+    assert law_prediction("edge", stack, b_edge).exponent == pytest.approx(-0.25)
+    assert law_prediction("edge", control, b_edge).exponent == pytest.approx(0.0)
+    corner = law_prediction("corner", stack)
+    assert (corner.exponent, corner.lower, corner.upper) == (None, pytest.approx(0.75), pytest.approx(1.25))
+    init2 = configs[ConfigKey("mlp", "adam", "2", depth=2)]
+    one_rate = next(s for s in init2.slices if s.name == "one-rate")
+    assert law_prediction("edge", init2, one_rate).exponent == pytest.approx(-0.75)
+    # quick: the Init[1] stack and its control, on the B edge and the one-rate edge
+    quick = [c for c in catalogue("width", True) if c.depth == 2]
+    assert [c.key for c in quick] == [ConfigKey("mlp", "adam", "1", depth=2),
+                                      ConfigKey("mlp", "adam", "1", depth=2, detached=True)]
+    # a factory's LoRA layers are predicted as one mlp layer, its control too: no toy stack it lacks
+    ref = "toy_models.as_factory:mlp_depth2"
+    factory = replace(control, model=ref, factory=ref, batch_size=None, depth=1)
+    one_layer = next(s for s in configs[ConfigKey("mlp", "adam", "1")].slices if s.name == "b-edge")
+    assert law_prediction("edge", factory, b_edge) == law_prediction("edge", configs[ConfigKey("mlp", "adam", "1")],
+                                                                      one_layer)
+
+
+def test_a_depth_override_replaces_the_catalogues_own_stacks():
+    chosen = select_configs(["width"], models=["mlp"], depth=3, detach=True)
+    assert {c.depth for c in chosen} == {3} and all(c.detach_lora_input for c in chosen)
+    assert {c.key for c in chosen} == {ConfigKey("mlp", "adam", i, depth=3, detached=True, **kw)
+                                       for i, kw in (("1", {}), ("2", {}), ("2", {"b0_scale": 0.25}))}

@@ -71,24 +71,31 @@ LAW_COLUMNS = ["law", "model", "optimizer", "init", "alpha_scaling", "variable",
 
 
 def law_prediction(kind: str, config: LawsConfig, slice_spec=None) -> LawPrediction:
-    """The theory's prediction for a law from ``scaling.laws`` (cached). kind: edge | corner | optimum | profile (the optimal ratio over
-    the plane). The theory is asked about the configuration's own held exponents, LoRA scale and
-    B0 variance, at its default step (its exponents settle within a few steps and do not move
-    with T; asking for T = 50 gradient-descent steps costs minutes for the same answer)."""
+    """The theory's prediction for a law from ``scaling.laws`` (cached). kind: edge | corner |
+    optimum | profile (the optimal ratio over the plane). The theory is asked about the
+    configuration's own held exponents, LoRA scale, B0 variance and, for the toy mlp, its LoRA
+    layers in series (``depth``) and the stacking control, at its default step (its exponents
+    settle within a few steps and do not move with T; asking for T = 50 gradient-descent steps
+    costs minutes for the same answer)."""
     held = (slice_spec.held_n, slice_spec.held_r) if slice_spec is not None else None
     corner = None
     if kind == "corner":
         b = next(s for s in config.slices if s.name == "b-edge" and s.role == "edge")
         a = next(s for s in config.slices if s.name == "a-edge" and s.role == "edge")
         corner = ((a.held_n, a.held_r), (b.held_n, b.held_r))
+    # A toy mlp's stack (depth, the stacking control) is derived; a factory's LoRA layers are
+    # predicted as one mlp layer, whatever its own chain (no derived stack of its shape).
+    depth, detached = (1, False) if config.factory is not None else (config.depth, config.detach_lora_input)
     return _cached_prediction(kind, config.predict_as, config.optimizer, config.init_name, config.alpha_scaling,
-                              config.variable, config.b0_variance, slice_spec.name if slice_spec else None, held, corner)
+                              config.variable, config.b0_variance, slice_spec.name if slice_spec else None, held, corner,
+                              depth, detached)
 
 
 @functools.lru_cache(maxsize=None)
 def _cached_prediction(kind, model, optimizer, init, alpha_scaling, variable, b0_variance, slice_name, held,
-                       corner) -> LawPrediction:
-    common = dict(alpha_scaling=alpha_scaling, variable=variable, b0_variance=b0_variance)
+                       corner, depth=1, detached=False) -> LawPrediction:
+    common = dict(alpha_scaling=alpha_scaling, variable=variable, b0_variance=b0_variance, depth=depth,
+                  detached=detached)
     args = (model, optimizer, init)
     try:
         if kind == "edge":
@@ -229,14 +236,15 @@ def profile_tables(runs: pd.DataFrame, config: LawsConfig, rel_tol: float = PROF
 def paired_configs(configs: list[LawsConfig]) -> list[tuple[str, LawsConfig, LawsConfig]]:
     """(name, c1, c2) for configurations that differ in one choice only: Init[1] against Init[2]
     (the initialisation paper's n^1/2), and, in rank studies, alpha/sqrt(r) or alpha against
-    alpha/r (the scale's own r-exponent, free of what the two share)."""
+    alpha/r (the scale's own r-exponent, free of what the two share). A stacking control is not
+    paired: its Init pair would repeat the stack's own (the control keeps Init[2]'s one-rate edge)."""
     out = []
     keys = ("model", "optimizer", "alpha_scaling", "variable", "widths", "ranks", "teacher", "b0_variance", "b0_scale",
-            "depth", "init")
+            "depth", "detach_lora_input", "init")
     for c1 in configs:
         for c2 in configs:
             differ = [k for k in keys if getattr(c1, k) != getattr(c2, k)]
-            if differ == ["init"] and (c1.init_name, c2.init_name) == ("1", "2"):
+            if differ == ["init"] and (c1.init_name, c2.init_name) == ("1", "2") and not c1.detach_lora_input:
                 out.append((INIT_PAIR, c1, c2))
             elif differ == ["alpha_scaling"] and c2.alpha_scaling == "r" and c1.variable == "r":
                 scale = {"sqrt-r": "alpha/sqrt(r)", "none": "alpha"}[c1.alpha_scaling]

@@ -351,6 +351,24 @@ def adam_slices(profile: bool) -> tuple[SliceSpec, ...]:
     return s
 
 
+def stacked_configs(quick: bool) -> list[LawsConfig]:
+    """The toy mlp with 2 LoRA layers in series under Adam, each beside its stacking control (every
+    LoRA layer above the first reads a detached copy of its input): under Init[1] the B edge falls
+    like n^-(L-1)/(2L) and the control gives back the one-layer laws; under Init[2] the one-rate
+    edge steepens to n^(-1 + 1/(2L)) with or without the control (docs/investigations/stacked_lora.md).
+    Widths 64..2048, those of the investigation's ladder: at the A edge's held eta_B = 3e-2 the
+    backward link opens (eta_B n^1/2 > 1) near n = 1100, beyond which the A edge has bounds only. Quick: Init[1]
+    and its control on the B edge and the one-rate edge, at 64..1024 and 4 seeds."""
+    if quick:
+        inits, widths, seeds, slices = ("1",), (64, 128, 256, 512, 1024), tuple(range(4)), (
+            adam_slices(False)[0], adam_slices(False)[2])
+    else:
+        inits, widths, seeds, slices = ("1", "2"), (64, 128, 256, 512, 1024, 2048), tuple(range(8)), adam_slices(False)
+    return [LawsConfig(model="mlp", optimizer="adam", init=init, widths=widths, seeds=seeds, slices=slices,
+                       criteria=ADAM_CRITERIA[:1], batch_size=8, per_decade=3, depth=2, detach_lora_input=detached)
+            for init in inits for detached in (False, True)]
+
+
 def gd_slices(ratio: bool, top: float = 1e4) -> tuple[SliceSpec, ...]:
     """Gradient descent's slices; rates up to ``top`` (1e7 on the toy model, where a few seeds in 32
     have a tiny (a^T x)^2 or b and their B or A edge lies beyond 1e4: censored there, they cost
@@ -385,7 +403,7 @@ def catalogue(study: str, quick: bool = False) -> list[LawsConfig]:
                            slices=adam_slices(False)[:3], criteria=ADAM_CRITERIA[:1], batch_size=8, **pd3)
             out += [LawsConfig(model="linear", teacher="b0-aligned", **control),
                     LawsConfig(model="mlp", b0_scale=0.25, **control)]
-        return out
+        return out + stacked_configs(quick)
     if study == "gd":
         toy_widths = (256, 1024, 4096, 16384) if quick else (256, 512, 1024, 2048, 4096, 8192, 16384)
         out = [LawsConfig(model="toy", optimizer="sgd", init=init, widths=toy_widths, ranks=(1,), r0=1,
@@ -433,9 +451,11 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
                    detach: bool = False, criteria: list[str] | None = None) -> list[LawsConfig]:
     """The configurations to run: the named studies' catalogue, narrowed by the filters and
     changed by the overrides (all validated; SpecError with one line otherwise). depth and detach
-    (the stacking control) apply to the mlp, and only the mlp's configurations may be selected then.
-    criteria: criterion names (``Criterion.parse``) replacing every configuration's, the first
-    primary; fraction and steps then change that first one."""
+    (the stacking control) apply to the mlp, and only the mlp's configurations may be selected then;
+    they set the catalogue's one-layer mlp configurations to that stack and leave out its own
+    stacked ones (which would repeat them under the same label). criteria: criterion names
+    (``Criterion.parse``) replacing every configuration's, the first primary; fraction and steps
+    then change that first one."""
     _choose("studie", studies, STUDIES)
     _choose("model", models, tuple(MODELS))
     _choose("init", inits, ("1", "2", "paper"))
@@ -481,6 +501,8 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
             if seeds:
                 changes["seeds"] = tuple(range(seeds))
             if depth is not None or detach:
+                if c.depth > 1 and c.factory is None:  # the catalogue's own stacks: the override replaces them
+                    continue
                 if c.model != "mlp":
                     raise SpecError(f"--depth and --detach-lora-inputs apply to the mlp only; the selection holds "
                                     f"{c.label} (add --models mlp)")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import re
 import textwrap
+from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,12 +21,14 @@ from figures.lr_grid import plot_heatmap
 from figures.lr_laws import plain_log_ticks, plot_edges, plot_profile, plot_rank, plot_transfer, plot_transfer_gaps
 from figures.phase import measured_slices, plot_phase_edges
 from scaling.phase import phase_edges
-from studies.lr_laws.analysis import CORNER, INIT_PAIR, PROFILE, PROFILE_REL_TOL, SLICE_NAMES, LawsTables, x_of
+from studies.lr_laws.analysis import (CORNER, INIT_PAIR, PROFILE, PROFILE_REL_TOL, SLICE_NAMES, LawsTables,
+                                      law_prediction, x_of)
 from studies.lr_laws.config import ConfigKey, LawsConfig
 from studies.reports.lr_laws_known import known_reasons
 from studies.run.study import Report, exit_code
 
 B_EDGE, A_EDGE, ONE_RATE = SLICE_NAMES["b-edge"], SLICE_NAMES["a-edge"], SLICE_NAMES["one-rate"]
+RATIO_EDGE = SLICE_NAMES["ratio"]
 
 
 def fmt_ci(slope, lo, hi) -> str:
@@ -79,6 +83,7 @@ def plain_words(tables: LawsTables) -> list[str]:
         out.append(f"Under Init[2] (A = 0, B random) one shared rate must fall faster: {_ci(one2)} on linear"
                    + (f", where A's first step overshoots its own small target; with the teacher inside span(B0) it is "
                       f"{_ci(ctl)}, the theory's n^-1." if ctl is not None else "."))
+    out += stacked_words(tables)
     prof = tables.profiles
     if len(prof):
         ridge = prof.groupby("config").identified.apply(lambda v: (~v).mean())
@@ -106,6 +111,64 @@ def plain_words(tables: LawsTables) -> list[str]:
         big = last[last.finding.str.startswith("eta_B* >> eta_A*")]
         out.append(f"Fig. 2 (n = 100, t = {int(last.step.iloc[0])}): eta_B* >> eta_A* appears in "
                    + (", ".join(big.reading) if len(big) else "no reading") + f" of the {len(last)} readings (table below).")
+    return out
+
+
+def _one_layer(law: str, config: LawsConfig) -> float | None:
+    """The one-layer exponent of ``law`` (a table's law name) for a stacked configuration: its
+    prediction at depth 1, without the control."""
+    one = replace(config, depth=1, detach_lora_input=False)
+    if law == CORNER:
+        return law_prediction("corner", one).exponent
+    name = next(k for k, v in SLICE_NAMES.items() if v == law)
+    return law_prediction("edge", one, next(s for s in config.slices if s.name == name and s.role == "edge")).exponent
+
+
+def _against(r, law: str, config: LawsConfig) -> str:
+    """A stacked law's slope against the stack's prediction (with the verdict) and the one layer's."""
+    one = _one_layer(law, config)
+    stack = f"stack theory {fmt_pred(r.predicted)}" if np.isfinite(r.predicted) else "stack theory: none"
+    if one is None:
+        return f"{law} {_ci(r)} ({stack}, {r.verdict}; no one-layer exponent)"
+    if np.isfinite(r.predicted) and abs(r.predicted - one) < 1e-9:
+        return f"{law} {_ci(r)} ({stack}, as for one layer, {r.verdict})"
+    inside = "inside" if r.lo <= one <= r.hi else "outside"
+    return f"{law} {_ci(r)} ({stack}, {r.verdict}; one layer's {fmt_pred(one)} lies {inside} the interval)"
+
+
+def stacked_words(tables: LawsTables) -> list[str]:
+    """Per stacked toy mlp (LoRA layers in series) and its stacking control: which laws move with
+    the stack and which keep their one-layer exponents, each against both predictions."""
+    out = []
+    for c in tables.configs:
+        if c.factory is not None or c.depth < 2 or c.detach_lora_input:
+            continue
+        laws = (B_EDGE, RATIO_EDGE, ONE_RATE, A_EDGE, CORNER)
+        found = [(k, tables.law(k, c.key)) for k in laws]
+        found = [(k, r) for k, r in found if r is not None]
+        if not found:
+            continue
+        L = c.depth
+        text = (f"{c.model}, Adam, Init[{c.init_name}], {L} LoRA layers in series: "
+                + "; ".join(_against(r, k, c) for k, r in found) + ".")
+        if c.init_name == "1":
+            text += (f" Theory: for one LoRA layer the B edge holds still (n^0); for the stack it falls like "
+                     f"n^-(L-1)/(2L) = n^{Fraction(-(L - 1), 2 * L)} (the backward link: Adam moves the lower layer along "
+                     "the upper layer's A rows), the ratio edge with it, while the one-rate edge keeps the one layer's "
+                     "n^-1/2.")
+        else:
+            text += (f" Theory: under Init[2] the stack keeps the one layer's B, A and ratio edges, and its one-rate edge "
+                     f"steepens to n^(-1 + 1/(2L)) = n^{Fraction(-2 * L + 1, 2 * L)} (the forward link).")
+        control = replace(c.key, detached=True)
+        ctl = [(k, tables.law(k, control)) for k in laws]
+        ctl = [(k, r) for k, r in ctl if r is not None]
+        if ctl:
+            text += (" Its stacking control (each upper LoRA layer reads a detached copy of its input): "
+                     + "; ".join(f"{k} {_ci(r)} (theory {fmt_pred(r.predicted)}, {r.verdict})" for k, r in ctl) + "."
+                     + (" (Theory: the control cuts the backward link and gives back the one layer's laws.)"
+                        if c.init_name == "1" else " (Theory: the control keeps the forward link and the one-rate "
+                                                   "edge with it.)"))
+        out.append(text)
     return out
 
 
