@@ -99,7 +99,7 @@ def plain_words(tables: LawsTables) -> list[str]:
         out.append("Under gradient descent the edges are divergences; the corner grows like "
                    + ", ".join(f"{_ci(r)} ({key.model}, init {key.init})" for key, r in gd) + ".")
     paired = laws[laws.law.str.startswith("one-rate edge, s =")]
-    ok = paired[(paired.init == "1") & np.isfinite(paired.slope)]
+    ok = paired[(paired.init == "1") & np.isfinite(paired.slope.astype(float))]
     if len(ok):
         out.append("Rank (muA): under Init[1], how the LoRA scale moves the one-rate edge's rank exponent ("
                    + "; ".join(f"{r.law.replace('one-rate edge, ', '')}: {_ci(r, 'r')} vs {r.predicted:+g}, {r.verdict}"

@@ -43,7 +43,7 @@ def write_atomic(path: Path, write) -> None:
             os.unlink(tmp)
 
 
-LABEL_COLUMNS = {"init": str}  # init names such as "1" and "2" are labels, not numbers
+LABEL_COLUMNS = {"init": str, "rule": str}  # labels, not numbers: init names such as "1", transfer rules
 
 
 def read_table(path: Path) -> pd.DataFrame:
