@@ -653,6 +653,20 @@ def predict_optimum(model: str, optimizer: str, init: str, slice: str, held=None
     if edge.claim != "exact":
         return LawPrediction(exponent=None, claim="none", binding="", derivation=edge.derivation, notes=edge.notes,
                              reason=f"the edge is not predicted ({edge.reason})", upper=edge.upper, **base)
+    if depth > 1 and not detached:
+        one = predict_optimum(model, optimizer, init, slice, held, alpha_scaling, variable, steps=steps,
+                              b0_variance=b0_variance)
+        if one.exponent is not None and abs(one.exponent - edge.exponent) > 1e-9:
+            # The backward link moves the edge; its change follows the upper layer's A rows, not the
+            # error, so it need not lower the loss: the optimum keeps the one-layer descent terms'
+            # exponent until the stacked edge catches up with it (at large n it must lie below it).
+            lo, hi = sorted((edge.exponent, one.exponent))
+            return LawPrediction(exponent=None, claim="none", binding="", derivation=edge.derivation,
+                                 notes=edge.notes, lower=lo, upper=hi, reason=(
+                                     "stacked-layer crossover: the backward link sets the edge "
+                                     f"(n^{fmt(edge.exponent)}) but need not lower the loss, so at finite width the "
+                                     f"optimum may still follow the one-layer descent terms (n^{fmt(one.exponent)})"),
+                                 **base)
     optimizer_key = "adam" if optimizer == "adamw" else optimizer
     eta_a, eta_b = _rates(slice, _held(slice, held))
     if depth > 1:  # the side of the route back that sets the edge

@@ -15,7 +15,7 @@ from scaling.profile import ratio_profile, slice_optimum
 from studies.cli import main
 from studies.lr_grid import log_grid, train_pairs
 from scaling.laws import LawPrediction
-from studies.lr_laws.analysis import analyse, edge_table, judge, law_prediction, paired_configs
+from studies.lr_laws.analysis import analyse, edge_table, judge, factory_shapes, law_prediction, paired_configs
 from studies.lr_laws.config import ConfigKey, LawsConfig, SliceSpec, catalogue, select_configs
 from studies.lr_laws.fig2 import dead_start, fig2_table
 from studies.lr_laws.search import laws_shard
@@ -415,12 +415,27 @@ def test_a_stacked_mlp_is_judged_against_the_stacked_laws_and_a_factory_is_not()
     quick = [c for c in catalogue("width", True) if c.depth == 2]
     assert [c.key for c in quick] == [ConfigKey("mlp", "adam", "1", depth=2),
                                       ConfigKey("mlp", "adam", "1", depth=2, detached=True)]
-    # a factory's LoRA layers are predicted as one mlp layer, its control too: no toy stack it lacks
+    # a factory's model is predicted by the chain and readout its shards recorded (factory_shapes)
     ref = "toy_models.as_factory:mlp_depth2"
-    factory = replace(control, model=ref, factory=ref, batch_size=None, depth=1)
+    factory = replace(stack, model=ref, factory=ref, batch_size=None, depth=1)
     one_layer = next(s for s in configs[ConfigKey("mlp", "adam", "1")].slices if s.name == "b-edge")
-    assert law_prediction("edge", factory, b_edge) == law_prediction("edge", configs[ConfigKey("mlp", "adam", "1")],
-                                                                      one_layer)
+    unknown = law_prediction("edge", factory, b_edge)  # nothing recorded: one layer, readout not declared
+    assert unknown.exponent == law_prediction("edge", configs[ConfigKey("mlp", "adam", "1")], one_layer).exponent
+    assert any("declares no readout" in n for n in unknown.notes)
+    runs = pd.DataFrame({"config": [factory.label] * 2, "chain": [2, 2], "readout": ["mean-field", "mean-field"]})
+    shapes = factory_shapes(runs)
+    assert shapes == {factory.label: (2, "mean-field")}
+    assert law_prediction("edge", factory, b_edge, shapes).exponent == pytest.approx(-0.25)
+    standard = {factory.label: (2, "standard")}  # an aligned feature change moves the output by n^1/2
+    assert law_prediction("edge", factory, b_edge, standard).exponent == pytest.approx(-0.5)
+    one_rate_1 = next(s for s in stack.slices if s.name == "one-rate")
+    assert law_prediction("edge", factory, one_rate_1, standard).exponent == pytest.approx(-0.75)
+    assert law_prediction("corner", factory, None, standard).exponent is None  # the A edge is censored
+    init2_factory = replace(factory, init="2")
+    assert law_prediction("edge", init2_factory, b_edge, {init2_factory.label: (2, "standard")}).exponent is None
+    # the stack's optimum: its edge moves, the optimum lies between that and the one-layer optimum
+    optimum = law_prediction("optimum", stack, b_edge)
+    assert optimum.exponent is None and (optimum.lower, optimum.upper) == (pytest.approx(-0.25), pytest.approx(0.0))
 
 
 def test_a_depth_override_replaces_the_catalogues_own_stacks():

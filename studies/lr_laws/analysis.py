@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.laws import LawPrediction, edge_difference, predict_corner, predict_edge, predict_optimum
+from scaling.stacked import stacked_corner, stacked_edge
 from scaling.edges import corner_frame, fit_edge_law, locate_edge, width_summary
 from scaling.profile import ratio_profile, seed_mean_log, slice_optimum
 from scaling.transfer import check_against, recommend
@@ -70,25 +71,77 @@ LAW_COLUMNS = ["law", "model", "optimizer", "init", "alpha_scaling", "variable",
                "local_slopes", "prediction_note", "reason_kind"]
 
 
-def law_prediction(kind: str, config: LawsConfig, slice_spec=None) -> LawPrediction:
+def factory_shapes(runs: pd.DataFrame) -> dict[str, tuple[int, str]]:
+    """Per factory configuration (label): (its model's longest chain of LoRA layers in series,
+    its declared readout, "" when none), as its shards recorded them; runs stored before the
+    shards recorded them have none."""
+    if not {"chain", "readout"} <= set(runs.columns):
+        return {}
+    first = runs.dropna(subset=["chain"]).groupby("config")[["chain", "readout"]].first()
+    return {label: (int(r.chain), "" if pd.isna(r.readout) else str(r.readout)) for label, r in first.iterrows()}
+
+
+def law_prediction(kind: str, config: LawsConfig, slice_spec=None,
+                   shapes: dict[str, tuple[int, str]] | None = None) -> LawPrediction:
     """The theory's prediction for a law from ``scaling.laws`` (cached). kind: edge | corner |
     optimum | profile (the optimal ratio over the plane). The theory is asked about the
     configuration's own held exponents, LoRA scale, B0 variance and, for the toy mlp, its LoRA
     layers in series (``depth``) and the stacking control, at its default step (its exponents
     settle within a few steps and do not move with T; asking for T = 50 gradient-descent steps
-    costs minutes for the same answer)."""
+    costs minutes for the same answer). A factory's model (``shapes``: its chain and readout,
+    ``factory_shapes``) is predicted as the mlp with as many LoRA layers in series as its chain,
+    under its declared readout (``factory_prediction``)."""
     held = (slice_spec.held_n, slice_spec.held_r) if slice_spec is not None else None
     corner = None
     if kind == "corner":
         b = next(s for s in config.slices if s.name == "b-edge" and s.role == "edge")
         a = next(s for s in config.slices if s.name == "a-edge" and s.role == "edge")
         corner = ((a.held_n, a.held_r), (b.held_n, b.held_r))
-    # A toy mlp's stack (depth, the stacking control) is derived; a factory's LoRA layers are
-    # predicted as one mlp layer, whatever its own chain (no derived stack of its shape).
-    depth, detached = (1, False) if config.factory is not None else (config.depth, config.detach_lora_input)
-    return _cached_prediction(kind, config.predict_as, config.optimizer, config.init_name, config.alpha_scaling,
-                              config.variable, config.b0_variance, slice_spec.name if slice_spec else None, held, corner,
-                              depth, detached)
+    depth, detached = config.depth, config.detach_lora_input
+    if config.factory is not None:
+        chain, readout = (shapes or {}).get(config.label, (1, ""))
+        if readout == "standard":
+            return factory_prediction(kind, config, slice_spec, chain)
+        depth, detached = chain, config.detach_lora_input and chain > 1
+    p = _cached_prediction(kind, config.predict_as, config.optimizer, config.init_name, config.alpha_scaling,
+                           config.variable, config.b0_variance, slice_spec.name if slice_spec else None, held, corner,
+                           depth, detached)
+    if config.factory is not None and (shapes or {}).get(config.label, (1, ""))[1] == "":
+        p = replace(p, notes=p.notes + ["the factory declares no readout (Task.readout): predicted as for a "
+                                        "mean-field one"])
+    return p
+
+
+def factory_prediction(kind: str, config: LawsConfig, slice_spec, chain: int) -> LawPrediction:
+    """A factory's law under a standard readout (output weights ~ n^-1/2): the closed form of
+    ``scaling.stacked`` for ``chain`` LoRA layers in series under Adam. A Theta(1) aligned change
+    of the last features moves such an output by n^1/2, so every edge sits n^-1/2 lower than
+    under a mean-field readout, and the backward link between stacked layers stays marginal
+    (rho = eta_B n^1/2 = O(1) at the B edge): depth moves no exponent. The optimum along a slice
+    tracks its edge (the loss sees the aligned descent terms); the optimal ratio over the plane
+    is not derived here."""
+    init, detached = config.init_name, config.detach_lora_input and chain > 1
+    why = (f"{chain} LoRA layer{'s' if chain > 1 else ''} in series under Adam with a standard readout "
+           "(scaling.stacked): an aligned Theta(1) feature change moves the output by n^1/2")
+    if config.optimizer not in ("adam", "adamw") or init != "1" or kind == "profile":
+        return LawPrediction.given(None, "none", "not derived for a standard readout" + (
+            " under Init[2] (B0's random part is derived for a mean-field readout only)" if init == "2" else ""))
+    if kind == "corner":
+        b = next(s for s in config.slices if s.name == "b-edge" and s.role == "edge")
+        a = next(s for s in config.slices if s.name == "a-edge" and s.role == "edge")
+        value = stacked_corner(chain, init, a.held_n, b.held_n, readout="standard", detached=detached)
+        return LawPrediction.given(value, "exact" if value is not None else "none",
+                                   why if value is not None else
+                                   "the A edge is censored under a standard readout (its held eta_B lies beyond the B "
+                                   "edge n^-1/2 at large n): no corner")
+    held = None if slice_spec.name == "one-rate" else slice_spec.held_n
+    edge = stacked_edge(slice_spec.name, chain, init, held, readout="standard", detached=detached)
+    if edge.exponent is None:
+        return LawPrediction.given(None, "none", f"the edge is censored {edge.censored} under a standard readout "
+                                                 "(the held rate alone is beyond the region at large n)"
+                                   if edge.censored == "below" else "every rate is stable under a standard readout")
+    what = "the optimum tracks the edge: the loss sees the aligned descent terms there" if kind == "optimum" else why
+    return LawPrediction.given(edge.exponent, "exact", what if kind == "edge" else f"{why}; {what}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -283,6 +336,7 @@ class LawsTables:
     transfer_best: pd.DataFrame = field(default_factory=pd.DataFrame)
     recommended: pd.DataFrame = field(default_factory=pd.DataFrame)
     extrapolation_check: pd.DataFrame = field(default_factory=pd.DataFrame)
+    shapes: dict = field(default_factory=dict)  # factory configuration -> (chain, readout): factory_shapes
 
     def files(self) -> dict[str, pd.DataFrame]:
         out = {name: getattr(self, name) for name in ("laws", "edges", "criteria", "optima", "profiles", "edge_summary")}
@@ -312,6 +366,8 @@ def analyse(runs: pd.DataFrame, configs: list[LawsConfig], tol: float = DEFAULT_
     transfer test's rows, the target widths asked for). ``measured_at_targets``: (optima, laws,
     edges) of a run that measured the target widths, to check the recommendations against."""
     tables = _law_tables(runs, configs, tol, predictor, kinds, fig2_grid, dead)
+    if len(runs):
+        tables = replace(tables, shapes=factory_shapes(runs))
     if transfer_rows is not None and len(transfer_rows):
         gaps = transfer_table(transfer_rows, list(transfers))
         tables = replace(tables, transfer_gaps=gaps, transfer_best=best_rules(gaps) if len(gaps) else pd.DataFrame())
@@ -332,6 +388,8 @@ def _law_tables(runs, configs, tol, predictor, kinds, fig2_grid, dead) -> LawsTa
                           pd.DataFrame(columns=LAW_COLUMNS), pd.DataFrame(columns=LAW_COLUMNS), empty, empty, empty,
                           empty, configs, _fig2(fig2_grid), fig2_grid, dead)
     edges = edge_table(runs, configs)
+    if predictor is law_prediction:  # a factory's predictions follow its model's chain and readout
+        predictor = functools.partial(law_prediction, shapes=factory_shapes(runs))
     laws, sens, summaries, optima, profiles = [], [], [], [], []
     for c in configs:
         x = x_of(c)

@@ -186,7 +186,25 @@ def factory_words(tables: LawsTables) -> list[str]:
                     for k, r in named if r is not None))
         if parts:
             out.append(f"On {model} (Adam, against width): " + "; ".join(parts) + ".")
+        out += shape_words(tables, model)
     return out
+
+
+def shape_words(tables: LawsTables, model: str) -> list[str]:
+    """What the predictions of a factory's model assume: its chain of LoRA layers in series and
+    its readout, as its shards recorded them (studies.lr_laws.analysis.law_prediction)."""
+    label = next(c.label for c in tables.configs if c.model == model)
+    if label not in tables.shapes:
+        return [f"The runs of {model} do not record its LoRA chain and readout (stored before they did): it is "
+                "predicted as one mlp LoRA layer under a mean-field readout."]
+    chain, readout = tables.shapes[label]
+    stack = (f"{chain} LoRA layers in series (its longest chain), so the stacked laws: under Init[1] the B edge "
+             f"n^-{chain - 1}/{2 * chain}, the A edge and corner only bounded" if chain > 1 else "one LoRA layer deep")
+    if readout == "standard":
+        return [f"Its predictions: {stack.split(',')[0]} under a standard readout (declared), which lowers every "
+                "edge by n^-1/2 and makes depth marginal; Init[2] under a standard readout is not derived."]
+    said = "declared" if readout else "not declared, taken as mean-field"
+    return [f"Its predictions: {stack}; readout {said}."]
 
 
 def transfer_words(tables: LawsTables) -> list[str]:
