@@ -28,7 +28,10 @@ A family runs here with its lr-laws settings (``LAWS_FAMILIES``: ``studies.famil
   of the best rate's" the share of the largest fall does not depend on how far above zero the
   best loss stays (3.8 .. 4.5 here); on those grids factors 1.2 and 1.3 re-entered the region
   (trained again above a failing rate) 10 and 5 times, best0.9@T20 once.
-- any other factory: hidden 64 .. 256, 4 seeds, best0.9@T10 (sensitivity best0.8@T10, f1@T10).
+- any other factory: hidden 64 .. 256, 4 seeds, f1@T10, the output-stability edge the theory
+  predicts (sensitivity best0.9@T10, f1@T20): "best" is for a fine-tune that starts above a
+  blind guess, and on the toys under Init[2] it moves the edges' slopes (A edge -1.30 against
+  -1.09 on linear, Init[1] the same within the intervals).
 
 Every factory: the median over seeds of the log edges (with 8 seeds a bootstrap resample
 reaches one outlying seed only with 4 copies of it, about 1% of resamples; the trimmed mean
@@ -91,8 +94,11 @@ DEFAULTS = {
     "gpt2": FactoryDefaults((64, 128, 256), 4,
                             (Criterion(20, 0.9, "best"), Criterion(20, 0.8, "best"), Criterion(20, 0.95, "best"))),
 }
+# Any other factory: the theory's own edge, output stability (loss(T) <= loss(0)), which the toys
+# confirm; "best" judges runs against each other, and on the toys under Init[2] its edges' slopes
+# differ from the start criterion's (A edge -1.30 against -1.09 on linear), so it is a sensitivity row.
 GENERIC = FactoryDefaults((64, 128, 256), 4,
-                          (Criterion(10, 0.9, "best"), Criterion(10, 0.8, "best"), Criterion(10, 1.0)))
+                          (Criterion(10, 1.0), Criterion(10, 0.9, "best"), Criterion(20, 1.0)))
 
 
 def defaults_for(ref: str, quick: bool = False) -> FactoryDefaults:
