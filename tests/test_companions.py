@@ -36,7 +36,8 @@ def test_study_writes_summary_figure_and_report_and_gallery_collects_it(study, t
     assert [line for line in report.splitlines() if line.startswith("#")] == [f"# study {study}"]
     table = [line for line in report.splitlines() if line.startswith("|")]
     assert [c.strip() for c in table[0].strip("|").split("|")] == list(summary.columns)
-    assert len(table) == 2 + len(summary) > 2 and report.rstrip().endswith(f"![{study}](figures/{study}.png)")
+    assert len(table) == 2 + len(summary) > 2 and report.split("\n---\n")[0].rstrip().endswith(f"![{study}](figures/{study}.png)")
+    assert "glossary" in report.split("\n---\n")[-1]  # every report ends pointing at the glossary
     gallery = tmp_path / "gallery"
     assert main(["figures", "--from", str(tmp_path / "runs"), "--gallery", str(gallery)]) == 0
     assert (gallery / f"{study}__{study}.png").is_file() and (gallery / f"{study}__{study}.pdf").is_file()
