@@ -63,9 +63,24 @@ def cli_help(command: str) -> str:
 RUNS = {
     "lr-laws": ("Learning-rate laws on the toy models", "loraplus-scaling lr-laws --out runs/lr-laws",
                 "Edges of the trainable region against width, the corner, transfer plots and the ratio profile."),
-    "lr-laws-factory": ("Learning-rate laws on the BERT and GPT-2 families",
-                        "loraplus-scaling lr-laws --factory bert,gpt2 --out runs/lr-laws-factory",
-                        "The same laws on two small transformer families, hidden 64 .. 256."),
+    "lr-laws-transfer": ("The transfer test on the toy models", "loraplus-scaling lr-laws --studies transfer "
+                         "--out runs/lr-laws-transfer", "Rates tuned at n = 64 moved to wider widths by each rule: "
+                         "the loss against rates retuned there."),
+    "lr-laws-bert": ("Learning-rate laws on the BERT family", "loraplus-scaling lr-laws --factory bert "
+                     "--out runs/lr-laws-bert", "Hidden 32 .. 512, 8 seeds, the median over seeds."),
+    "lr-laws-example-mlp": ("Learning-rate laws on the example MLP factory",
+                            "loraplus-scaling lr-laws --factory docs/examples/tiny_mlp_factory.py:make --widths "
+                            "64,128,256,512 --seeds 4 --transfer --target-width 1024,2048 --out runs/lr-laws-example-mlp",
+                            "Two LoRA layers in series, a mean-field readout: the stacked laws."),
+    "lr-laws-example-conv": ("Learning-rate laws on the example conv net",
+                             "loraplus-scaling lr-laws --factory docs/examples/conv_factory.py:make --widths "
+                             "32,64,128,256 --seeds 4 --out runs/lr-laws-example-conv",
+                             "LoRA on two stacked convolutions, a mean-field readout."),
+    "lr-laws-example-prenorm": ("Learning-rate laws on the example pre-LayerNorm block",
+                                "loraplus-scaling lr-laws --factory docs/examples/prenorm_block_factory.py:make "
+                                "--widths 64,128,256,512 --seeds 4 --criteria best0.9@T10,best0.8@T10,f1@T10 "
+                                "--out runs/lr-laws-example-prenorm",
+                                "LoRA on query, value and fc1, a standard readout."),
     "fig2": ("The paper's Fig. 2 grid", "loraplus-scaling lr-grid --out runs/fig2",
              "paper-mlp at n = 100, 43 x 43 rate pairs, 3 seeds, full-batch gradient descent."),
     "sweep-paper-mlp": ("lambda*(n) on the paper's MLP",
@@ -91,6 +106,9 @@ COURSE = ("The course's figures (full settings)",
           "Each lesson's figure at its full settings (the site's lesson pages show the quick ones).")
 
 MODELS = {"linear": "linear (n x n LoRA layer)", "mlp": "mlp", "toy": "toy", "paper-mlp": "paper-mlp",
+          "docs_examples_tiny_mlp_factorypy_make": "the example MLP factory",
+          "docs_examples_conv_factorypy_make": "the example conv net",
+          "docs_examples_prenorm_block_factorypy_make": "the example pre-LayerNorm block",
           "paper-mlp-base": "paper-mlp with a frozen W between A and B", "bert": "BERT family", "gpt2": "GPT-2 family"}
 INITS = {"init1": "Init[1]", "init2": "Init[2]", "initpaper": "the paper's printed init"}
 OPTIMIZERS = {"adam": "Adam", "sgd": "gradient descent"}
@@ -99,8 +117,10 @@ EXTRAS = {"teacher_b0-aligned": "control: teacher inside span(B0)", "B0_x_025": 
 KINDS = {"edges": "Edges of the trainable region and the corner against width",
          "transfer": "Transfer plot: loss against the rate rescaled by its edge, every width",
          "profile": "Ratio profile: the best loss over eta_A at each ratio, every width",
-         "fig2": "The Fig. 2 grid under one reading of the paper"}
-_SETTING = re.compile(r"^(?P<kind>edges|transfer|profile)_(?P<model>bert|gpt2|linear|mlp|toy|paper-mlp)_"
+         "fig2": "The Fig. 2 grid under one reading of the paper",
+         "transfer_gaps": "Transfer test: each rule's loss against the rates retuned at each width"}
+_SETTING = re.compile(r"^(?P<kind>edges|transfer_gaps|transfer|profile)_(?P<model>bert|gpt2|linear|mlp|toy|paper-mlp|"
+                      r"docs_examples_[a-z_]+py_make)_"
                       r"(?P<opt>adam|sgd)_(?P<init>init1|init2|initpaper)_(?P<scale>r|sqrt-r|none)(?:_(?P<extra>.+))?$")
 _FIG2 = re.compile(r"^fig2_(?P<opt>adam|sgd)_(?P<model>[a-z0-9-]+?)_(?P<init>init1|init2|initpaper)$")
 _HEATMAP = re.compile(r"^heatmap_n(?P<n>\d+)_t(?P<t>\d+)_(?P<split>train|test)$")
