@@ -38,11 +38,10 @@ from scaling.profile import seed_mean_log
 from scaling.transfer import LORAPLUS, SHARED_HELD, TransferRule, extrapolate, measured_shared_rule, mua_rule
 from scaling.factory import inspect_task
 from scaling.lora_layers import detach_lora_inputs
-from studies.factory_check import factory_for
 from studies.families.pretrain import apply_init
 from studies.lr_grid import log_grid, train_pairs
 from studies.lr_laws.config import ConfigKey
-from studies.lr_laws.factory import population_losses
+from studies.lr_laws.factory import laws_factory, population_losses
 from studies.run.shards import Shard
 from studies.run.spec import SpecError, _positive_ints, check_choices
 from toy_models.models import ModelConfig, build_model
@@ -160,7 +159,7 @@ def factory_pairs(config: TransferConfig, width: int, seed: int, eta_a: np.ndarr
     config.steps Adam steps from its init, as the laws' factory shards do (the same Init[2]
     draw): {'train': (T+1, K) losses, 'diverged_step': (K,)}."""
     dev = torch.device(device)
-    task = factory_for(config.factory)(width, config.rank, seed, dev)
+    task = laws_factory(config.factory)(width, config.rank, seed, dev)  # a family with its lr-laws settings
     shape = inspect_task(task, f"factory {config.model}")
     if config.detach_lora_input:
         detach_lora_inputs(task.model, [name for name, up in shape.upstream.items() if up])
