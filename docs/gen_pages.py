@@ -68,6 +68,9 @@ RUNS = {
                          "the loss against rates retuned there."),
     "lr-laws-bert": ("Learning-rate laws on the BERT family", "loraplus-scaling lr-laws --factory bert "
                      "--out runs/lr-laws-bert", "Hidden 32 .. 512, 8 seeds, the median over seeds."),
+    "lr-laws-bert-transfer": ("The transfer test on the BERT family", "loraplus-scaling lr-laws --factory bert "
+                              "--widths 32,64,128 --seeds 4 --slices one-rate --transfer --out runs/lr-laws-bert-transfer",
+                              "Rates tuned at hidden 32 moved to 64 and 128 by each rule."),
     "lr-laws-example-mlp": ("Learning-rate laws on the example MLP factory",
                             "loraplus-scaling lr-laws --factory docs/examples/tiny_mlp_factory.py:make --widths "
                             "64,128,256,512 --seeds 4 --transfer --target-width 1024,2048 --out runs/lr-laws-example-mlp",
