@@ -95,17 +95,17 @@ def write_tables(out: Path, tables: dict[str, pd.DataFrame]) -> None:
             write_csv(table, out / f"{name}.csv")
 
 
-GLOSSARY = Path(__file__).resolve().parents[2] / "docs" / "glossary.md"
+GLOSSARY_PAGE = "docs/glossary.md"  # in the repository; the Glossary page of the documentation site
 GLOSSARY_WORDS = ("Init[1]", "Init[2]", "Theta(1)", "delta1..3", "lazy side", "edge", "corner", "B0 path",
                   "local slopes", "omega")
 
 
 def glossary_note() -> str:
     """The closing line of every report.md: where its words (Init[1], delta1..3, edge, corner,
-    B0 path, local slopes, omega, ...) are explained."""
-    where = f"[{GLOSSARY}]({GLOSSARY.as_uri()})" if GLOSSARY.is_file() else "`docs/glossary.md` in the repository"
+    B0 path, local slopes, omega, ...) are explained. It names the page, not a path on this
+    machine: a report is read where the package's sources may not be."""
     return (f"\n\n---\nThe words this report uses ({', '.join(GLOSSARY_WORDS)}, ...) are explained in the glossary: "
-            f"{where}, the Glossary page of the documentation site.\n")
+            f"`{GLOSSARY_PAGE}` in the repository, the Glossary page of the documentation site.\n")
 
 
 def finish(study: Study, out: Path, raw: dict[str, pd.DataFrame], meta: dict, say=None) -> Report:
