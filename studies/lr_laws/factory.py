@@ -193,6 +193,37 @@ def population_losses(frame: pd.DataFrame, runs: int, steps: int) -> dict[str, n
     return {"train": train, "diverged_step": diverged}
 
 
+def prepare_task(task, name: str, detach: bool):
+    """Map a factory's freshly built Task (``inspect_task``: its TaskShape, returned), check it
+    starts from Init[1] (A random, B = 0), and under the stacking control (``detach``) make every
+    LoRA layer with a LoRA layer upstream read a detached copy of its input in its LoRA branch.
+    FactoryError when the model cannot be used so."""
+    shape = inspect_task(task, f"factory {name}")
+    if shape.init != "1":
+        raise FactoryError(f"factory {name}: lr-laws starts from the factory's Init[1] model "
+                           f"(A random, B = 0), this one is at init {shape.init}")
+    if detach:
+        stacked = [layer for layer, up in shape.upstream.items() if up]
+        if not stacked:
+            raise FactoryError(f"factory {name}: the stacking control needs a LoRA layer fed by another one")
+        detach_lora_inputs(task.model, stacked)
+    return shape
+
+
+def start_from(task, init: str, seed: int) -> None:
+    """Set the LoRA factors of the factory's Init[1] model to ``init``; Init[2]'s B draw depends on
+    the seed only, so every rate (and the transfer test) starts from the same model."""
+    torch.manual_seed(30_000 + seed)
+    apply_init(task.model, init)
+
+
+def train_losses(task, eta_a, eta_b, steps: int, device, chunk_size: int | None) -> dict[str, np.ndarray]:
+    """Train one population of the task's model under the pairs (eta_a, eta_b: (K,)) for ``steps``
+    Adam steps: ``population_losses``' {'train': (T+1, K), 'diverged_step': (K,)}."""
+    result = train_population([task], eta_a, eta_b, steps, measure=False, device=device, chunk_size=chunk_size)
+    return population_losses(result.frame, len(eta_a), steps)
+
+
 def factory_laws_shard(configs: tuple[LawsConfig, ...], width: int, rank: int, seed: int,
                        device: str = "cpu", chunk_size: int | None = CHUNK) -> pd.DataFrame:
     """Every configuration of one factory at one (width, seed): the model is built once, each
@@ -206,17 +237,9 @@ def factory_laws_shard(configs: tuple[LawsConfig, ...], width: int, rank: int, s
     factory = laws_factory(configs[0].factory)
     task = factory(width, rank, seed, dev)
     build = time.process_time() - start
-    shape = inspect_task(task, f"factory {factory.name}")
-    if shape.init != "1":
-        raise FactoryError(f"factory {factory.name}: lr-laws starts from the factory's Init[1] model "
-                           f"(A random, B = 0), this one is at init {shape.init}")
     if len({c.detach_lora_input for c in configs}) != 1:
         raise ValueError("one factory shard runs either the model or its stacking control, not both")
-    if configs[0].detach_lora_input:
-        stacked = [name for name, up in shape.upstream.items() if up]
-        if not stacked:
-            raise FactoryError(f"factory {factory.name}: the stacking control needs a LoRA layer fed by another one")
-        detach_lora_inputs(task.model, stacked)
+    shape = prepare_task(task, factory.name, configs[0].detach_lora_input)
     trainable = [p for p in task.model.parameters() if p.requires_grad]
     initial = [p.detach().clone() for p in trainable]
     frames = []
@@ -224,17 +247,15 @@ def factory_laws_shard(configs: tuple[LawsConfig, ...], width: int, rank: int, s
         with torch.no_grad():
             for p, p0 in zip(trainable, initial):
                 p.copy_(p0)
-        torch.manual_seed(30_000 + seed)  # Init[2]'s B draw: the same for every rate
-        apply_init(task.model, config.init)
+        start_from(task, config.init, seed)
 
         rounds: list[float] = []
 
         def train(eta_a, eta_b, config=config, rounds=rounds):
             t0 = time.process_time()
-            result = train_population([task], eta_a, eta_b, config.steps, measure=False, device=dev,
-                                      chunk_size=chunk_size)
+            losses = train_losses(task, eta_a, eta_b, config.steps, dev, chunk_size)
             rounds.append(time.process_time() - t0)
-            return population_losses(result.frame, len(eta_a), config.steps)
+            return losses
 
         found = search_slices(config, width, rank, seed, float("nan"), train)
         frames.append(found.assign(round_cpu_s=np.asarray(rounds)[found["round"].to_numpy(int)]))

@@ -36,16 +36,12 @@ import torch
 from scaling.edges import mean_interval
 from scaling.profile import seed_mean_log
 from scaling.transfer import LORAPLUS, SHARED_HELD, TransferRule, extrapolate, measured_shared_rule, mua_rule
-from scaling.factory import inspect_task
-from scaling.lora_layers import detach_lora_inputs
-from studies.families.pretrain import apply_init
 from studies.lr_grid import log_grid, train_pairs
 from studies.lr_laws.config import ConfigKey
-from studies.lr_laws.factory import laws_factory, population_losses
+from studies.lr_laws.factory import laws_factory, prepare_task, start_from, train_losses
 from studies.run.shards import Shard
 from studies.run.spec import SpecError, _positive_ints, check_choices
 from toy_models.models import ModelConfig, build_model
-from toy_models.module_population import train_population
 
 TRANSFER_COLUMNS = ["config", "width", "seed", "kind", "rule", "eta_a", "eta_b", "loss_0", "loss_t", "diverged_step",
                     "cpu_s"]
@@ -159,14 +155,11 @@ def factory_pairs(config: TransferConfig, width: int, seed: int, eta_a: np.ndarr
     config.steps Adam steps from its init, as the laws' factory shards do (the same Init[2]
     draw): {'train': (T+1, K) losses, 'diverged_step': (K,)}."""
     dev = torch.device(device)
-    task = laws_factory(config.factory)(width, config.rank, seed, dev)  # a family with its lr-laws settings
-    shape = inspect_task(task, f"factory {config.model}")
-    if config.detach_lora_input:
-        detach_lora_inputs(task.model, [name for name, up in shape.upstream.items() if up])
-    torch.manual_seed(30_000 + seed)
-    apply_init(task.model, config.init)
-    result = train_population([task], eta_a, eta_b, config.steps, measure=False, device=dev, chunk_size=chunk_size)
-    return population_losses(result.frame, len(eta_a), config.steps)
+    factory = laws_factory(config.factory)  # a family with its lr-laws settings
+    task = factory(width, config.rank, seed, dev)
+    prepare_task(task, factory.name, config.detach_lora_input)
+    start_from(task, config.init, seed)
+    return train_losses(task, eta_a, eta_b, config.steps, dev, chunk_size)
 
 
 def _slug(config: TransferConfig) -> str:
