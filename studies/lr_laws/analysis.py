@@ -97,7 +97,7 @@ def law_prediction(kind: str, config: LawsConfig, slice_spec=None,
         b = next(s for s in config.slices if s.name == "b-edge" and s.role == "edge")
         a = next(s for s in config.slices if s.name == "a-edge" and s.role == "edge")
         corner = ((a.held_n, a.held_r), (b.held_n, b.held_r))
-    depth, detached = config.depth, config.detach_lora_input
+    depth, detached, readout = config.depth, config.detach_lora_input, "mean-field"
     if config.factory is not None:
         chain, readout = (shapes or {}).get(config.label, (1, ""))
         if readout == "standard":
@@ -106,7 +106,7 @@ def law_prediction(kind: str, config: LawsConfig, slice_spec=None,
     p = _cached_prediction(kind, config.predict_as, config.optimizer, config.init_name, config.alpha_scaling,
                            config.variable, config.b0_variance, slice_spec.name if slice_spec else None, held, corner,
                            depth, detached)
-    if config.factory is not None and (shapes or {}).get(config.label, (1, ""))[1] == "":
+    if readout == "":
         p = replace(p, notes=p.notes + ["the factory declares no readout (Task.readout): predicted as for a "
                                         "mean-field one"])
     return p

@@ -21,6 +21,7 @@ from figures.lr_grid import plot_heatmap
 from figures.lr_laws import plain_log_ticks, plot_edges, plot_profile, plot_rank, plot_transfer, plot_transfer_gaps
 from figures.phase import measured_slices, plot_phase_edges
 from scaling.phase import phase_edges
+from scaling.exponents import fmt
 from studies.lr_laws.analysis import (CORNER, INIT_PAIR, PROFILE, PROFILE_REL_TOL, SLICE_NAMES, LawsTables,
                                       law_prediction, x_of)
 from studies.lr_laws.config import ConfigKey, LawsConfig
@@ -199,7 +200,7 @@ def shape_words(tables: LawsTables, model: str) -> list[str]:
                 "predicted as one mlp LoRA layer under a mean-field readout."]
     chain, readout = tables.shapes[label]
     stack = (f"{chain} LoRA layers in series (its longest chain), so the stacked laws: under Init[1] the B edge "
-             f"n^-{chain - 1}/{2 * chain}, the A edge and corner only bounded" if chain > 1 else "one LoRA layer deep")
+             f"n^{fmt(-(chain - 1) / (2 * chain))}, the A edge and corner only bounded" if chain > 1 else "one LoRA layer deep")
     if readout == "standard":
         return [f"Its predictions: {stack.split(',')[0]} under a standard readout (declared), which lowers every "
                 "edge by n^-1/2 and makes depth marginal; Init[2] under a standard readout is not derived."]
