@@ -101,7 +101,7 @@ def law_prediction(kind: str, config: LawsConfig, slice_spec=None,
     if config.factory is not None:
         chain, readout = (shapes or {}).get(config.label, (1, ""))
         if readout == "standard":
-            return factory_prediction(kind, config, slice_spec, chain)
+            return factory_prediction(kind, config, slice_spec, chain, corner)
         depth, detached = chain, config.detach_lora_input and chain > 1
     p = _cached_prediction(kind, config.predict_as, config.optimizer, config.init_name, config.alpha_scaling,
                            config.variable, config.b0_variance, slice_spec.name if slice_spec else None, held, corner,
@@ -112,7 +112,7 @@ def law_prediction(kind: str, config: LawsConfig, slice_spec=None,
     return p
 
 
-def factory_prediction(kind: str, config: LawsConfig, slice_spec, chain: int) -> LawPrediction:
+def factory_prediction(kind: str, config: LawsConfig, slice_spec, chain: int, corner=None) -> LawPrediction:
     """A factory's law under a standard readout (output weights ~ n^-1/2): the closed form of
     ``scaling.stacked`` for ``chain`` LoRA layers in series under Adam. A Theta(1) aligned change
     of the last features moves such an output by n^1/2, so every edge sits n^-1/2 lower than
@@ -126,10 +126,8 @@ def factory_prediction(kind: str, config: LawsConfig, slice_spec, chain: int) ->
     if config.optimizer not in ("adam", "adamw") or init != "1" or kind == "profile":
         return LawPrediction.given(None, "none", "not derived for a standard readout" + (
             " under Init[2] (B0's random part is derived for a mean-field readout only)" if init == "2" else ""))
-    if kind == "corner":
-        b = next(s for s in config.slices if s.name == "b-edge" and s.role == "edge")
-        a = next(s for s in config.slices if s.name == "a-edge" and s.role == "edge")
-        value = stacked_corner(chain, init, a.held_n, b.held_n, readout="standard", detached=detached)
+    if kind == "corner":  # corner: ((A edge's held), (B edge's held)) as (n, r) exponents, law_prediction's
+        value = stacked_corner(chain, init, corner[0][0], corner[1][0], readout="standard", detached=detached)
         return LawPrediction.given(value, "exact" if value is not None else "none",
                                    why if value is not None else
                                    "the A edge is censored under a standard readout (its held eta_B lies beyond the B "
