@@ -123,7 +123,8 @@ def run_options(default_out: str | None) -> argparse.ArgumentParser:
                    help=f"output directory (default {default_out or 'runs/<name>; see the description'})")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--executor", default="auto", choices=("auto", "inline", "local", "dask"),
-                   help="auto (local on a CPU, inline on a GPU) | inline | local (process pool) | dask")
+                   help="auto ($LORAPLUS_EXECUTOR if set, else local on a CPU and inline on a GPU) | inline | "
+                        "local (process pool) | dask")
     p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                    help=f"processes for --executor local / a local Dask cluster (default {DEFAULT_WORKERS})")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (dask executor)")

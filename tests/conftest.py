@@ -1,7 +1,10 @@
 """Test-session settings: the suite's tensors are tiny, so one intra-op thread is both the
 fastest choice (no thread-pool wake-ups, no contention with other processes) and removes
 any thread-count dependence of floating-point reductions. The families' cache of pretrained
-bases points at a fresh directory of this session: tests never read or fill the user's cache."""
+bases points at a fresh directory of this session: tests never read or fill the user's cache.
+``--executor auto`` means inline here (LORAPLUS_EXECUTOR): a process pool spawns workers that
+import torch again, seconds per run for shards of milliseconds; the pool itself is tested where
+it is the point (tests/test_shards.py, the finetune smoke test), with ``--executor local``."""
 import atexit
 import os
 import shutil
@@ -12,10 +15,12 @@ from functools import lru_cache
 import torch
 
 from studies.families.cache import CACHE_ENV
+from studies.run.shards import EXECUTOR_ENV
 
 torch.set_num_threads(1)
 os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="loraplus-test-bases-")
 atexit.register(shutil.rmtree, os.environ[CACHE_ENV], ignore_errors=True)
+os.environ[EXECUTOR_ENV] = "inline"
 
 
 def run_context(out, spec: dict | None = None):

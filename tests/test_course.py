@@ -1,14 +1,20 @@
 """The course: every lesson executes top to bottom (jupytext + nbclient) with COURSE_QUICK=1,
 from a working directory outside the repository, and keeps its figures out of the repository.
 
-A failing cell, including a lesson's own check that its claim holds, fails the test."""
+A failing cell, including a lesson's own check that its claim holds, fails the test. The lessons
+share one kernel per test process (starting one and importing torch costs seconds per lesson);
+each starts in a fresh namespace (``%reset -f``) and its own working directory, so a lesson that
+leaned on an earlier one's names fails here as it would alone."""
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 import jupytext
+import nbformat
 import pytest
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,17 +29,33 @@ def test_seven_lessons_with_solutions():
         assert (COURSE / "solutions" / f"lesson{number}.md").is_file()
 
 
+@pytest.fixture(scope="module")
+def course_kernel(tmp_path_factory):
+    """(kernel manager, figures directory): one quick-setting kernel for every lesson of this process."""
+    figures = tmp_path_factory.mktemp("course-figures")
+    saved = {k: os.environ.get(k) for k in ("COURSE_QUICK", "COURSE_FIGURES")}
+    os.environ.update(COURSE_QUICK="1", COURSE_FIGURES=str(figures))  # the kernel inherits them at its start
+    km = KernelManager(kernel_name="python3")
+    try:
+        km.start_kernel(cwd=str(tmp_path_factory.mktemp("kernel-cwd")))
+        yield km, figures
+    finally:
+        km.shutdown_kernel(now=True)
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+
+
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
-def test_lesson_executes(lesson, monkeypatch, tmp_path):
-    monkeypatch.setenv("COURSE_QUICK", "1")
-    monkeypatch.setenv("COURSE_FIGURES", str(tmp_path / "figures"))
+def test_lesson_executes(lesson, course_kernel, tmp_path):
+    km, figures = course_kernel
     elsewhere = tmp_path / "cwd"  # not docs/course, not the repository: lessons run from anywhere
     elsewhere.mkdir()
     notebook = jupytext.read(lesson)
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(elsewhere)}}).execute()
+    fresh = nbformat.v4.new_code_cell(f"%reset -f\nimport os\nos.chdir({str(elsewhere)!r})\ndel os")
+    notebook.cells.insert(0, fresh)
+    NotebookClient(notebook, km=km, timeout=600).execute()
     number = lesson.name.split("_")[0]
-    assert list((tmp_path / "figures").glob(f"{number}_*.png")), f"{lesson.name} saved no figure"
+    assert list(figures.glob(f"{number}_*.png")), f"{lesson.name} saved no figure"
 
 
 @pytest.mark.parametrize("quick", ["1", ""])

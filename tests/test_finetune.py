@@ -140,7 +140,7 @@ def test_three_step_finetune_smoke(tmp_path, tiny_model_dir, capsys):
     args = ["finetune", "--model", str(tiny_model_dir), "--data", str(data), "--ratios", "1,16",
             "--lrs", "1e-3,4e-3,1.6e-2", "--steps", "3", "--seeds", "2", "--batch-size", "2", "--eval-every", "1",
             "--monitor-every", "1", "--rank", "2", "--no-bracket"]
-    assert main(args + ["--out", str(out)]) == 0
+    assert main(args + ["--out", str(out), "--executor", "local"]) == 0
     evals = pd.read_csv(out / "evals.csv")
     assert len(evals) == 2 * 3 * 2 * 4  # ratios x lrs x seeds x (steps 0..3)
     monitor = pd.read_csv(out / "monitor.csv")

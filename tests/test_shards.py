@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
-from studies.run import runner
+from studies.run import runner, shards
 from studies.cli import main
+from studies.run.spec import SpecError
 
 ARGS = ["coord-check", "--model", "linear", "--widths", "32,64", "--steps", "2", "--seeds", "2",
         "--schemes", "loraplus,lora-const"]
@@ -66,7 +68,20 @@ def test_every_executor_gives_identical_results(tmp_path, executor):
     assert (tmp_path / executor / "results.csv").read_bytes() == (tmp_path / "inline" / "results.csv").read_bytes()
 
 
-def test_unreachable_scheduler_and_unknown_executor(tmp_path, capsys):
+def test_auto_executor_follows_the_environment_else_the_device(monkeypatch):
+    monkeypatch.delenv(shards.EXECUTOR_ENV)
+    assert shards.resolve_executor("auto", torch.device("cpu")) == "local"
+    assert shards.resolve_executor("auto", torch.device("cuda")) == "inline"
+    monkeypatch.setenv(shards.EXECUTOR_ENV, "dask")
+    assert shards.resolve_executor("auto", torch.device("cpu")) == "dask"
+    assert shards.resolve_executor("inline", torch.device("cpu")) == "inline"  # an explicit choice wins
+    monkeypatch.setenv(shards.EXECUTOR_ENV, "slurm")
+    with pytest.raises(SpecError, match="LORAPLUS_EXECUTOR='slurm' is no executor"):
+        shards.resolve_executor("auto", torch.device("cpu"))
+
+
+def test_unreachable_scheduler_and_unknown_executor(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(shards, "SCHEDULER_TIMEOUT_S", 1)  # the message, not the wait, is what is checked
     assert run(tmp_path / "a", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9") == 2
     assert "cannot reach the Dask scheduler" in capsys.readouterr().err
     assert run(tmp_path / "b", "--executor", "slurm") == 2
@@ -112,7 +127,7 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_table(tmp
     expected = (reference / "results.csv").read_bytes()
     for i, delay in enumerate((0.5, 1.5, 2.5)):
         out = tmp_path / f"killed{i}"
-        proc = subprocess.Popen([sys.executable, "-m", "studies", *args, "--out", str(out)],
+        proc = subprocess.Popen([sys.executable, "-m", "studies", *args, "--executor", "local", "--out", str(out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         children = _children(proc.pid)

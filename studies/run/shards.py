@@ -43,10 +43,19 @@ EXECUTORS = ("auto", "inline", "local", "dask")
 SHARD_THREADS = 1  # torch threads per shard: fixed, so that every executor computes the same bits
 
 
+EXECUTOR_ENV = "LORAPLUS_EXECUTOR"  # what ``auto`` means when set: inline | local | dask
+
+
 def resolve_executor(name: str, device) -> str:
-    """``auto``: a local process pool on a CPU, this process on a GPU (one device, one process)."""
+    """``auto``: $LORAPLUS_EXECUTOR when set, else a local process pool on a CPU and this
+    process on a GPU (one device, one process)."""
     if name != "auto":
         return name
+    chosen = os.environ.get(EXECUTOR_ENV, "").strip()
+    if chosen:
+        if chosen not in EXECUTORS[1:]:
+            raise SpecError(f"{EXECUTOR_ENV}={chosen!r} is no executor; choose from {', '.join(EXECUTORS[1:])}")
+        return chosen
     return "inline" if getattr(device, "type", str(device)) == "cuda" else "local"
 
 
@@ -211,6 +220,11 @@ def _run(todo: list[Shard], finished, executor: str, workers: int, scheduler: st
         _run_dask(todo, finished, scheduler, workers)
 
 
+# How long to try reaching a --scheduler before giving up with one error line (Dask retries a
+# refused connection until then).
+SCHEDULER_TIMEOUT_S = 10
+
+
 def _run_dask(todo: list[Shard], finished, scheduler: str | None, workers: int) -> None:
     try:
         from dask.distributed import Client, LocalCluster, as_completed as dask_completed
@@ -220,7 +234,7 @@ def _run_dask(todo: list[Shard], finished, scheduler: str | None, workers: int) 
     try:
         if scheduler:
             try:
-                client = Client(scheduler, timeout="10s")
+                client = Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
             except (OSError, TimeoutError, ValueError) as err:  # ValueError: not an address
                 raise SpecError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({err})") from None
         else:
