@@ -70,6 +70,7 @@ stacked one, the layer's class beyond it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 from scaling.exponents import NEG_INF, Exponent, Poly, fmt
 from scaling.recursion import ASSUMPTIONS as RECURSION_ASSUMPTIONS
@@ -287,6 +288,14 @@ def _n(q) -> float:
 
 def _history(model: str, optimizer: str, init: str, gA: float, gB: float, steps: int, layer: int = 1,
              link: str = "min"):
+    """``_recursion_history``, with a derivation list of the caller's own (predict appends to it)."""
+    history, derivation = _recursion_history(model, optimizer, init, gA, gB, steps, layer, link)
+    return history, list(derivation)
+
+
+@lru_cache(maxsize=4096)  # a judged table asks for the same (scheme, step) once per metric and layer
+def _recursion_history(model: str, optimizer: str, init: str, gA: float, gB: float, steps: int, layer: int = 1,
+                       link: str = "min"):
     """The recursion at eta_A = n^gA, eta_B = n^gB: per step the metrics' exponents, their two
     largest terms ("terms": metric -> [(exponent, what)]) and, for SGD, the output's exponent;
     and the derivation (steps 0, 1, 2 and the last). layer: the place in a chain of LoRA layers

@@ -86,8 +86,10 @@ def test_finetune_run_redraws_in_place(tiny_model_dir, capsys):
 
 def test_a_directory_of_runs_of_every_kind(monkeypatch, capsys):
     """The README's runs/ after coord-check, validate and lr-grid, plus an unfinished run, a
-    benchmark and a stray directory: exit 0, one line each, every run redrawn in its own
-    directory, the rest untouched, and a gallery only with --gallery."""
+    benchmark and a stray directory, redrawn with --gallery: exit 0, one line each, every run
+    redrawn in its own directory, the rest untouched, and the gallery holds each run's figures
+    under its name. (Without --gallery nothing is written outside a run: assert_redrawn_in_place,
+    the same code path, on single runs above.)"""
     small_validate(monkeypatch, TINY_SUITE)
     runs = Path.cwd() / "runs"
     assert main(["coord-check", "--model", "linear", "--widths", "32,64", "--steps", "2", "--seeds", "1",
@@ -102,22 +104,23 @@ def test_a_directory_of_runs_of_every_kind(monkeypatch, capsys):
     capsys.readouterr()
     before = files(runs)
 
-    assert main(["figures", "--from", "runs"]) == 0
+    gallery = Path.cwd() / "gallery"
+    assert main(["figures", "--from", "runs", "--gallery", str(gallery)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    said = {Path(line.split(":")[0]).name: line for line in lines}
-    assert len(lines) == len(said) == 6
+    per_run = [line for line in lines if line.startswith("runs/")]
+    said = {Path(line.split(":")[0]).name: line for line in per_run}
+    assert len(per_run) == len(said) == 6, lines
     assert all("redrew" in said[name] for name in ("grid", "cc", "validate"))
     assert "unfinished" in said["unfinished"] and "bench.json" in said["bench"] and "no meta.json" in said["notes"]
     after = files(runs)
     changed = {name for name in after if before.get(name) != after[name]}
     assert {name.split("/")[0] for name in changed} == {"grid", "cc", "validate"}, changed
     assert not (Path.cwd() / "figures").exists()
-
-    gallery = Path.cwd() / "gallery"
-    assert main(["figures", "--from", "runs", "--gallery", str(gallery)]) == 0
     copied = sorted(p.name for p in gallery.iterdir())
     assert {name.split("__")[0] for name in copied} == {"grid", "cc", "validate"}
     assert {"grid__lambda_t3_train.png", "grid__lambda_t3_train.pdf"} <= set(copied)
+    drawn = {f"validate__{p.name}" for p in (runs / "validate" / "figures").glob("*.png")}
+    assert {name for name in copied if name.startswith("validate__") and name.endswith(".png")} <= drawn
 
 
 def test_unknown_kind_is_skipped_and_a_file_is_not_a_gallery(capsys):
