@@ -16,5 +16,8 @@ def save_figure(fig, stem: Path, formats=("png", "pdf"), dpi: int = 110) -> Path
     for ext in formats:
         extra = {"metadata": {"CreationDate": None}} if ext == "pdf" else {}
         fig.savefig(stem.parent / f"{stem.name}.{ext}", dpi=dpi, **extra)
+        # Laid out once: a layout engine runs a whole dry drawing before every save, as costly as
+        # the drawing itself, so the other formats keep the first one's layout.
+        fig.set_layout_engine("none")
     plt.close(fig)
     return stem.parent / f"{stem.name}.png"

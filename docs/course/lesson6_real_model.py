@@ -25,7 +25,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from transformers import AutoTokenizer
 
 from figures.course import QUICK, save
@@ -34,7 +33,6 @@ from studies.finetune import FinetuneSpec, finetune_run, load_data, resolve_mode
 from studies.run.spec import SpecError
 from studies.sst2 import write_sample
 
-torch.set_num_threads(2)
 # the quick setting (the tests'): 6 steps of 16 sentences cut to 32 tokens, so the monitor (steps 1, 6, 11, ...)
 # measures step 6 after the first
 settings = dict(steps=6 if QUICK else 150, train_limit=160 if QUICK else 2000, dev_limit=32 if QUICK else None,
