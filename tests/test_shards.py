@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import torch
@@ -150,6 +151,8 @@ def test_lr_grid_resumes_from_its_shards_with_the_same_bits(tmp_path, monkeypatc
     """The grid's shards hold the eval-step table and the whole curves (npz); a resumed grid
     writes the same grid and curve tables as an uninterrupted one, on the local executor too."""
     from studies import lr_grid
+    from studies.reports import lr_grid as lr_grid_report
+    monkeypatch.setattr(lr_grid_report, "save_figure", lambda fig, stem: plt.close(fig))  # tables are the point
     assert main([*GRID_ARGS, "--out", str(tmp_path / "ref"), "--executor", "inline"]) == 0
     real, calls = lr_grid.lr_grid_shard, []
 
