@@ -39,13 +39,14 @@ def small_corner():
 @lru_cache(maxsize=None)
 def _phase_diagram(*args, **kwargs):
     from scaling.phase import phase_diagram
-    return phase_diagram(*args, **kwargs)
+    return phase_diagram(*args, **kwargs, resolution=0.25)
 
 
 def small_validate(monkeypatch, settings) -> None:
     """``validate --quick`` on ``settings`` (a validate.SuiteSettings) with the small corner law.
-    The theory's phase diagrams (pure functions of optimizer, init and model, a few seconds each)
-    are computed once per test session instead of once per drawing."""
+    The theory's phase diagrams (pure functions of optimizer, init and model, a few seconds each
+    at their default resolution) are drawn on a coarse grid, once per test process; what they
+    show is tested in tests/test_laws.py and tests/test_theory.py."""
     from studies import validate
     from studies.reports import validate as report
     corner = small_corner()

@@ -7,6 +7,7 @@ import json
 import sys
 import types
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
@@ -14,6 +15,7 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 from studies.cli import main
 from studies import finetune
 from studies.finetune import FinetuneSpec, best_lrs, steps_to_target
+from studies.reports import finetune as finetune_report
 from studies.run.spec import SpecError
 from studies import sst2
 from studies.sst2 import SST2_ENV, find_sst2, from_records, load_sst2, read_tsv, sample_sentences, write_sample
@@ -131,7 +133,7 @@ def tiny_model_dir(tmp_path_factory):
     return d
 
 
-def test_three_step_finetune_smoke(tmp_path, tiny_model_dir, capsys):
+def test_three_step_finetune_smoke(tmp_path, tiny_model_dir, capsys, monkeypatch):
     data = tmp_path / "sst2"
     data.mkdir()
     write(data / "train.tsv", ("label", "sentence"), ROWS)
@@ -158,6 +160,7 @@ def test_three_step_finetune_smoke(tmp_path, tiny_model_dir, capsys):
     # one shard per (ratio, lr, seed): a rerun computes nothing, and inline gives the pool's bits
     first = (out / "evals.csv").read_bytes()
     capsys.readouterr()
+    monkeypatch.setattr(finetune_report, "save_figure", lambda fig, stem: plt.close(fig))  # the tables are the point
     assert main(args + ["--out", str(out)]) == 0
     assert json.loads((out / "meta.json").read_text())["resumed_shards"] == 12
     assert (out / "evals.csv").read_bytes() == first

@@ -5,10 +5,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 
 from studies import catalogue, companions, validate
 from studies.cli import main
+from studies.reports import lr_grid as lr_grid_report
+from studies.reports import validate as validate_report
 from tests.conftest import small_validate
 from tests.test_companions import tiny_variants
 
@@ -94,8 +97,11 @@ def test_a_directory_of_runs_of_every_kind(monkeypatch, capsys):
     runs = Path.cwd() / "runs"
     assert main(["coord-check", "--model", "linear", "--widths", "32,64", "--steps", "2", "--seeds", "1",
                  "--executor", "inline", "--out", "runs/cc"]) in (0, 1)
-    assert main(["validate", "--quick", "--executor", "inline", "--out", "runs/validate"]) in (0, 1)
-    assert main([*LR_GRID, "--out", "runs/grid"]) == 0
+    with monkeypatch.context() as undone:  # the figures are drawn by the redraw below (and each command's own test)
+        undone.setattr(validate_report, "draw_figures", lambda *a: {})
+        undone.setattr(lr_grid_report, "save_figure", lambda fig, stem: plt.close(fig))
+        assert main(["validate", "--quick", "--executor", "inline", "--out", "runs/validate"]) in (0, 1)
+        assert main([*LR_GRID, "--out", "runs/grid"]) == 0
     shutil.copytree(runs / "grid", runs / "unfinished")
     (runs / "unfinished" / "meta.json").unlink()
     (runs / "bench").mkdir()

@@ -1,6 +1,7 @@
 """The lr-grid study: grid, tidy table, optima, figures and report; bad inputs."""
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 from studies.cli import main
 from studies.lr_grid import LrGridSpec, best_pairs, curve_frame, log_grid, run_lr_grid, train_grid
+from studies.reports import lr_grid as lr_grid_report
 from tests.conftest import run_context
 from studies.run.spec import SpecError
 from toy_models.models import ModelConfig, build_model
@@ -63,7 +65,7 @@ def headings(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("#")]
 
 
-def test_cli_writes_report_and_figures_and_figures_redraws(tmp_path, capsys):
+def test_cli_writes_report_and_figures_and_figures_redraws(tmp_path, capsys, monkeypatch):
     """The golden lr-grid report: its title, one section per evaluated (step, split), the
     figures; the fitted slopes it states are lambda_fit.csv's. ``figures --from`` redraws
     the same report from the stored tables."""
@@ -86,6 +88,7 @@ def test_cli_writes_report_and_figures_and_figures_redraws(tmp_path, capsys):
     optima = pd.read_csv(out / "optima.csv")
     assert len(optima) == 2 * 2 and set(optima.width) == {64, 128}  # (split, width)
     (out / "report.md").unlink()
+    monkeypatch.setattr(lr_grid_report, "save_figure", lambda fig, stem: plt.close(fig))  # drawn above
     assert main(["figures", "--from", str(out), "--gallery", ""]) == 0
     assert (out / "report.md").read_text() == report
 

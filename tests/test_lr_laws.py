@@ -19,6 +19,7 @@ from studies.lr_laws.analysis import analyse, edge_table, judge, factory_shapes,
 from studies.lr_laws.config import ConfigKey, LawsConfig, SliceSpec, catalogue, select_configs
 from studies.lr_laws.fig2 import dead_start, fig2_table
 from studies.lr_laws.search import laws_shard
+from studies.reports import lr_laws as lr_laws_report
 from studies.run.spec import SpecError
 from toy_models.models import ModelConfig, build_model
 from toy_models.population import Population
@@ -318,7 +319,7 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path, capsys, argv, fragment
     assert not out.exists()
 
 
-def test_a_tiny_study_writes_the_tables_and_resumes(tmp_path, capsys):
+def test_a_tiny_study_writes_the_tables_and_resumes(tmp_path, capsys, monkeypatch):
     argv = ["lr-laws", "--studies", "gd", "--quick", "--models", "toy", "--inits", "1", "--slices",
             "b-edge,a-edge", "--laws", "edge,corner", "--widths", "64,128", "--seeds", "2", "--executor", "inline",
             "--out", str(tmp_path)]
@@ -336,6 +337,7 @@ def test_a_tiny_study_writes_the_tables_and_resumes(tmp_path, capsys):
         "## How it is measured", "## Laws (primary criterion)", "## Censored edges",
         "## How the slopes move with the criterion (f, T)", "## Optima", "## Search cost", "## Figures",
         "## Appendix: edges per width (geometric mean over seeds, 95% interval)"]
+    monkeypatch.setattr(lr_laws_report, "draw_figures", lambda *a: {})  # drawn above; resuming is the point here
     assert main(argv) == 0
     assert json.loads((tmp_path / "meta.json").read_text())["resumed_shards"] == 4
 
