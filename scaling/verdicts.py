@@ -310,6 +310,14 @@ def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,
                 return predictor(model, opt, init, sch.gA, sch.gB, step, layer=where, detached=detached)
             return predictor(model, opt, init, sch.gA, sch.gB, step)
 
+        widest_rows = {}  # layer -> its measurements at its widest width (all steps), found once
+
+        def widest(layer: str) -> pd.DataFrame:
+            if layer not in widest_rows:
+                in_layer = g[g.layer == layer]
+                widest_rows[layer] = in_layer[in_layer.width == in_layer.width.max()]
+            return widest_rows[layer]
+
         for step in steps:
             first_pred = predicted(int(step), 1)
             at = g[g.step == step]
@@ -323,9 +331,7 @@ def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,
 
                 def rules(v, why, metric=metric, layer=layer, expected=expected):
                     if pred.claim == "exact" and v != "INCONCLUSIVE" and expected != NEG_INF:
-                        in_layer = g[g.layer == layer]
-                        late = crossover(metric, int(step), pred.exponents, prev,
-                                         in_layer[in_layer.width == in_layer.width.max()])
+                        late = crossover(metric, int(step), pred.exponents, prev, widest(layer))
                         if late:
                             v, why = "INCONCLUSIVE", late
                     if layer not in firsts and first_pred.classification == "unstable":

@@ -42,4 +42,7 @@ def coord_check(factory, widths=(64, 128, 256, 512), schemes=("loraplus", "lora-
         options = RunOptions(out=Path(out) if out is not None else Path(tmp), device=str(dev), executor=executor,
                              workers=workers, progress=progress)
         ctx = RunContext(options, {"study": "coord-check", **spec.to_dict()}, dev)
-        return run_factory_check(spec, ctx)
+        try:
+            return run_factory_check(spec, ctx)
+        finally:
+            ctx.close()

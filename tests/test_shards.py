@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -177,6 +178,25 @@ def test_lr_grid_resumes_from_its_shards_with_the_same_bits(tmp_path, monkeypatc
 
 def _table(i: int) -> pd.DataFrame:
     return pd.DataFrame({"i": [i]})
+
+
+def _worker_pid(i: int) -> pd.DataFrame:
+    return pd.DataFrame({"i": [i], "pid": [os.getpid()]})
+
+
+def test_a_run_keeps_its_local_pool_across_phases(tmp_path):
+    """Two phases of one run (two run_shards calls sharing ``pools``) run on the same workers;
+    close_pools ends them."""
+    from studies.run.shards import Shard, ShardStore, close_pools, run_shards
+    pools, pids = {}, []
+    for phase in ("a", "b"):
+        store = ShardStore(tmp_path / phase, {"study": "t"})
+        run_shards([Shard(f"s{i}", _worker_pid, (i,)) for i in range(4)], store, "local", 2, pools=pools)
+        pids.append(set(store.load([f"s{i}" for i in range(4)]).pid))
+    assert pids[1] <= pids[0] and os.getpid() not in pids[0] and len(pools) == 1
+    workers = list(next(iter(pools.values()))._processes.values())
+    close_pools(pools)
+    assert not pools and not any(w.is_alive() for w in workers)
 
 
 def test_progress_off_a_terminal_is_plain_lines_and_says_what_was_resumed(tmp_path, capsys):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from studies.run.shards import Shard, ShardStore, resolve_executor, run_shards
+from studies.run.shards import Shard, ShardStore, close_pools, resolve_executor, run_shards
 from studies.run.spec import SpecError
 from studies.run.store import metadata, prepare_out_dir, write_json
 
@@ -89,6 +89,7 @@ class RunContext:
         self.store = ShardStore(self.out, self.spec, force=options.force)
         self.resumed = len(self.store.done)
         self._start, self._cpu = time.perf_counter(), cpu_seconds()
+        self._pools: dict = {}  # the local executor's worker pool, kept across this run's phases
 
     # -- shards ---------------------------------------------------------------------------------
     def run(self, shards: list[Shard], bar: str | None = None, store: ShardStore | None = None,
@@ -96,7 +97,11 @@ class RunContext:
         """Run every shard ``store`` (default: the run's own) does not hold yet; ``bar`` labels
         the progress bar (shown when the options ask for progress)."""
         run_shards(shards, store or self.store, self.executor, self.options.workers, self.options.scheduler,
-                   progress=progress, bar=bar if self.options.progress else None)
+                   progress=progress, bar=bar if self.options.progress else None, pools=self._pools)
+
+    def close(self) -> None:
+        """End the worker processes the run's phases shared (once its shards are all done)."""
+        close_pools(self._pools)
 
     def load(self, shards: list[Shard], store: ShardStore | None = None) -> pd.DataFrame:
         """The finished shards' tables, concatenated in the order given."""

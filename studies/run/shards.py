@@ -168,10 +168,11 @@ def _call(shard_fn, args) -> pd.DataFrame:
 
 def run_shards(shards: list[Shard], store: ShardStore, executor: str = "inline", workers: int = 2,
                scheduler: str | None = None, progress: Callable[[str, pd.DataFrame], Any] | None = None,
-               bar: str | None = None) -> None:
+               bar: str | None = None, pools: dict | None = None) -> None:
     """Run every shard the store does not hold yet; afterwards ``store.load`` has them all.
     ``progress(key, table)`` after each finished shard; ``bar``: the label of a progress bar
-    over the shards still to run (None: no bar)."""
+    over the shards still to run (None: no bar). ``pools``: where the local executor keeps its
+    process pool for the caller's later calls (``close_pools`` ends them); None: a pool per call."""
     if executor not in EXECUTORS or executor == "auto":
         raise SpecError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS[1:])}")
     if workers < 1:
@@ -193,10 +194,17 @@ def run_shards(shards: list[Shard], store: ShardStore, executor: str = "inline",
             progress(key, frame)
 
     with counter:
-        _run(todo, finished, executor, workers, scheduler)
+        _run(todo, finished, executor, workers, scheduler, pools)
 
 
-def _run(todo: list[Shard], finished, executor: str, workers: int, scheduler: str | None) -> None:
+def close_pools(pools: dict) -> None:
+    """End the process pools ``run_shards`` kept in ``pools``."""
+    while pools:
+        pools.popitem()[1].shutdown()
+
+
+def _run(todo: list[Shard], finished, executor: str, workers: int, scheduler: str | None,
+         pools: dict | None = None) -> None:
     """Run the shards on the executor, calling ``finished(key, result)`` as each one ends."""
     if executor == "inline":
         threads = torch.get_num_threads()
@@ -206,16 +214,26 @@ def _run(todo: list[Shard], finished, executor: str, workers: int, scheduler: st
         finally:
             torch.set_num_threads(threads)
     elif executor == "local":
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
+        # A spawned worker imports torch again (seconds of CPU): a study whose shards come in
+        # phases (validate's suite, then its corner law; lr-laws' search rounds) reuses its pool.
+        size = min(workers, len(todo))
+        pool = pools.get(size) if pools is not None else None
+        if pool is None:
+            pool = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_exit_with_parent, initargs=(os.getpid(),))
+            if pools is not None:
+                pools[size] = pool
         try:
             futures = {pool.submit(_call, s.fn, s.args): s.key for s in todo}
             for f in as_completed(futures):
                 finished(futures[f], f.result())
         except BaseException:  # Ctrl-C or a failed shard: drop the queued shards instead of running them all
             pool.shutdown(wait=False, cancel_futures=True)
+            if pools is not None:
+                pools.pop(size, None)
             raise
-        pool.shutdown()
+        if pools is None:
+            pool.shutdown()
     else:
         _run_dask(todo, finished, scheduler, workers)
 

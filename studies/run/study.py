@@ -130,7 +130,10 @@ def run_study(study: Study, options: RunOptions) -> Report:
     device = resolve_device(options.device)
     study.check(device)
     ctx = RunContext(options, study.store_spec(), device)
-    raw = study.execute(ctx)
+    try:
+        raw = study.execute(ctx)
+    finally:
+        ctx.close()
     meta = ctx.meta(study.kind, study.meta_spec(), **study.meta_extra(raw))
     write_tables(ctx.out, raw)
     ctx.write_meta(meta)
