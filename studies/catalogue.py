@@ -172,7 +172,7 @@ class ValidateStudy(Study):
     def meta_spec(self) -> dict:
         s = self.settings
         return {"suite": "quick" if self.quick else "full", "tolerance": self.tolerance, "widths": s.widths,
-                "seeds": s.seeds, "widest_seeds": s.widest_seeds, "steps": s.steps}
+                "seeds": s.seeds, "fewer_seeds": s.fewer_seeds, "steps": s.steps}
 
     @classmethod
     def from_meta(cls, meta: dict) -> "ValidateStudy":

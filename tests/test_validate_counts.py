@@ -79,3 +79,14 @@ def test_the_stacking_control_runs_in_the_suites_mlp_shards_with_the_lora_inputs
     assert not any("stackcontrol" in dict(sh.args[0]) for sh in shards if not sh.key.startswith("mlp_"))
     # a store made before the control existed holds shards without it: its spec differs
     assert store_spec(settings)["controls"][-1] == f"stacking on {STACK_CONTROL_SEEDS} seeds"
+
+
+def test_fewer_seeds_at_the_costly_widths_drop_only_those_shards():
+    settings = SuiteSettings(widths={"toy": (64, 128), "linear": (32, 64), "mlp": (32, 64, 128)},
+                             seeds={"toy": 2, "linear": 2, "mlp": 4}, steps=3, fewer_seeds={"mlp": {64: 3, 128: 1}})
+    assert [settings.seeds_at("mlp", w) for w in (32, 64, 128)] == [4, 3, 1] and settings.seeds_at("toy", 128) == 2
+    keys = {sh.key for sh in suite_shards(settings, torch.device("cpu"))[0]}
+    assert {k for k in keys if k.startswith("mlp_")} == (
+        {f"mlp_w32_s{s}" for s in range(4)} | {f"mlp_w64_s{s}" for s in range(3)} | {"mlp_w128_s0"})
+    assert len(keys) == 8 + 2 * 2 + 2 * 2  # mlp, toy, linear
+    assert store_spec(settings)["fewer_seeds"] == {"mlp": {64: 3, 128: 1}}  # a store of other seeds is refused
