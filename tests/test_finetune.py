@@ -140,11 +140,11 @@ def test_three_step_finetune_smoke(tmp_path, tiny_model_dir, capsys, monkeypatch
     write(data / "dev.tsv", ("label", "content"), ROWS[:4])
     out = tmp_path / "ft"
     args = ["finetune", "--model", str(tiny_model_dir), "--data", str(data), "--ratios", "1,16",
-            "--lrs", "1e-3,4e-3,1.6e-2", "--steps", "3", "--seeds", "2", "--batch-size", "2", "--eval-every", "1",
+            "--lrs", "1e-3,1.6e-2", "--steps", "3", "--seeds", "2", "--batch-size", "2", "--eval-every", "1",
             "--monitor-every", "1", "--rank", "2", "--no-bracket"]
     assert main(args + ["--out", str(out), "--executor", "local"]) == 0
     evals = pd.read_csv(out / "evals.csv")
-    assert len(evals) == 2 * 3 * 2 * 4  # ratios x lrs x seeds x (steps 0..3)
+    assert len(evals) == 2 * 2 * 2 * 4  # ratios x lrs x seeds x (steps 0..3)
     monitor = pd.read_csv(out / "monitor.csv")
     assert {"delta1", "delta2", "delta3"} <= set(monitor.metric) and set(monitor.step) == {0, 1, 2, 3}
     for name in ("report.md", "best_per_ratio.csv", "figures/accuracy_vs_ratio.png", "figures/curves.png",
@@ -154,7 +154,7 @@ def test_three_step_finetune_smoke(tmp_path, tiny_model_dir, capsys, monkeypatch
     report = (out / "report.md").read_text()
     assert headings(report) == HEADINGS
     best = pd.read_csv(out / "best_per_ratio.csv")
-    assert sorted(best.ratio) == [1.0, 16.0] and set(best.best_lr) <= {1e-3, 4e-3, 1.6e-2}
+    assert sorted(best.ratio) == [1.0, 16.0] and set(best.best_lr) <= {1e-3, 1.6e-2}
     table = report.split(HEADINGS[1])[1].split("\n\n")[1].splitlines()
     assert [c.strip() for c in table[0].strip("|").split("|")] == list(best.columns) and len(table) == 2 + len(best)
     # one shard per (ratio, lr, seed): a rerun computes nothing, and inline gives the pool's bits
@@ -162,7 +162,7 @@ def test_three_step_finetune_smoke(tmp_path, tiny_model_dir, capsys, monkeypatch
     capsys.readouterr()
     monkeypatch.setattr(finetune_report, "save_figure", lambda fig, stem: plt.close(fig))  # the tables are the point
     assert main(args + ["--out", str(out)]) == 0
-    assert json.loads((out / "meta.json").read_text())["resumed_shards"] == 12
+    assert json.loads((out / "meta.json").read_text())["resumed_shards"] == 8
     assert (out / "evals.csv").read_bytes() == first
     assert main(args + ["--out", str(tmp_path / "inline"), "--executor", "inline"]) == 0
     assert (tmp_path / "inline" / "evals.csv").read_bytes() == first
