@@ -214,8 +214,8 @@ def _run(todo: list[Shard], finished, executor: str, workers: int, scheduler: st
         finally:
             torch.set_num_threads(threads)
     elif executor == "local":
-        # A spawned worker imports torch again (seconds of CPU): a study whose shards come in
-        # phases (validate's suite, then its corner law; lr-laws' search rounds) reuses its pool.
+        # A spawned worker imports torch again (seconds of CPU): a study whose shards come in phases
+        # (validate's suite, then its corner law; lr-laws' laws, Fig. 2, transfer test) reuses its pool.
         size = min(workers, len(todo))
         pool = pools.get(size) if pools is not None else None
         if pool is None:
