@@ -62,7 +62,8 @@ REASON_KINDS = [
     ("local slopes not settled", "slopes still moving",
      "the local slopes between neighbouring widths still change: these widths have not reached the asymptotic regime"),
     ("crossover", "sum not yet dominated",
-     "a sum (z_a, delta2 or dz_b) whose predicted leading term is still the smaller one at the widest width"),
+     "a sum (z_a, delta2 or dz_b) whose predicted leading term is still the smaller one at the widest width, "
+     "or (dz_b) at the narrowest, where a correction to scaling may be at most as large as the leading term"),
     ("no sharp prediction", "after an unstable layer",
      "a layer after an unstable one gets inputs that grow with n: the theory makes no sharp prediction"),
     ("past the blow-up", "SGD past its blow-up", "SGD diverges past its blow-up: no exponent is predicted"),
@@ -190,11 +191,17 @@ def _median_at(frame: pd.DataFrame, metric: str, step: int) -> float:
     return float(v.median()) if len(v) else math.nan
 
 
-def crossover(metric: str, step: int, exponents: dict, previous: dict | None, widest: pd.DataFrame) -> str | None:
+def crossover(metric: str, step: int, exponents: dict, previous: dict | None, widest: pd.DataFrame,
+              narrowest: pd.DataFrame | None = None) -> str | None:
     """Why the sum ``metric`` cannot show its predicted exponent yet, or None.
 
-    exponents: the prediction at ``step``; previous: at step - 1 (None at step 1); widest:
-    one layer's measurements at the widest width (all steps)."""
+    exponents: the prediction at ``step``; previous: at step - 1 (None at step 1); widest,
+    narrowest: one layer's measurements at the widest and the narrowest width (all steps).
+    dz_b = delta1 + delta2 + delta3 is a sum whose parts are measured, so its leading part must
+    lead at the widest width, and at the narrowest too: a fit over the widths can absorb a
+    runner-up as a correction to scaling only where it is at most as large as the leading term
+    (scaling.gamma.SHARE_BOUNDS). A leading part with a small constant that takes over only at
+    the widest widths would otherwise pull the fit towards the runner-up's exponent."""
     def z_a_parts(t: int, exps: dict) -> str | None:
         if t < 1 or not exps["dz_a"] > 0 or exps["z_a"] != exps["dz_a"]:
             return None  # Z_A(0) is not predicted to be overtaken
@@ -211,11 +218,16 @@ def crossover(metric: str, step: int, exponents: dict, previous: dict | None, wi
         top = exponents["dz_b"]
         lead = [k for k in ("delta1", "delta2", "delta3") if exponents[k] == top]
         rest = [k for k in ("delta1", "delta2", "delta3") if exponents[k] != top and exponents[k] != NEG_INF]
-        lead_size = max(_median_at(widest, k, step) for k in lead)
-        rest_size = max((_median_at(widest, k, step) for k in rest), default=-math.inf)
-        if rest_size > lead_size:
-            return (f"crossover: the term(s) predicted to dominate dz_b ({', '.join(lead)}) are still smaller "
-                    f"than the others at the widest width ({lead_size:.2g} < {rest_size:.2g})")
+        for where, frame in (("widest", widest), ("narrowest", narrowest)):
+            if frame is None:
+                continue
+            lead_size = max(_median_at(frame, k, step) for k in lead)
+            rest_size = max((_median_at(frame, k, step) for k in rest), default=-math.inf)
+            if rest_size > lead_size:
+                return (f"crossover: the term(s) predicted to dominate dz_b ({', '.join(lead)}) are still smaller "
+                        f"than the others at the {where} width ({lead_size:.2g} < {rest_size:.2g})"
+                        + ("; a correction to scaling may be at most as large as the leading term there"
+                           if where == "narrowest" else ""))
     return None
 
 
@@ -310,13 +322,14 @@ def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,
                 return predictor(model, opt, init, sch.gA, sch.gB, step, layer=where, detached=detached)
             return predictor(model, opt, init, sch.gA, sch.gB, step)
 
-        widest_rows = {}  # layer -> its measurements at its widest width (all steps), found once
+        ends = {}  # layer -> its measurements at its widest and narrowest width (all steps), found once
 
-        def widest(layer: str) -> pd.DataFrame:
-            if layer not in widest_rows:
+        def widths_at_ends(layer: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+            if layer not in ends:
                 in_layer = g[g.layer == layer]
-                widest_rows[layer] = in_layer[in_layer.width == in_layer.width.max()]
-            return widest_rows[layer]
+                ends[layer] = (in_layer[in_layer.width == in_layer.width.max()],
+                               in_layer[in_layer.width == in_layer.width.min()])
+            return ends[layer]
 
         for step in steps:
             first_pred = predicted(int(step), 1)
@@ -331,7 +344,7 @@ def compare(results: pd.DataFrame, steps, tol: float = DEFAULT_TOLERANCE,
 
                 def rules(v, why, metric=metric, layer=layer, expected=expected):
                     if pred.claim == "exact" and v != "INCONCLUSIVE" and expected != NEG_INF:
-                        late = crossover(metric, int(step), pred.exponents, prev, widest(layer))
+                        late = crossover(metric, int(step), pred.exponents, prev, *widths_at_ends(layer))
                         if late:
                             v, why = "INCONCLUSIVE", late
                     if layer not in firsts and first_pred.classification == "unstable":

@@ -78,6 +78,11 @@ def test_crossover_of_dz_b_when_the_leading_delta_is_still_small():
     ahead = _widest({("delta1", 2): 1.0, ("delta2", 2): 0.1, ("delta3", 2): 0.001})
     assert reason_kind("INCONCLUSIVE", crossover("dz_b", 2, exps, None, behind)) == "sum not yet dominated"
     assert crossover("dz_b", 2, exps, None, ahead) is None
+    # ahead at the widest width but far behind at the narrowest: more than a correction to scaling
+    # can be (at most as large as the leading term), so the fit over the widths would be pulled
+    why = crossover("dz_b", 2, exps, None, ahead, behind)
+    assert reason_kind("INCONCLUSIVE", why) == "sum not yet dominated" and "narrowest" in why
+    assert crossover("dz_b", 2, exps, None, ahead, ahead) is None
 
 
 @pytest.fixture(scope="module")
