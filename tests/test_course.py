@@ -48,6 +48,7 @@ def course_kernel(tmp_path_factory):
             os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
 
 
+@pytest.mark.xdist_group("course")  # one worker, one kernel for all the lessons (--dist loadgroup)
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
 def test_lesson_executes(lesson, course_kernel, tmp_path):
     km, figures = course_kernel

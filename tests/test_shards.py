@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -63,11 +62,12 @@ def test_a_different_spec_is_refused_unless_forced(tmp_path, capsys):
     assert pd.read_csv(out / "results.csv").seed.nunique() == 3
 
 
-@pytest.mark.parametrize("executor", ["local", "dask"])
-def test_every_executor_gives_identical_results(tmp_path, executor):
+def test_the_dask_executor_gives_identical_results(tmp_path):
+    """(The local pool: test_a_run_keeps_its_local_pool_across_phases, and every command run with
+    --executor local below.)"""
     assert run(tmp_path / "inline", "--executor", "inline") == 0
-    assert run(tmp_path / executor, "--executor", executor, "--workers", "2") == 0
-    assert (tmp_path / executor / "results.csv").read_bytes() == (tmp_path / "inline" / "results.csv").read_bytes()
+    assert run(tmp_path / "dask", "--executor", "dask", "--workers", "2") == 0
+    assert (tmp_path / "dask" / "results.csv").read_bytes() == (tmp_path / "inline" / "results.csv").read_bytes()
 
 
 def test_auto_executor_follows_the_environment_else_the_device(monkeypatch):
@@ -180,23 +180,27 @@ def _table(i: int) -> pd.DataFrame:
     return pd.DataFrame({"i": [i]})
 
 
-def _worker_pid(i: int) -> pd.DataFrame:
-    return pd.DataFrame({"i": [i], "pid": [os.getpid()]})
-
-
 def test_a_run_keeps_its_local_pool_across_phases(tmp_path):
-    """Two phases of one run (two run_shards calls sharing ``pools``) run on the same workers;
-    close_pools ends them."""
-    from studies.run.shards import Shard, ShardStore, close_pools, run_shards
-    pools, pids = {}, []
-    for phase in ("a", "b"):
-        store = ShardStore(tmp_path / phase, {"study": "t"})
-        run_shards([Shard(f"s{i}", _worker_pid, (i,)) for i in range(4)], store, "local", 2, pools=pools)
-        pids.append(set(store.load([f"s{i}" for i in range(4)]).pid))
-    assert pids[1] <= pids[0] and os.getpid() not in pids[0] and len(pools) == 1
-    workers = list(next(iter(pools.values()))._processes.values())
+    """A coordinate check's shards in two phases of one run (two run_shards calls sharing
+    ``pools``) run on the same pool's workers and give the bits of the inline executor;
+    close_pools ends the workers."""
+    from studies.run.runner import coord_check_shards
+    from studies.run.shards import ShardStore, close_pools, run_shards
+    from studies.run.spec import CoordCheckSpec
+    spec = CoordCheckSpec(model="linear", widths=(32, 64), steps=2, seeds=(0, 1), schemes=("loraplus", "lora-const"))
+    shards_ = coord_check_shards(spec, torch.device("cpu"))
+    inline = ShardStore(tmp_path / "inline", {"study": "t"})
+    run_shards(shards_, inline, "inline")
+    pooled, pools, workers = ShardStore(tmp_path / "local", {"study": "t"}), {}, []
+    for phase in (shards_[:2], shards_[2:]):
+        run_shards(phase, pooled, "local", 2, pools=pools)
+        (pool,) = pools.values()
+        workers.append(dict(pool._processes))
+    assert workers[0] == workers[1] and len(workers[0]) == 2  # the second phase ran on the first one's workers
+    keys = [sh.key for sh in shards_]
+    pd.testing.assert_frame_equal(pooled.load(keys), inline.load(keys), check_exact=True)
     close_pools(pools)
-    assert not pools and not any(w.is_alive() for w in workers)
+    assert not pools and not any(w.is_alive() for w in workers[0].values())
 
 
 def test_progress_off_a_terminal_is_plain_lines_and_says_what_was_resumed(tmp_path, capsys):
