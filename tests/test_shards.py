@@ -66,7 +66,7 @@ def test_the_dask_executor_gives_identical_results(tmp_path):
     """(The local pool: test_a_run_keeps_its_local_pool_across_phases, and every command run with
     --executor local below.)"""
     assert run(tmp_path / "inline", "--executor", "inline") == 0
-    assert run(tmp_path / "dask", "--executor", "dask", "--workers", "2") == 0
+    assert run(tmp_path / "dask", "--executor", "dask", "--workers", "1") == 0  # one worker process: shards still travel
     assert (tmp_path / "dask" / "results.csv").read_bytes() == (tmp_path / "inline" / "results.csv").read_bytes()
 
 
@@ -117,8 +117,8 @@ def _assert_gone(pids: list[int], within: float = 10.0) -> None:
 
 
 def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_table(tmp_path):
-    """A real SIGKILL (no cleanup runs) at several moments of a 12-shard study; each resumed run
-    must equal the uninterrupted one byte for byte, with no row missing or doubled."""
+    """A real SIGKILL (no cleanup runs) 1 s and 2.5 s into a 12-shard study on the local pool; each
+    resumed run must equal the uninterrupted one byte for byte, with no row missing or doubled."""
     import subprocess
     import sys
     import time
@@ -127,7 +127,7 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_table(tmp
     reference = tmp_path / "ref"
     assert main([*args, "--executor", "inline", "--out", str(reference)]) == 0  # the executors agree (test above)
     expected = (reference / "results.csv").read_bytes()
-    for i, delay in enumerate((0.5, 1.5, 2.5)):
+    for i, delay in enumerate((1.0, 2.5)):
         out = tmp_path / f"killed{i}"
         proc = subprocess.Popen([sys.executable, "-m", "studies", *args, "--executor", "local", "--out", str(out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
