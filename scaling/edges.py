@@ -99,12 +99,16 @@ class Criterion:
         return f"{'f' if self.kind == 'start' else 'best'}{self.fraction:g}@T{self.steps}"
 
     def describe(self) -> str:
+        """The criterion in words, with its name as tables show it (the lr-laws report's)."""
         if self.kind == "diverged":
-            return f"has not diverged by step {self.steps} (loss finite and below 1e8 x its start)"
+            return (f"the run has not diverged by step {self.steps} (gradient descent: an edge is a divergence; "
+                    f"{self.name})")
         if self.kind == "best":
             return (f"the loss falls by step {self.steps} by at least {self.fraction:g} of the largest fall any rate "
-                    "of its slice makes, and the run has not diverged")
-        return f"loss at step {self.steps} at most {self.fraction:g} x its start, and not diverged"
+                    f"on the same slice, width and seed makes, loss(0) - loss(T) >= {self.fraction:g} max over "
+                    f"rates, and the run has not diverged ({self.name})")
+        return (f"the loss at step {self.steps} is at most {self.fraction:g} times its start (f = {self.fraction:g}, "
+                f"T = {self.steps}; {self.name})")
 
     def trainable(self, loss_0: np.ndarray, loss_t: np.ndarray, diverged_step: np.ndarray) -> np.ndarray:
         """(runs,) bool from each run's initial loss, loss at step T (NaN once diverged) and

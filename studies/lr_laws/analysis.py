@@ -364,8 +364,6 @@ def analyse(runs: pd.DataFrame, configs: list[LawsConfig], tol: float = DEFAULT_
     transfer test's rows, the target widths asked for). ``measured_at_targets``: (optima, laws,
     edges) of a run that measured the target widths, to check the recommendations against."""
     tables = _law_tables(runs, configs, tol, predictor, kinds, fig2_grid, dead)
-    if len(runs):
-        tables = replace(tables, shapes=factory_shapes(runs))
     if transfer_rows is not None and len(transfer_rows):
         gaps = transfer_table(transfer_rows, list(transfers))
         tables = replace(tables, transfer_gaps=gaps, transfer_best=best_rules(gaps) if len(gaps) else pd.DataFrame())
@@ -386,8 +384,9 @@ def _law_tables(runs, configs, tol, predictor, kinds, fig2_grid, dead) -> LawsTa
                           pd.DataFrame(columns=LAW_COLUMNS), pd.DataFrame(columns=LAW_COLUMNS), empty, empty, empty,
                           empty, configs, _fig2(fig2_grid), fig2_grid, dead)
     edges = edge_table(runs, configs)
+    shapes = factory_shapes(runs)
     if predictor is law_prediction:  # a factory's predictions follow its model's chain and readout
-        predictor = functools.partial(law_prediction, shapes=factory_shapes(runs))
+        predictor = functools.partial(law_prediction, shapes=shapes)
     laws, sens, summaries, optima, profiles = [], [], [], [], []
     for c in configs:
         x = x_of(c)
@@ -464,7 +463,7 @@ def _law_tables(runs, configs, tol, predictor, kinds, fig2_grid, dead) -> LawsTa
                       pd.concat(optima, ignore_index=True) if optima else pd.DataFrame(),
                       pd.concat(profiles, ignore_index=True) if profiles else pd.DataFrame(),
                       pd.concat(transfer, ignore_index=True) if transfer else pd.DataFrame(),
-                      search_cost(runs), configs, _fig2(fig2_grid), fig2_grid, dead)
+                      search_cost(runs), configs, _fig2(fig2_grid), fig2_grid, dead, shapes=shapes)
 
 
 def _fig2(grid: pd.DataFrame | None) -> pd.DataFrame | None:

@@ -445,6 +445,15 @@ def _choose(name: str, given: list[str] | None, allowed) -> list[str] | None:
     return given
 
 
+def parse_criteria(names: list[str]) -> tuple[Criterion, ...]:
+    """The criteria ``--criteria`` names (``Criterion.parse``), in order without repeats, the
+    first primary; SpecError (one line) for a name that is none."""
+    try:
+        return tuple(dict.fromkeys(Criterion.parse(c) for c in names))
+    except ValueError as err:
+        raise SpecError(f"--criteria: {err}") from None
+
+
 def select_configs(studies: list[str], quick: bool = False, models=None, inits=None, scales=None, slices=None,
                    laws=None, widths=None, ranks=None, seeds: int | None = None, fraction: float | None = None,
                    steps: int | None = None, rate_range: tuple[float, float] | None = None, depth: int | None = None,
@@ -474,12 +483,7 @@ def select_configs(studies: list[str], quick: bool = False, models=None, inits=N
         raise SpecError(f"--depth must be a positive integer, got {depth}")
     if detach and (depth or 1) < 2:
         raise SpecError("--detach-lora-inputs needs stacked LoRA layers: give --depth 2 or more")
-    parsed = None
-    if criteria:
-        try:
-            parsed = tuple(dict.fromkeys(Criterion.parse(c) for c in criteria))
-        except ValueError as err:
-            raise SpecError(f"--criteria: {err}") from None
+    parsed = parse_criteria(criteria) if criteria else None
     out = []
     for study in (s for s in studies if s not in ("fig2", "transfer")):
         for c in catalogue(study, quick):

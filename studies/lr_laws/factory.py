@@ -60,7 +60,7 @@ from toy_models.module_population import train_population
 from studies.factory_check import FactoryCheckSpec, check_factory
 from studies.families import FAMILIES
 from studies.families.pretrain import apply_init
-from studies.lr_laws.config import LawsConfig, SliceSpec, check_range
+from studies.lr_laws.config import LawsConfig, SliceSpec, check_range, parse_criteria
 from studies.lr_laws.search import search_slices
 from studies.run.shards import Shard
 from studies.run.spec import SpecError
@@ -151,6 +151,9 @@ def factory_configs(refs: list[str], quick: bool = False, inits=None, widths=Non
         raise SpecError(f"--fraction must be in (0, 1], got {fraction}")
     if steps is not None and steps <= 0:
         raise SpecError(f"--steps must be a positive integer, got {steps}")
+    parsed = parse_criteria(criteria) if criteria else None
+    if parsed and any(c.kind == "diverged" for c in parsed):
+        raise SpecError("--criteria: a factory's model trains under Adam, whose edge needs f<F> or best<Q>")
     chosen = factory_slices(rate_range)
     if slices:
         chosen = tuple(s for s in chosen if s.name in slices)
@@ -160,14 +163,7 @@ def factory_configs(refs: list[str], quick: bool = False, inits=None, widths=Non
     for ref in refs:
         name = laws_factory(ref).name  # FactoryError (a SpecError's sibling) if it does not load
         d = defaults_for(ref, quick)
-        crit = d.criteria
-        if criteria:
-            try:
-                crit = tuple(dict.fromkeys(Criterion.parse(c) for c in criteria))
-            except ValueError as err:
-                raise SpecError(f"--criteria: {err}") from None
-            if any(c.kind == "diverged" for c in crit):
-                raise SpecError("--criteria: a factory's model trains under Adam, whose edge needs f<F> or best<Q>")
+        crit = parsed or d.criteria
         if fraction is not None or steps is not None:
             first = crit[0]
             crit = (Criterion(steps or first.steps, fraction if fraction is not None else first.fraction, first.kind),)

@@ -272,18 +272,6 @@ def slice_text(s, n0: int, r0: int) -> str:
     return f"the ratio edge varies eta_A at eta_B / eta_A = {_held_text(s, n0, r0)}, {searched}"
 
 
-def criterion_text(c: LawsConfig) -> str:
-    """The primary edge criterion in words, with its name as the tables show it."""
-    p = c.primary
-    if p.kind == "diverged":
-        return f"the run has not diverged by step {p.steps} (gradient descent: an edge is a divergence; {p.name})"
-    if p.kind == "best":
-        return (f"the loss falls by step {p.steps} by at least {p.fraction:g} of the largest fall any rate on the same "
-                f"slice, width and seed makes, loss(0) - loss(T) >= {p.fraction:g} max over rates, and the run has not "
-                f"diverged ({p.name})")
-    return f"the loss at step {p.steps} is at most {p.fraction:g} times its start (f = {p.fraction:g}, T = {p.steps}; {p.name})"
-
-
 CENTER_TEXT = {"mean": "the mean over seeds of the log edges",
                "median": "the median over seeds of the log edges",
                "trimmed": "the trimmed mean over seeds of the log edges (the lowest and the highest 20% of the seeds, "
@@ -306,7 +294,7 @@ def settings_lines(configs: list[LawsConfig]) -> list[str]:
     groups: dict[str, list[str]] = {}
     for c in configs:
         slices = [s for s in c.slices if s.role == "edge"]
-        text = ("; ".join(slice_text(s, c.n0, c.r0) for s in slices) + f". Trains: {criterion_text(c)}"
+        text = ("; ".join(slice_text(s, c.n0, c.r0) for s in slices) + f". Trains: {c.primary.describe()}"
                 + (f" (also measured: {', '.join(k.name for k in c.criteria[1:])})" if len(c.criteria) > 1 else "")
                 + f". Search: {search_text(c)}. Fits: {center_text(c)}.")
         groups.setdefault(text, []).append(c.label)
