@@ -1,21 +1,30 @@
 """Test-session settings: the suite's tensors are tiny, so one intra-op thread is both the
 fastest choice (no thread-pool wake-ups, no contention with other processes) and removes
-any thread-count dependence of floating-point reductions. The families' cache of pretrained
+any thread-count dependence of floating-point reductions. That holds for numpy's and scipy's
+BLAS too (OpenBLAS, whose idle threads spin): its thread count is read from the environment
+when numpy is first imported, so it is set before any import below, and every process the
+tests start (a pool's workers, the course's kernel, ``python -m studies``) inherits it. With
+a BLAS thread per core in each pytest-xdist worker, the spinning threads took the other
+worker's core: 251 s of CPU for the suite instead of 184. The families' cache of pretrained
 bases points at a fresh directory of this session: tests never read or fill the user's cache.
 ``--executor auto`` means inline here (LORAPLUS_EXECUTOR): a process pool spawns workers that
 import torch again, seconds per run for shards of milliseconds; the pool itself is tested where
 it is the point (tests/test_shards.py, the finetune smoke test), with ``--executor local``."""
-import atexit
 import os
-import shutil
-import tempfile
-from dataclasses import replace
-from functools import lru_cache
 
-import torch
+for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_threads] = "1"
 
-from studies.families.cache import CACHE_ENV
-from studies.run.shards import EXECUTOR_ENV
+import atexit  # noqa: E402  (after the thread settings, which numpy reads when first imported)
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from functools import lru_cache  # noqa: E402
+
+import torch  # noqa: E402
+
+from studies.families.cache import CACHE_ENV  # noqa: E402
+from studies.run.shards import EXECUTOR_ENV  # noqa: E402
 
 torch.set_num_threads(1)
 os.environ[CACHE_ENV] = tempfile.mkdtemp(prefix="loraplus-test-bases-")

@@ -35,9 +35,6 @@ def course_kernel(tmp_path_factory):
     figures = tmp_path_factory.mktemp("course-figures")
     saved = {k: os.environ.get(k) for k in ("COURSE_QUICK", "COURSE_FIGURES")}
     os.environ.update(COURSE_QUICK="1", COURSE_FIGURES=str(figures))  # the kernel inherits them at its start
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # tests run in parallel: one thread each, as in conftest
-        saved["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS")
-        os.environ["OMP_NUM_THREADS"] = "1"
     km = KernelManager(kernel_name="python3")
     try:
         km.start_kernel(cwd=str(tmp_path_factory.mktemp("kernel-cwd")))
