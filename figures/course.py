@@ -10,16 +10,17 @@ import os
 import tempfile
 from pathlib import Path
 
+from figures.save import save_figure
+
 QUICK = os.environ.get("COURSE_QUICK") == "1"
 FIGURES = Path(os.environ.get("COURSE_FIGURES")
                or Path(tempfile.gettempdir()) / "loraplus-scaling-course" / ("quick" if QUICK else "full"))
 
 
 def save(fig, name: str) -> Path:
-    """Save a lesson's figure as FIGURES/name.png and .pdf, say where, and return the PNG path."""
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    # no creation date in the PDF: rerunning a lesson at the same settings gives the same file
-    fig.savefig(FIGURES / f"{name}.png", dpi=110, bbox_inches="tight")
-    fig.savefig(FIGURES / f"{name}.pdf", bbox_inches="tight", metadata={"CreationDate": None})
+    """Save a lesson's figure as FIGURES/name.png and .pdf (laid out once, as every figure of the package:
+    ``figures.save.save_figure``), say where, and return the PNG path. The figure stays open: the notebook
+    shows it below the cell."""
+    png = save_figure(fig, FIGURES / name, close=False)
     print(f"saved {FIGURES / name}.png and .pdf")
-    return FIGURES / f"{name}.png"
+    return png

@@ -34,7 +34,7 @@ print(f"independent signs: slope {independent.slope:+.3f} [{independent.ci_low:+
 print(f"aligned signs:     slope {aligned.slope:+.3f} [{aligned.ci_low:+.3f}, {aligned.ci_high:+.3f}]")
 
 # %%
-fig, ax = plt.subplots(figsize=(5.4, 3.8))
+fig, ax = plt.subplots(figsize=(5.4, 3.8), layout="constrained")
 for (col, label, fit), look in zip(((2, "independent signs", independent), (3, "aligned signs", aligned)),
                                    series_looks(2)):
     means = [np.exp(np.mean(np.log(rows[rows[:, 0] == n, col]))) for n in widths]
@@ -91,7 +91,7 @@ print(f"corrected gamma: {corrected.slope:+.3f} [{corrected.ci_low:+.3f}, {corre
       f"  (d n^-1/2 = {corrected.share:.2f} at n = {widths[0]})")
 
 # %%
-fig, ax = plt.subplots(figsize=(5, 3.6))
+fig, ax = plt.subplots(figsize=(5, 3.6), layout="constrained")
 means = np.array([np.exp(np.mean(np.log(mixed[mixed[:, 0] == n, 2]))) for n in widths])
 ax.semilogx(widths, means / widths, "o", label="measured y / n")
 grid = np.array(widths, float)

@@ -63,7 +63,7 @@ for ratio, (_, monitor) in runs.items():
     summary[ratio] = per_layer
     print(f"ratio {ratio:g}: median over layers of delta1/delta2 = {np.median(per_layer.delta1 / per_layer.delta2):.3g}")
 
-fig, ax = plt.subplots(figsize=(5.8, 4.2))
+fig, ax = plt.subplots(figsize=(5.8, 4.2), layout="constrained")
 for (ratio, per_layer), look in zip(summary.items(), series_looks(len(summary))):
     ax.scatter(per_layer.delta1, per_layer.delta2, marker=look.marker, color=look.colour,
                label=f"ratio eta_B/eta_A = {ratio:g}: one point per LoRA layer")

@@ -77,7 +77,7 @@ print(f"corner lambda_c ~ n^{corner_fit.slope:+.2f} [{corner_fit.ci_low:+.2f}, {
 
 # %%
 curves = transfer_curves(runs, config)
-fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), layout="constrained")
 colour = dict(zip(widths, series_colours(len(widths))))
 for ax, key, scale in ((axes[0], "one-rate", False), (axes[1], slices[3].key, True)):
     for w, g in curves[curves.slice == key].groupby("width"):
