@@ -94,6 +94,9 @@ def test_a_directory_of_runs_of_every_kind(monkeypatch, capsys):
     under its name. (Without --gallery nothing is written outside a run: assert_redrawn_in_place,
     the same code path, on single runs above.)"""
     small_validate(monkeypatch, TINY_SUITE)
+    # two of validate's settings, which draw one figure of each kind (coordinate check, first-step loss decrease,
+    # phase diagram): the gallery redraws and collects a run of each kind; test_validate draws the whole suite
+    monkeypatch.setattr(validate, "CONFIGS", [("mlp", "adam", "2"), ("toy", "sgd", "1")])
     runs = Path.cwd() / "runs"
     assert main(["coord-check", "--model", "linear", "--widths", "32,64", "--steps", "2", "--seeds", "1",
                  "--executor", "inline", "--out", "runs/cc"]) in (0, 1)
