@@ -197,18 +197,23 @@ def crossover(metric: str, step: int, exponents: dict, previous: dict | None, wi
 
     exponents: the prediction at ``step``; previous: at step - 1 (None at step 1); widest,
     narrowest: one layer's measurements at the widest and the narrowest width (all steps).
-    dz_b = delta1 + delta2 + delta3 is a sum whose parts are measured, so its leading part must
-    lead at the widest width, and at the narrowest too: a fit over the widths can absorb a
-    runner-up as a correction to scaling only where it is at most as large as the leading term
-    (scaling.gamma.SHARE_BOUNDS). A leading part with a small constant that takes over only at
-    the widest widths would otherwise pull the fit towards the runner-up's exponent."""
+    dz_b = delta1 + delta2 + delta3 and Z_A(t) = Z_A(0) + dZ_A are sums whose parts are measured,
+    so the leading part must lead at the widest width, and at the narrowest too: a fit over the
+    widths can absorb a runner-up as a correction to scaling only where it is at most as large as
+    the leading term (scaling.gamma.SHARE_BOUNDS). A leading part with a small constant that takes
+    over only at the widest widths would otherwise pull the fit towards the runner-up's exponent."""
     def z_a_parts(t: int, exps: dict) -> str | None:
         if t < 1 or not exps["dz_a"] > 0 or exps["z_a"] != exps["dz_a"]:
             return None  # Z_A(0) is not predicted to be overtaken
-        grown, initial = _median_at(widest, "dz_a", t), _median_at(widest, "z_a", 0)
-        if grown < initial:
-            return (f"crossover: at the widest width the updates' part of Z_A({t}) is {grown / initial:.2g} "
-                    f"of its initial part, so Z_A's predicted growth is not yet visible (dz_a tests it)")
+        for where, frame in (("widest", widest), ("narrowest", narrowest)):
+            if frame is None:
+                continue
+            grown, initial = _median_at(frame, "dz_a", t), _median_at(frame, "z_a", 0)
+            if grown < initial:
+                return (f"crossover: at the {where} width the updates' part of Z_A({t}) is {grown / initial:.2g} "
+                        f"of its initial part, so Z_A's predicted growth is not yet visible (dz_a tests it)"
+                        + ("; a correction to scaling may be at most as large as the leading term there"
+                           if where == "narrowest" else ""))
         return None
     if metric == "z_a":
         return z_a_parts(step, exponents)

@@ -69,6 +69,12 @@ def test_crossover_of_z_a_when_the_updates_are_still_smaller_than_z_a0():
     assert crossover("z_a", 2, exps, None, large) is None
     stable = predict("linear", "adam", "1", -1, 0, 2).exponents    # Z_A(0) is never overtaken
     assert crossover("z_a", 2, stable, None, small) is None
+    # grown past Z_A(0) at the widest width but not at the narrowest (the toy under GD, lora-const, step 2:
+    # 1.36 and 0.008 of it): a correction to scaling may be at most as large as the leading term
+    why = crossover("z_a", 2, exps, None, large, small)
+    assert reason_kind("INCONCLUSIVE", why) == "sum not yet dominated" and "narrowest" in why
+    assert crossover("z_a", 2, exps, None, large, large) is None
+    assert crossover("delta2", 3, predict("linear", "adam", "1", -0.5, -0.5, 3).exponents, exps, large, small)
 
 
 def test_crossover_of_dz_b_when_the_leading_delta_is_still_small():

@@ -3,7 +3,9 @@
 Every model owns its frozen base, its data and its LoRA initialisation for ONE width and
 ONE seed; the LoRA factors themselves are passed in stacked over runs:
 A_l is (R, r, n_in_l), B_l is (R, n_out_l, r). Randomness comes from generators seeded by
-(seed, width, stream), never from run order, so a run is reproducible on its own.
+(seed, width, stream), never from run order, so a run is reproducible on its own. A model with
+``nested_draws`` (the toy) draws every width-indexed tensor from ``NestedNormals`` instead: common
+random numbers, the draws at width n being the first n of those at any wider width.
 """
 from __future__ import annotations
 
@@ -19,6 +21,43 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 TEACHERS = ("independent", "b0-aligned")
 ALPHA_SCALINGS = ("r", "sqrt-r", "none")  # scale = alpha / r, alpha / sqrt(r), alpha
 _STREAMS = {"base": 0, "data": 1, "probe": 2, "test": 3, "lora": 4, "teacher": 5}
+
+
+def _generator(entropy: list[int]) -> torch.Generator:
+    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+class NestedNormals:
+    """Standard normals of one (seed, stream, step) shared across widths: common random numbers.
+
+    ``columns(rows, n)`` is (rows, n), built from column blocks [0, 256), [256, 512), [512, 1024), ...,
+    each from its own generator seeded without the width, so the draw at width n is the first n
+    columns of the draw at any wider width. Each width's draw has the distribution of an
+    independent one; what changes is that a seed's measurements at neighbouring widths share
+    their first coordinates. The width exponents are fitted per seed and their intervals
+    bootstrap whole seeds (``scaling.gamma``), so the shared noise largely cancels in the slope
+    and the interval accounts for it. ``fixed(*shape)``: a draw that does not depend on the width.
+    Float64 on the CPU."""
+
+    FIRST_BLOCK = 256
+
+    def __init__(self, seed: int, stream: str, step: int = 0):
+        self.entropy = [int(seed), _STREAMS[stream], int(step)]
+
+    def _block(self, index: int) -> torch.Generator:
+        return _generator([*self.entropy, 1, index + 1])  # [.., 1, ..]: never a width-seeded entropy
+
+    def columns(self, rows: int, n: int) -> torch.Tensor:
+        blocks, lo, hi = [], 0, self.FIRST_BLOCK
+        while lo < n:
+            block = torch.randn(rows, hi - lo, generator=self._block(len(blocks)), dtype=torch.float64)
+            blocks.append(block[:, :min(hi, n) - lo])  # a whole block is drawn, then cut: the same prefix at every n
+            lo, hi = hi, 2 * hi
+        return torch.cat(blocks, dim=1)
+
+    def fixed(self, *shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=_generator([*self.entropy, 2]), dtype=torch.float64)
 
 
 @dataclass(frozen=True)
@@ -118,6 +157,7 @@ class LoraModel:
     default_init = "1"
     default_batch = 32
     default_input_dim: int | None = None
+    nested_draws = False  # True: width-indexed draws come from NestedNormals (common across widths)
 
     def __init__(self, cfg: ModelConfig, seed: int, device: str | torch.device = "cpu",
                  bases: dict | None = None):
@@ -143,14 +183,14 @@ class LoraModel:
             self._build(self.generator("base"))
             if bases is not None:  # what _build set or replaced
                 bases[key] = {k: v for k, v in self.__dict__.items() if k not in before or before[k] is not v}
-        self._fixed = self._sample(self.generator("data"), cfg.batch_size)
+        self._fixed = self._draw_batch("data", cfg.batch_size)
         if cfg.data == "fixed":
             self.probe_is_train_prefix = True  # the probe is a prefix of the fixed batch (all of it if smaller)
             n_probe = min(cfg.probe_size, cfg.batch_size)
             self.probe = tuple(t[:n_probe] for t in self._fixed)
         else:
             self.probe_is_train_prefix = False
-            self.probe = self._sample(self.generator("probe"), cfg.probe_size)
+            self.probe = self._draw_batch("probe", cfg.probe_size)
 
     def base_key(self) -> tuple:
         """What the frozen base (everything ``_build`` sets) depends on: the model, seed, device
@@ -163,9 +203,15 @@ class LoraModel:
     # -- randomness ----------------------------------------------------------------------
     def generator(self, stream: str, step: int = 0) -> torch.Generator:
         """A CPU generator seeded by (seed, width, stream, step): independent of run order."""
-        entropy = [int(self.seed), int(self.width), _STREAMS[stream], int(step)]
-        state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
-        return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        return _generator([int(self.seed), int(self.width), _STREAMS[stream], int(step)])
+
+    def nested(self, stream: str, step: int = 0) -> NestedNormals:
+        """The (seed, stream, step) draws shared across widths (models with ``nested_draws``)."""
+        return NestedNormals(self.seed, stream, step)
+
+    def _draw_batch(self, stream: str, size: int, step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` samples (x, y) of the stream: data (one per step), probe or test."""
+        return self._sample(self.nested(stream, step) if self.nested_draws else self.generator(stream, step), size)
 
     def to_device(self, t: torch.Tensor) -> torch.Tensor:
         """Draws happen in float64 on the CPU (identical on every device), then move."""
@@ -176,21 +222,24 @@ class LoraModel:
         """Training batch (x, y) for optimiser step ``step`` (1-based)."""
         if self.cfg.data == "fixed":
             return self._fixed
-        return self._sample(self.generator("data", step), self.cfg.batch_size)
+        return self._draw_batch("data", self.cfg.batch_size, step)
 
     def test_batch(self, size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._sample(self.generator("test"), size)
+        return self._draw_batch("test", size)
 
     # -- LoRA ----------------------------------------------------------------------------
     def lora_init(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Unbatched initial factors [(A (r, n_in), B (n_out, r))] for every LoRA layer
         (fresh copies of one draw: the draw is deterministic and not free at large n)."""
         if "_lora_init" not in self.__dict__:
-            gen = self.generator("lora")
-            factors = [init_lora_factors(self.cfg.init, n_out, n_in, self.rank, gen)
-                       for n_out, n_in in self.layer_shapes]
+            factors = self._lora_factors()
             self._lora_init = [(self.to_device(a), self.to_device(b * self.cfg.b0_scale)) for a, b in factors]
         return [(a.clone(), b.clone()) for a, b in self._lora_init]
+
+    def _lora_factors(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The init's [(A, B)] per LoRA layer, float64 on the CPU, before B0's scale."""
+        gen = self.generator("lora")
+        return [init_lora_factors(self.cfg.init, n_out, n_in, self.rank, gen) for n_out, n_in in self.layer_shapes]
 
     def lora(self, z: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
         """LoRA branch scale * B A z. z: (N, n_in) or (R, N, n_in) -> (R, N, n_out)."""

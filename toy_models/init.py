@@ -23,6 +23,13 @@ def init_lora_factors(init: str, n_out: int, n_in: int, rank: int,
     b_random = torch.randn(n_out, rank, generator=gen, dtype=torch.float64)
     # Both draws happen for every init so that the random stream (and therefore the base,
     # the data and the other layers) is the same whichever init is chosen.
+    return choose_factors(init, a_random, b_random)
+
+
+def choose_factors(init: str, a_random: torch.Tensor, b_random: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, B) of ``init`` from the random draws A ~ N(0, 1/n_in) (rank, n_in) and B ~ N(0, 1) (n_out, rank)."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
     zeros_a = torch.zeros_like(a_random)
     zeros_b = torch.zeros_like(b_random)
     if init == "1":

@@ -70,9 +70,16 @@ class Shard:
     args: tuple
 
 
+# Raised when the engines draw different numbers for the same spec, so that a store written before
+# is refused (as a different spec) rather than resumed with a mix of old and new shards.
+# 2: the toy model's draws became common across widths (toy_models.base.NestedNormals).
+DRAWS_VERSION = 2
+
+
 def spec_hash(spec: dict) -> str:
-    """sha256 of the spec's canonical JSON."""
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+    """sha256 of the spec's canonical JSON and the engines' DRAWS_VERSION."""
+    return hashlib.sha256(json.dumps({"spec": spec, "draws": DRAWS_VERSION}, sort_keys=True,
+                                     default=str).encode()).hexdigest()
 
 
 class ShardStore:
