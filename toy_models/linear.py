@@ -77,7 +77,7 @@ class ToyModel(_LinearLora):
     common across widths (``nested_draws``, ``toy_models.base.NestedNormals``): the model is cheap
     enough to run to n = 65536, where its heavy-tailed measurements need many seeds, and shared
     draws narrow the slope intervals as a few times more independent seeds would (validate --quick:
-    the toy's INCONCLUSIVE checks 82 -> 53 of 266 at 48 seeds; 192 independent seeds gave 56)."""
+    the toy's INCONCLUSIVE checks 82 -> 54 of 266 at 48 seeds; 192 independent seeds gave 56)."""
 
     name = "toy"
     n_out_is_width = False
