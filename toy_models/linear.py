@@ -20,22 +20,40 @@ from toy_models.init import choose_factors, init_lora_factors
 class _LinearLora(LoraModel):
     n_out_is_width = True
 
+    @property
+    def n_out(self) -> int:
+        return self.width if self.n_out_is_width else 1
+
     def _build(self, gen: torch.Generator) -> None:
-        n = self.width
-        n_out = n if self.n_out_is_width else 1
-        w_star = torch.randn(n_out, n, generator=gen, dtype=torch.float64).div_(n ** 0.5)
-        tgen = self.generator("teacher")
-        k = self.cfg.teacher_rank or self.rank
-        u = torch.randn(n_out, k, generator=tgen, dtype=torch.float64)
-        v = torch.randn(n, k, generator=tgen, dtype=torch.float64) / n ** 0.5
+        w_star, u, v = self._base_draws(gen, self.cfg.teacher_rank or self.rank)
         if self.cfg.teacher == "b0-aligned":  # the B draw of Init[2], whatever init is trained
-            u = init_lora_factors("2", n_out, n, self.rank, self.generator("lora"))[1]
+            u = self._random_factors()[1]
         self.w_star = self.to_device(w_star)
         self.w_teacher = self.to_device(w_star + u @ v.T)
-        self.layer_names, self.layer_shapes = ["lora"], [(n_out, n)]
+        self.layer_names, self.layer_shapes = ["lora"], [(self.n_out, self.width)]
 
-    def _sample(self, gen: torch.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.to_device(torch.randn(size, self.width, generator=gen, dtype=torch.float64))
+    def _base_draws(self, gen: torch.Generator, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """W* (n_out, n) ~ N(0, 1/n) from ``gen``; the teacher's U (n_out, k) ~ N(0, 1) and V (n, k) ~ N(0, 1/n)."""
+        n = self.width
+        w_star = torch.randn(self.n_out, n, generator=gen, dtype=torch.float64).div_(n ** 0.5)
+        tgen = self.generator("teacher")
+        u = torch.randn(self.n_out, k, generator=tgen, dtype=torch.float64)
+        v = torch.randn(n, k, generator=tgen, dtype=torch.float64) / n ** 0.5
+        return w_star, u, v
+
+    def _random_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A ~ N(0, 1/n) (r, n) and B ~ N(0, 1) (n_out, r), both drawn whatever the init."""
+        return init_lora_factors("paper", self.n_out, self.width, self.rank, self.generator("lora"))
+
+    def _lora_factors(self):
+        return [choose_factors(self.cfg.init, *self._random_factors())]
+
+    def _inputs(self, gen: torch.Generator, size: int) -> torch.Tensor:
+        """x (size, n) ~ N(0, I), float64 on the CPU."""
+        return torch.randn(size, self.width, generator=gen, dtype=torch.float64)
+
+    def _sample(self, gen, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.to_device(self._inputs(gen, size))
         return x, x @ self.w_teacher.T
 
     def base(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,31 +102,18 @@ class ToyModel(_LinearLora):
     default_batch = 8
     nested_draws = True
 
-    def _build(self, gen) -> None:
-        """As ``_LinearLora._build``, from the nested draws (``gen`` is the width-seeded base stream, unused)."""
+    def _base_draws(self, gen, k: int):
+        """As ``_LinearLora._base_draws``, from the nested draws (``gen``, the width-seeded base stream, is unused)."""
         n = self.width
-        w_star = self.nested("base").columns(1, n) / n ** 0.5
         teacher = self.nested("teacher")
-        k = self.cfg.teacher_rank or self.rank
-        u = teacher.fixed(1, k)
-        v = teacher.columns(k, n).T / n ** 0.5
-        if self.cfg.teacher == "b0-aligned":  # the B draw of Init[2], whatever init is trained
-            u = self._random_factors()[1]
-        self.w_star = self.to_device(w_star)
-        self.w_teacher = self.to_device(w_star + u @ v.T)
-        self.layer_names, self.layer_shapes = ["lora"], [(1, n)]
-
-    def _sample(self, draws, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.to_device(draws.columns(size, self.width))
-        return x, x @ self.w_teacher.T
+        return (self.nested("base").columns(1, n) / n ** 0.5, teacher.fixed(1, k), teacher.columns(k, n).T / n ** 0.5)
 
     def _random_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """A ~ N(0, 1/n) (r, n) and B ~ N(0, 1) (1, r), both drawn whatever the init."""
         draws = self.nested("lora")
         return draws.columns(self.rank, self.width) / self.width ** 0.5, draws.fixed(1, self.rank)
 
-    def _lora_factors(self):
-        return [choose_factors(self.cfg.init, *self._random_factors())]
+    def _inputs(self, draws, size: int) -> torch.Tensor:
+        return draws.columns(size, self.width)  # draws: the stream's NestedNormals (``LoraModel._draw_batch``)
 
 
 class LinearModel(_LinearLora):
