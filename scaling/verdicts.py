@@ -12,8 +12,9 @@ predicted and the verdict is INCONCLUSIVE whatever was measured.
 
 A sum's exponent is its largest term's, but only once that term dominates. z_a (and delta2,
 which carries Z_A(t-1)) is Z_A(0) + dz_a, and dz_b is delta1 + delta2 + delta3; when the term
-predicted to dominate is still the smaller one at the widest width measured, the sum's slope
-is a crossover, not the asymptotic exponent, and its verdict is INCONCLUSIVE (``crossover``).
+predicted to dominate is still the smaller one at the widest width measured, or at the narrowest
+(more than a correction to scaling can be), the sum's slope is a crossover, not the asymptotic
+exponent, and its verdict is INCONCLUSIVE (``crossover``).
 The terms themselves (dz_a, the deltas) are judged on their own.
 
 Stacked LoRA layers: a layer behind another one (``chain_position`` > 1) is judged against its
@@ -63,7 +64,7 @@ REASON_KINDS = [
      "the local slopes between neighbouring widths still change: these widths have not reached the asymptotic regime"),
     ("crossover", "sum not yet dominated",
      "a sum (z_a, delta2 or dz_b) whose predicted leading term is still the smaller one at the widest width, "
-     "or (dz_b) at the narrowest, where a correction to scaling may be at most as large as the leading term"),
+     "or at the narrowest, where a correction to scaling may be at most as large as the leading term"),
     ("no sharp prediction", "after an unstable layer",
      "a layer after an unstable one gets inputs that grow with n: the theory makes no sharp prediction"),
     ("past the blow-up", "SGD past its blow-up", "SGD diverges past its blow-up: no exponent is predicted"),
@@ -202,18 +203,18 @@ def crossover(metric: str, step: int, exponents: dict, previous: dict | None, wi
     widths can absorb a runner-up as a correction to scaling only where it is at most as large as
     the leading term (scaling.gamma.SHARE_BOUNDS). A leading part with a small constant that takes
     over only at the widest widths would otherwise pull the fit towards the runner-up's exponent."""
+    ends = [(where, frame) for where, frame in (("widest", widest), ("narrowest", narrowest)) if frame is not None]
+    note = {"widest": "", "narrowest": "; a correction to scaling may be at most as large as the leading term there"}
+
     def z_a_parts(t: int, exps: dict) -> str | None:
         if t < 1 or not exps["dz_a"] > 0 or exps["z_a"] != exps["dz_a"]:
             return None  # Z_A(0) is not predicted to be overtaken
-        for where, frame in (("widest", widest), ("narrowest", narrowest)):
-            if frame is None:
-                continue
+        for where, frame in ends:
             grown, initial = _median_at(frame, "dz_a", t), _median_at(frame, "z_a", 0)
             if grown < initial:
                 return (f"crossover: at the {where} width the updates' part of Z_A({t}) is {grown / initial:.2g} "
                         f"of its initial part, so Z_A's predicted growth is not yet visible (dz_a tests it)"
-                        + ("; a correction to scaling may be at most as large as the leading term there"
-                           if where == "narrowest" else ""))
+                        + note[where])
         return None
     if metric == "z_a":
         return z_a_parts(step, exponents)
@@ -223,16 +224,12 @@ def crossover(metric: str, step: int, exponents: dict, previous: dict | None, wi
         top = exponents["dz_b"]
         lead = [k for k in ("delta1", "delta2", "delta3") if exponents[k] == top]
         rest = [k for k in ("delta1", "delta2", "delta3") if exponents[k] != top and exponents[k] != NEG_INF]
-        for where, frame in (("widest", widest), ("narrowest", narrowest)):
-            if frame is None:
-                continue
+        for where, frame in ends:
             lead_size = max(_median_at(frame, k, step) for k in lead)
             rest_size = max((_median_at(frame, k, step) for k in rest), default=-math.inf)
             if rest_size > lead_size:
                 return (f"crossover: the term(s) predicted to dominate dz_b ({', '.join(lead)}) are still smaller "
-                        f"than the others at the {where} width ({lead_size:.2g} < {rest_size:.2g})"
-                        + ("; a correction to scaling may be at most as large as the leading term there"
-                           if where == "narrowest" else ""))
+                        f"than the others at the {where} width ({lead_size:.2g} < {rest_size:.2g})" + note[where])
     return None
 
 
