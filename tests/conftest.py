@@ -5,7 +5,7 @@ BLAS too (OpenBLAS, whose idle threads spin): its thread count is read from the 
 when numpy is first imported, so it is set before any import below, and every process the
 tests start (a pool's workers, the course's kernel, ``python -m studies``) inherits it. With
 a BLAS thread per core in each pytest-xdist worker, the spinning threads took the other
-worker's core: 251 s of CPU for the suite instead of 184. The families' cache of pretrained
+worker's core: 251 s of CPU for the suite instead of 184 - 207 s (five runs). The families' cache of pretrained
 bases points at a fresh directory of this session: tests never read or fill the user's cache.
 ``--executor auto`` means inline here (LORAPLUS_EXECUTOR): a process pool spawns workers that
 import torch again, seconds per run for shards of milliseconds; the pool itself is tested where
