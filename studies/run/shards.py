@@ -158,13 +158,41 @@ def progress_bar(total: int, desc: str | None, unit: str, disable: bool = False,
 
 def _exit_with_parent(parent: int) -> None:
     """A worker's watch: when the study's process is gone (killed with no chance to shut its
-    pool down), the worker ends too instead of waiting forever for work."""
+    pool down), the worker ends too instead of waiting forever for work. A worker's own parent is
+    the study's process (spawned) or the fork server, which ends with the study's process
+    (forked from the server): either way the worker is orphaned, and its parent id changes."""
+    first = os.getppid()
+
     def watch():
-        while os.getppid() == parent:
+        while os.getppid() == first and _alive(parent):
             time.sleep(1.0)
         os._exit(0)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's: cannot be the study's process, which was ours
+        return False
+    return True
+
+
+def _pool_context(todo: list[Shard]):
+    """Where a local pool's workers come from. A spawned worker imports torch and the package
+    again, seconds of CPU per worker and per pool; a fork server (POSIX) imports them once per
+    study process, with the modules of the shards' functions, and forks each worker from itself:
+    nothing is imported twice, and no worker inherits the study's threads or CUDA state (the
+    server never runs a shard). Spawn where there is no fork server (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    # read when the server starts (the first pool of this process); later pools' workers import what else they need
+    ctx.set_forkserver_preload(["studies.run.shards", *sorted({s.fn.__module__ for s in todo})])
+    return ctx
 
 
 def _call(shard_fn, args) -> pd.DataFrame:
@@ -221,12 +249,12 @@ def _run(todo: list[Shard], finished, executor: str, workers: int, scheduler: st
         finally:
             torch.set_num_threads(threads)
     elif executor == "local":
-        # A spawned worker imports torch again (seconds of CPU): a study whose shards come in phases
-        # (validate's suite, then its corner law; lr-laws' laws, Fig. 2, transfer test) reuses its pool.
+        # Starting workers costs CPU (_pool_context): a study whose shards come in phases (validate's
+        # suite, then its corner law; lr-laws' laws, Fig. 2, transfer test) reuses its pool.
         size = min(workers, len(todo))
         pool = pools.get(size) if pools is not None else None
         if pool is None:
-            pool = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"),
+            pool = ProcessPoolExecutor(max_workers=size, mp_context=_pool_context(todo),
                                        initializer=_exit_with_parent, initargs=(os.getpid(),))
             if pools is not None:
                 pools[size] = pool
