@@ -63,6 +63,7 @@ def test_a_different_spec_is_refused_unless_forced(tmp_path, capsys):
     assert pd.read_csv(out / "results.csv").seed.nunique() == 3
 
 
+@pytest.mark.heavy(5)
 def test_the_dask_executor_gives_identical_results(tmp_path):
     """(The local pool: test_a_run_keeps_its_local_pool_across_phases, and every command run with
     --executor local below.)"""
@@ -100,6 +101,11 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process under ``pid``: a pool's workers are the fork server's children, not the study's."""
+    return [d for c in _children(pid) for d in (c, *_descendants(c))]
+
+
 def _running(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
@@ -117,28 +123,48 @@ def _assert_gone(pids: list[int], within: float = 10.0) -> None:
     assert not alive, f"worker processes {alive} outlived the killed study"
 
 
-def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_table(tmp_path):
-    """A real SIGKILL (no cleanup runs) 1 s and 2.5 s into a 12-shard study on the local pool; each
-    resumed run must equal the uninterrupted one byte for byte, with no row missing or doubled."""
+def _shards_done(out: Path) -> int:
+    """The shards the manifest lists (0 before it exists); a manifest that does not parse fails the test."""
+    path = out / "manifest.json"
+    return len(json.loads(path.read_text())["done"]) if path.exists() else 0
+
+
+@pytest.mark.heavy(12)
+def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_table(tmp_path, monkeypatch):
+    """A real SIGKILL (no cleanup runs) of a 16-shard study on the local pool, once while its pool
+    starts (the store open, no shard done) and once after its first shard; each resumed run must
+    equal the uninterrupted one byte for byte, with no row missing or doubled, and no worker may
+    outlive the killed study."""
     import subprocess
     import sys
     import time
-    args = ["coord-check", "--model", "linear", "--widths", "64,128,256,512", "--steps", "4", "--seeds", "3",
+
+    from studies.reports import coord_check as report
+    monkeypatch.setattr(report, "plot_coord_check", lambda *a, **k: plt.figure())  # the tables are the point here
+    # shards of about 0.1 s at n = 2048: the others are still running when the first is seen done
+    args = ["coord-check", "--model", "linear", "--widths", "256,512,1024,2048", "--steps", "4", "--seeds", "4",
             "--schemes", "loraplus,lora-const,lora-sqrt,lora-inv"]
     reference = tmp_path / "ref"
     assert main([*args, "--executor", "inline", "--out", str(reference)]) == 0  # the executors agree (test above)
     expected = (reference / "results.csv").read_bytes()
-    for i, delay in enumerate((1.0, 2.5)):
-        out = tmp_path / f"killed{i}"
-        proc = subprocess.Popen([sys.executable, "-m", "studies", *args, "--executor", "local", "--out", str(out)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        children = _children(proc.pid)
-        proc.kill()
-        proc.wait()
-        _assert_gone(children)  # its pool's workers end with it, none left waiting for work
-        if (out / "manifest.json").exists():
-            json.loads((out / "manifest.json").read_text())  # never half-written
+    total = _shards_done(reference)
+    outs = {kill_at: tmp_path / f"killed_at{kill_at}" for kill_at in (0, 1)}
+    procs = {kill_at: subprocess.Popen([sys.executable, "-m", "studies", *args, "--executor", "local", "--out", str(out)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for kill_at, out in outs.items()}  # side by side: each is killed at its own point
+    deadline, family = time.monotonic() + 120, []
+    while procs and time.monotonic() < deadline:
+        for kill_at, proc in list(procs.items()):
+            if (outs[kill_at].is_dir() and _shards_done(outs[kill_at]) >= kill_at) or proc.poll() is not None:
+                family += _descendants(proc.pid)
+                proc.kill()
+                proc.wait()
+                del procs[kill_at]
+        time.sleep(0.005)  # the manifest is replaced atomically: every read sees a whole one
+    assert not procs
+    _assert_gone(family)  # their pools' workers (and fork servers) end with them, none left waiting for work
+    for kill_at, out in outs.items():
+        assert kill_at <= _shards_done(out) < total  # killed mid-study: the resume below has work to do
         assert main([*args, "--executor", "inline", "--out", str(out)]) == 0
         assert (out / "results.csv").read_bytes() == expected
 
@@ -180,6 +206,7 @@ def _table(i: int) -> pd.DataFrame:
     return pd.DataFrame({"i": [i]})
 
 
+@pytest.mark.heavy(3)
 def test_a_run_keeps_its_local_pool_across_phases(tmp_path):
     """Two phases of one run (two run_shards calls sharing ``pools``): a coordinate check's shards,
     then an lr-grid's, which also return whole loss curves (npz arrays). Both run on the same pool's
