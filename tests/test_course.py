@@ -47,7 +47,9 @@ def course_kernel(tmp_path_factory):
 
 @pytest.mark.xdist_group("course")  # one worker, one kernel for all the lessons (--dist loadgroup)
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
-def test_lesson_executes(lesson, course_kernel, tmp_path):
+def test_lesson_executes(lesson, course_kernel, tmp_path, request):
+    if getattr(request.config.option, "loadgroup", False):  # an xdist worker under --dist loadgroup: the group reached the scheduler
+        assert request.node.nodeid.endswith("@course"), "the lessons are not grouped on one worker (pytest-xdist)"
     km, figures = course_kernel
     elsewhere = tmp_path / "cwd"  # not docs/course, not the repository: lessons run from anywhere
     elsewhere.mkdir()
