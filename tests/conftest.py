@@ -7,9 +7,14 @@ tests start (a pool's workers, the course's kernel, ``python -m studies``) inher
 a BLAS thread per core in each pytest-xdist worker, the spinning threads took the other
 worker's core: 251 s of CPU for the suite instead of 184 - 207 s (five runs). The families' cache of pretrained
 bases points at a fresh directory of this session: tests never read or fill the user's cache.
-``--executor auto`` means inline here (LORAPLUS_EXECUTOR): a process pool spawns workers that
-import torch again, seconds per run for shards of milliseconds; the pool itself is tested where
-it is the point (tests/test_shards.py, the finetune smoke test), with ``--executor local``."""
+``--executor auto`` means inline here (LORAPLUS_EXECUTOR): a process pool starts a fork server
+that imports torch and the package again, seconds per test process for shards of milliseconds;
+the pool itself is tested where it is the point (tests/test_shards.py, the finetune smoke test),
+with ``--executor local``.
+
+Tests marked ``heavy(seconds)`` run first, the longest first (``pytest_collection_modifyitems``):
+pytest-xdist hands out tests in collection order, so a long test collected last could start when
+the other worker is nearly done, and the run would wait for it alone."""
 import os
 
 for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -63,3 +68,12 @@ def small_validate(monkeypatch, settings) -> None:
     monkeypatch.setattr(validate, "corner_config", lambda: corner)
     monkeypatch.setattr(report, "corner_config", lambda: corner)
     monkeypatch.setattr(report, "phase_diagram", _phase_diagram)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Heavy tests first, longest first; the others keep their order (a stable sort, the same in
+    every xdist worker, as xdist requires)."""
+    def cost(item):
+        mark = item.get_closest_marker("heavy")
+        return -mark.args[0] if mark else 0.0
+    items.sort(key=cost)

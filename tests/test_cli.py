@@ -115,6 +115,7 @@ def test_no_command_is_a_usage_error(capsys):
     _assert_one_error_line(capsys.readouterr().err)
 
 
+@pytest.mark.heavy(4)
 def test_bad_input_through_python_dash_m(tmp_path):
     """The same one error line from a fresh interpreter (the cases above run in-process)."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}

@@ -56,6 +56,7 @@ def test_the_readme_example_runs_end_to_end_through_the_cli(tmp_path, capsys):
     assert json.loads((out / "meta.json").read_text())["resumed_shards"] == 3
 
 
+@pytest.mark.heavy(3)
 def test_the_loop_path_writes_the_same_table(tmp_path, capsys):
     args = ["coord-check", "--factory", EXAMPLE, *SMALL, "--widths", "32,64"]
     assert main([*args, "--out", str(tmp_path / "f")]) == 0

@@ -57,6 +57,7 @@ def test_each_candidate_trains_like_a_plain_adam_run():
             assert run.loss_t4 == pytest.approx(final, rel=1e-3, abs=1e-6)
 
 
+@pytest.mark.heavy(6)
 def test_the_cli_measures_and_judges_the_laws_on_a_factory(tmp_path, capsys, monkeypatch):
     out = tmp_path / "laws"
     argv = ["lr-laws", "--factory", EXAMPLE, "--quick", "--widths", "64,128,256", "--seeds", "2",

@@ -133,6 +133,7 @@ def tiny_model_dir(tmp_path_factory):
     return d
 
 
+@pytest.mark.heavy(6)
 def test_three_step_finetune_smoke(tmp_path, tiny_model_dir, capsys, monkeypatch):
     data = tmp_path / "sst2"
     data.mkdir()

@@ -56,6 +56,7 @@ def test_companion_run_redraws_in_place(study, monkeypatch, capsys):
     assert_redrawn_in_place(Path.cwd() / "runs" / study, capsys)
 
 
+@pytest.mark.heavy(3)
 def test_bert_width_run_redraws_in_place(monkeypatch, capsys):
     pytest.importorskip("peft")
     from studies.factory_check import FactoryCheckSpec
@@ -87,6 +88,7 @@ def test_finetune_run_redraws_in_place(tiny_model_dir, capsys):
     assert_redrawn_in_place(Path.cwd() / "runs" / "ft", capsys)
 
 
+@pytest.mark.heavy(10)
 def test_a_directory_of_runs_of_every_kind(monkeypatch, capsys):
     """The README's runs/ after coord-check, validate and lr-grid, plus an unfinished run, a
     benchmark and a stray directory, redrawn with --gallery: exit 0, one line each, every run

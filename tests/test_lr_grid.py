@@ -65,6 +65,7 @@ def headings(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("#")]
 
 
+@pytest.mark.heavy(5)
 def test_cli_writes_report_and_figures_and_figures_redraws(tmp_path, capsys, monkeypatch):
     """The golden lr-grid report: its title, one section per evaluated (step, split), the
     figures; the fitted slopes it states are lambda_fit.csv's. ``figures --from`` redraws

@@ -319,6 +319,7 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path, capsys, argv, fragment
     assert not out.exists()
 
 
+@pytest.mark.heavy(4)
 def test_a_tiny_study_writes_the_tables_and_resumes(tmp_path, capsys, monkeypatch):
     argv = ["lr-laws", "--studies", "gd", "--quick", "--models", "toy", "--inits", "1", "--slices",
             "b-edge,a-edge", "--laws", "edge,corner", "--widths", "64,128", "--seeds", "2", "--executor", "inline",

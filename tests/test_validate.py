@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from studies import validate
 from studies.reports import validate as report_module
@@ -27,6 +28,7 @@ HEADINGS = ["# loraplus-scaling validate", "## What it found", "## How to read t
             "## Appendix B: every check that did not PASS"]
 
 
+@pytest.mark.heavy(12)
 def test_validate_writes_its_outputs_and_resumes_without_recomputing(tmp_path, monkeypatch, capsys):
     small_validate(monkeypatch, TINY)
     out = tmp_path / "v"
