@@ -221,10 +221,10 @@ def test_a_run_keeps_its_local_pool_across_phases(tmp_path):
     phases = [coord_check_shards(spec, torch.device("cpu")),
               [Shard(f"grid_s{s}", lr_grid_shard, (grid, 64, s, torch.device("cpu"))) for s in grid.seeds]]
     inline = ShardStore(tmp_path / "inline", {"study": "t"})
-    run_shards([sh for phase in phases for sh in phase], inline, "inline")
+    assert run_shards([sh for phase in phases for sh in phase], inline, "inline") == 0  # its CPU is this process's
     pooled, pools, workers = ShardStore(tmp_path / "local", {"study": "t"}), {}, []
     for phase in phases:
-        run_shards(phase, pooled, "local", 2, pools=pools)
+        assert run_shards(phase, pooled, "local", 2, pools=pools) > 0  # the workers' CPU, for meta.json
         (pool,) = pools.values()
         workers.append(dict(pool._processes))
     assert workers[0] == workers[1] and len(workers[0]) == 2  # the second phase ran on the first one's workers

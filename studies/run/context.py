@@ -42,9 +42,9 @@ def resolve_device(device: str) -> torch.device:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (the local executor's workers)."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    """CPU time of this process (user + system)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
 
 
 @dataclass(frozen=True)
@@ -90,14 +90,16 @@ class RunContext:
         self.resumed = len(self.store.done)
         self._start, self._cpu = time.perf_counter(), cpu_seconds()
         self._pools: dict = {}  # the local executor's worker pool, kept across this run's phases
+        self._shards_cpu = 0.0  # CPU seconds the shards took in worker processes
 
     # -- shards ---------------------------------------------------------------------------------
     def run(self, shards: list[Shard], bar: str | None = None, store: ShardStore | None = None,
             progress=None) -> None:
         """Run every shard ``store`` (default: the run's own) does not hold yet; ``bar`` labels
         the progress bar (shown when the options ask for progress)."""
-        run_shards(shards, store or self.store, self.executor, self.options.workers, self.options.scheduler,
-                   progress=progress, bar=bar if self.options.progress else None, pools=self._pools)
+        self._shards_cpu += run_shards(shards, store or self.store, self.executor, self.options.workers,
+                                       self.options.scheduler, progress=progress,
+                                       bar=bar if self.options.progress else None, pools=self._pools)
 
     def close(self) -> None:
         """End the worker processes the run's phases shared (once its shards are all done)."""
@@ -119,7 +121,9 @@ class RunContext:
 
     @property
     def cpu_s(self) -> float:
-        return cpu_seconds() - self._cpu
+        """CPU seconds so far: this process's, and the shards' in worker processes (their workers'
+        start-up, importing torch and the package, is not counted: a fork server does it once)."""
+        return cpu_seconds() - self._cpu + self._shards_cpu
 
     @contextmanager
     def phase(self, what: str):

@@ -195,19 +195,24 @@ def _pool_context(todo: list[Shard]):
     return ctx
 
 
-def _call(shard_fn, args) -> pd.DataFrame:
+def _call(shard_fn, args) -> tuple[Any, float]:
+    """(the shard's result, the CPU seconds its process spent on it)."""
     keep_freed_memory()
     torch.set_num_threads(SHARD_THREADS)
-    return shard_fn(*args)
+    start = time.process_time()
+    result = shard_fn(*args)
+    return result, time.process_time() - start
 
 
 def run_shards(shards: list[Shard], store: ShardStore, executor: str = "inline", workers: int = 2,
                scheduler: str | None = None, progress: Callable[[str, pd.DataFrame], Any] | None = None,
-               bar: str | None = None, pools: dict | None = None) -> None:
+               bar: str | None = None, pools: dict | None = None) -> float:
     """Run every shard the store does not hold yet; afterwards ``store.load`` has them all.
     ``progress(key, table)`` after each finished shard; ``bar``: the label of a progress bar
     over the shards still to run (None: no bar). ``pools``: where the local executor keeps its
-    process pool for the caller's later calls (``close_pools`` ends them); None: a pool per call."""
+    process pool for the caller's later calls (``close_pools`` ends them); None: a pool per call.
+    Returns the CPU seconds the shards took in other processes (0 inline, where they are this
+    process's own; a worker's start-up is not counted)."""
     if executor not in EXECUTORS or executor == "auto":
         raise SpecError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS[1:])}")
     if workers < 1:
@@ -221,15 +226,21 @@ def run_shards(shards: list[Shard], store: ShardStore, executor: str = "inline",
               + (f"; running the other {len(todo)}" if todo else ""), file=sys.stderr, flush=True)
     counter = progress_bar(len(todo), bar, "shard", disable=bar is None or not todo)
 
-    def finished(key, result):
+    elsewhere = [0.0]  # the shards' CPU seconds in other processes
+
+    def finished(key, outcome):
+        result, cpu = outcome
         frame, arrays = result if isinstance(result, tuple) else (result, None)
         store.save(key, frame, arrays)
+        if executor != "inline":
+            elsewhere[0] += cpu
         counter.update()
         if progress:
             progress(key, frame)
 
     with counter:
         _run(todo, finished, executor, workers, scheduler, pools)
+    return elsewhere[0]
 
 
 def close_pools(pools: dict) -> None:
@@ -240,7 +251,7 @@ def close_pools(pools: dict) -> None:
 
 def _run(todo: list[Shard], finished, executor: str, workers: int, scheduler: str | None,
          pools: dict | None = None) -> None:
-    """Run the shards on the executor, calling ``finished(key, result)`` as each one ends."""
+    """Run the shards on the executor, calling ``finished(key, (result, cpu seconds))`` as each one ends."""
     if executor == "inline":
         threads = torch.get_num_threads()
         try:
